@@ -1,0 +1,83 @@
+#include "common.hpp"
+#include "reprsim/cca.hpp"
+
+namespace reprsim::bind {
+
+namespace {
+
+CCAStat parse_stat(const std::string& s) {
+    if (s == "mean") return CCAStat::Mean;
+    if (s == "mean_sq") return CCAStat::MeanSq;
+    if (s == "pwcca_x") return CCAStat::PWCCAX;
+    if (s == "pwcca_y") return CCAStat::PWCCAY;
+    if (s == "pwcca_smaller") return CCAStat::PWCCASmaller;
+    fail("unknown CCA statistic '", s, "'");
+}
+
+// The factor of one input: QR, then SVCCA's reduction when keep > 0, then the rank check.
+template <class T>
+CCAFactor make_factor(const View<T>& v, const char* name, double keep, bool on_variance) {
+    CCAFactor f = cca_factor(v, default_rank_rtol<T>(v.n, v.p), name);
+    if (keep > 0) f = svcca_reduce(f, keep, on_variance);
+    require_nontrivial_rank(f, name);
+    return f;
+}
+
+}  // namespace
+
+void bind_cca(py::module_& m) {
+    m.def(
+        "canonical_correlations",
+        [](const py::array& x, const py::array& y) {
+            return dispatch(ArrayList{x, y}, [&](auto tag) {
+                using T = decltype(tag);
+                const View<T> vx = view_of<T>(x, "x"), vy = view_of<T>(y, "y");
+                VecD rho;
+                {
+                    py::gil_scoped_release release;
+                    const CCAFactor fx = make_factor(vx, "x", 0.0, true);
+                    const CCAFactor fy = make_factor(vy, "y", 0.0, true);
+                    rho = cca_pair(fx, fy, false).rho;
+                }
+                py::array_t<double> out(rho.size());
+                std::copy(rho.data(), rho.data() + rho.size(), out.mutable_data());
+                return out;
+            });
+        },
+        py::arg("x"), py::arg("y"));
+
+    m.def(
+        "cca_statistic",
+        [](const py::array& x, const py::array& y, const std::string& stat, double keep, bool on_variance) {
+            const CCAStat st = parse_stat(stat);
+            return dispatch(ArrayList{x, y}, [&](auto tag) {
+                using T = decltype(tag);
+                const View<T> vx = view_of<T>(x, "x"), vy = view_of<T>(y, "y");
+                py::gil_scoped_release release;
+                const CCAFactor fx = make_factor(vx, "x", keep, on_variance);
+                const CCAFactor fy = make_factor(vy, "y", keep, on_variance);
+                return cca_statistic(fx, fy, st);
+            });
+        },
+        py::arg("x"), py::arg("y"), py::arg("stat"), py::arg("svcca_keep") = 0.0, py::arg("on_variance") = true);
+
+    m.def(
+        "cca_matrix",
+        [](const ArrayList& xs, const std::optional<ArrayList>& ys, const std::string& stat, double keep,
+           bool on_variance) {
+            const CCAStat st = parse_stat(stat);
+            const bool symmetric = st == CCAStat::Mean || st == CCAStat::MeanSq;
+            ArrayList all = xs;
+            if (ys) all.insert(all.end(), ys->begin(), ys->end());
+            return dispatch(all, [&](auto tag) {
+                using T = decltype(tag);
+                return pair_matrix<T>(
+                    xs, ys, symmetric,
+                    [&](const View<T>& v, const char* name) { return make_factor(v, name, keep, on_variance); },
+                    [&](const CCAFactor& a, const CCAFactor& b) { return cca_statistic(a, b, st); });
+            });
+        },
+        py::arg("xs"), py::arg("ys"), py::arg("stat"), py::arg("svcca_keep") = 0.0, py::arg("on_variance") = true);
+}
+
+}  // namespace reprsim::bind

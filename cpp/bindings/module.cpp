@@ -1,0 +1,17 @@
+// The private compiled module reprsim._core. The public, documented API is the Python package.
+#include "common.hpp"
+
+namespace reprsim::bind {
+void bind_cka(py::module_& m);
+void bind_cca(py::module_& m);
+void bind_procrustes(py::module_& m);
+void bind_runtime(py::module_& m);
+}  // namespace reprsim::bind
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "reprsim compiled kernels (private; use the reprsim package)";
+    reprsim::bind::bind_cka(m);
+    reprsim::bind::bind_cca(m);
+    reprsim::bind::bind_procrustes(m);
+    reprsim::bind::bind_runtime(m);
+}

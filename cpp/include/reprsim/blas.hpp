@@ -1,0 +1,58 @@
+// Glue to the runtime-dispatched, threaded OpenBLAS of the scipy-openblas32 package.
+//
+// Why direct calls rather than EIGEN_USE_BLAS: the kernels need only a handful of products (XᵀY,
+// XᵀX as syrk, XXᵀ as syrk) and LAPACK factorisations, on strided views that Eigen's BLAS hooks
+// would copy first; calling cblas on the buffers directly keeps the memory traffic minimal and the
+// code path obvious. Eigen handles centring, small decompositions and bookkeeping.
+//
+// All matrices here are row-major with a leading dimension in elements.
+#pragma once
+
+#include "reprsim/common.hpp"
+
+namespace reprsim::blas {
+
+// C (m×k) = Aᵀ B, where A is (n×m) and B is (n×k), row-major.
+template <class T>
+void gemm_tn(Index n, Index m, Index k, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc);
+
+// C (m×k) = A Bᵀ, where A is (m×n) and B is (k×n), row-major.
+template <class T>
+void gemm_nt(Index m, Index k, Index n, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc);
+
+// C (m×k) = A B, where A is (m×n) and B is (n×k), row-major.
+template <class T>
+void gemm_nn(Index m, Index k, Index n, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc);
+
+// Upper triangle of C (p×p) = Aᵀ A, A (n×p) row-major. The lower triangle is left untouched.
+template <class T>
+void syrk_t(Index n, Index p, const T* a, Index lda, T* c, Index ldc);
+
+// Upper triangle of C (n×n) = A Aᵀ, A (n×p) row-major. The lower triangle is left untouched.
+template <class T>
+void syrk_n(Index n, Index p, const T* a, Index lda, T* c, Index ldc);
+
+// Column-pivoted Householder QR (LAPACK dgeqp3) of a column-major (m×n) matrix, in place.
+// jpvt receives 0-based pivots. Returns nothing; throws std::runtime_error on a LAPACK failure.
+void geqp3(Index m, Index n, double* a, Index lda, int* jpvt, double* tau);
+
+// Forms the first k columns of Q from geqp3's output (LAPACK dorgqr), in place, column-major.
+void orgqr(Index m, Index k, double* a, Index lda, const double* tau);
+
+// Singular values (descending) and, optionally, left/right singular vectors of a column-major
+// (m×n) matrix (LAPACK dgesdd, thin). a is overwritten. u is m×min(m,n), vt is min(m,n)×n.
+void gesdd(Index m, Index n, double* a, Index lda, double* s, double* u, double* vt, bool vectors);
+
+// Cholesky factorisation (upper, column-major, LAPACK dpotrf). Returns LAPACK's info: 0 on
+// success, i > 0 when the leading minor of order i is not positive definite.
+int potrf_upper(Index n, double* a, Index lda);
+
+// Symmetric eigendecomposition (LAPACK dsyevd, column-major, upper): eigenvalues ascending in w,
+// eigenvectors overwrite a when vectors is true.
+void syevd(Index n, double* a, Index lda, double* w, bool vectors);
+
+// Threads of the BLAS.
+void set_num_threads(int n);
+int get_num_threads();
+
+}  // namespace reprsim::blas

@@ -1,0 +1,62 @@
+#include "reprsim/procrustes.hpp"
+
+#include "reprsim/blas.hpp"
+#include "reprsim/centering.hpp"
+#include "reprsim/linalg.hpp"
+
+namespace reprsim {
+
+template <class T>
+ProcrustesFactor<T> procrustes_factor(const View<T>& x, const char* name) {
+    ProcrustesFactor<T> f;
+    f.n = x.n;
+    f.p = x.p;
+    MatR<T> xc = centered(x, name);
+    f.norm = std::sqrt(row_sq_norms(xc.data(), x.n, x.p).sum());
+    if (f.norm == 0.0) {
+        fail(name, " has zero variance (every column is constant over the ", x.n,
+             " samples): it cannot be scaled to unit norm, so the Procrustes distance is undefined");
+    }
+    if (x.p <= x.n) {
+        f.f = std::move(xc);
+        return f;
+    }
+    // p > n: an n-column factor from the centred Gram, K = V·Λ·Vᵀ, F = V·√Λ over the eigenvalues
+    // above rounding level.
+    MatR<T> k(x.n, x.n);
+    blas::syrk_n<T>(x.n, x.p, xc.data(), x.p, k.data(), x.n);
+    MatD g(x.n, x.n);
+    for (Index i = 0; i < x.n; ++i)
+        for (Index j = i; j < x.n; ++j) g(i, j) = g(j, i) = static_cast<double>(k(i, j));
+    VecD w(x.n);
+    blas::syevd(x.n, g.data(), x.n, w.data(), true);
+    const double tol = w[x.n - 1] * double(x.n) * std::numeric_limits<T>::epsilon();
+    Index keep = 0;
+    while (keep < x.n && w[x.n - 1 - keep] > tol) ++keep;
+    f.f.resize(x.n, keep);
+    for (Index c = 0; c < keep; ++c) {
+        const Index src = x.n - 1 - c;
+        const double root = std::sqrt(w[src]);
+        for (Index i = 0; i < x.n; ++i) f.f(i, c) = static_cast<T>(g(i, src) * root);
+    }
+    return f;
+}
+
+template <class T>
+double procrustes_nuclear(const ProcrustesFactor<T>& fx, const ProcrustesFactor<T>& fy) {
+    const Index kx = fx.f.cols(), ky = fy.f.cols();
+    MatR<T> c(kx, ky);
+    blas::gemm_tn<T>(fx.n, kx, ky, fx.f.data(), kx, fy.f.data(), ky, c.data(), ky);
+    // Singular values are the same for the matrix and its transpose: read the row-major buffer as a
+    // column-major (ky×kx) matrix.
+    MatD m = Eigen::Map<const MatC<T>>(c.data(), ky, kx).template cast<double>();
+    const VecD s = svd(std::move(m), false).s;
+    return s.sum() / (fx.norm * fy.norm);
+}
+
+template ProcrustesFactor<float> procrustes_factor<float>(const View<float>&, const char*);
+template ProcrustesFactor<double> procrustes_factor<double>(const View<double>&, const char*);
+template double procrustes_nuclear<float>(const ProcrustesFactor<float>&, const ProcrustesFactor<float>&);
+template double procrustes_nuclear<double>(const ProcrustesFactor<double>&, const ProcrustesFactor<double>&);
+
+}  // namespace reprsim

@@ -1,0 +1,224 @@
+"""Similarity and distance functions over two representations (numpy in, Python float out)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._registry import check_metric
+from ._validation import as_lists, as_pair
+
+ArrayLike = Any
+
+_SVCCA_CONVENTIONS = {"variance": True, "singular_values": False}
+_PWCCA_CONVENTIONS = {"x": "pwcca_x", "y": "pwcca_y", "smaller": "pwcca_smaller"}
+# The nuclear norm of x̂ᵀŷ is at most 1; rounding can push it just past 1 (a relative error of a few
+# units of the products' precision). Beyond this slack something is wrong and we say so.
+_NUCLEAR_SLACK = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
+
+
+def _finite(value: float, what: str) -> float:
+    if not math.isfinite(value):
+        raise FloatingPointError(f"{what} came out as {value}; please report this input")
+    return float(value)
+
+
+def cka(x: ArrayLike, y: ArrayLike, *, debiased: bool = False) -> float:
+    """Linear centred kernel alignment (CKA) between two representations.
+
+    Similarity in [0, 1] (the debiased estimator can fall slightly outside), symmetric, invariant to
+    orthogonal transforms, isotropic scaling and translation of either input.
+
+    ``CKA = ‖XcᵀYc‖²_F / (‖XcᵀXc‖_F · ‖YcᵀYc‖_F)`` with Xc, Yc column-centred (Kornblith et al.
+    2019). With ``debiased=True`` each HSIC is the unbiased U-statistic of Song et al. (2012), as in
+    Kornblith et al.'s reference code; it needs n ≥ 4.
+
+    Parameters
+    ----------
+    x, y : array-like, shapes (n, p1) and (n, p2)
+        Rows are samples, aligned between x and y. float32 stays float32 for the products; other
+        dtypes are promoted to float64; reductions run in float64.
+    debiased : bool
+        Use the U-statistic HSIC estimator.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        Mismatched n, n < 2 (n < 4 debiased), NaN/Inf, empty input, or a constant representation.
+    """
+    xa, ya = as_pair(x, y, min_n=4 if debiased else 2, what="debiased CKA" if debiased else "CKA")
+    return _finite(_core.linear_cka(xa, ya, bool(debiased)), "CKA")
+
+
+def canonical_correlations(x: ArrayLike, y: ArrayLike) -> np.ndarray:
+    """Canonical correlations between two representations, descending.
+
+    Computed from a column-pivoted QR factorisation of each centred input and an SVD of QxᵀQy, in
+    float64 (never through an inverse covariance). One correlation per dimension of the smaller column
+    space: min(rank x, rank y), where the numerical rank counts the pivots |R_ii| > tol·|R_11| with
+    tol = max(n, p)·ε of the input dtype (numpy.linalg.matrix_rank's rule).
+
+    Raises ValueError when a rank reaches n − 1 (every correlation would be trivially 1), or for the
+    bad inputs listed under :func:`cka`.
+    """
+    xa, ya = as_pair(x, y, min_n=3, what="CCA")
+    rho = _core.canonical_correlations(xa, ya)
+    if not np.all(np.isfinite(rho)):
+        raise FloatingPointError("canonical correlations came out non-finite; please report this input")
+    return rho
+
+
+def mean_cca(x: ArrayLike, y: ArrayLike) -> float:
+    """Mean canonical correlation ρ̄ (similarity in [0, 1]; invariant to invertible linear maps).
+
+    See :func:`canonical_correlations` for the computation and the rank rule. Ding et al. 2021.
+    """
+    xa, ya = as_pair(x, y, min_n=3, what="CCA")
+    return _finite(_core.cca_statistic(xa, ya, "mean"), "mean CCA")
+
+
+def mean_sq_cca(x: ArrayLike, y: ArrayLike) -> float:
+    """Mean squared canonical correlation R²_CCA (similarity in [0, 1]). Ding et al. 2021."""
+    xa, ya = as_pair(x, y, min_n=3, what="CCA")
+    return _finite(_core.cca_statistic(xa, ya, "mean_sq"), "mean squared CCA")
+
+
+def svcca(x: ArrayLike, y: ArrayLike, *, variance: float = 0.99, convention: str = "variance") -> float:
+    """SVCCA (Raghu et al. 2017): mean canonical correlation of the top principal components.
+
+    Each centred input keeps its top k principal components, k the smallest number whose share of the
+    total reaches ``variance``; then the mean canonical correlation of the kept components. Similarity
+    in [0, 1]; invariant to orthogonal transforms, isotropic scaling and translation.
+
+    Parameters
+    ----------
+    variance : float in (0, 1]
+        Share to keep.
+    convention : {"variance", "singular_values"}
+        "variance" (default) measures the share by Σσ² (explained variance); "singular_values" by Σσ,
+        as in google/svcca's tutorials.
+    """
+    if convention not in _SVCCA_CONVENTIONS:
+        raise ValueError(f"convention must be one of {sorted(_SVCCA_CONVENTIONS)}, got {convention!r}")
+    if not (isinstance(variance, (int, float)) and 0.0 < variance <= 1.0):
+        raise ValueError(f"variance must be a number in (0, 1], got {variance!r}")
+    xa, ya = as_pair(x, y, min_n=3, what="SVCCA")
+    return _finite(
+        _core.cca_statistic(xa, ya, "mean", float(variance), _SVCCA_CONVENTIONS[convention]), "SVCCA"
+    )
+
+
+def pwcca(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> float:
+    """Projection-weighted CCA (Morcos et al. 2018): Σ αᵢρᵢ / Σ αᵢ.
+
+    αᵢ = Σⱼ |⟨hᵢ, x̃ⱼ⟩|: how much of the centred neurons x̃ⱼ the i-th canonical variate hᵢ accounts
+    for. Similarity in [0, 1]; not symmetric.
+
+    Parameters
+    ----------
+    convention : {"x", "y", "smaller"}
+        Whose canonical variates and neurons give the weights: "x" (default; the reference input, as in
+        Ding et al.'s protocol), "y", or "smaller", the input with fewer features (ties: x), as
+        google/svcca's ``compute_pwcca`` chooses.
+    """
+    if convention not in _PWCCA_CONVENTIONS:
+        raise ValueError(f"convention must be one of {sorted(_PWCCA_CONVENTIONS)}, got {convention!r}")
+    xa, ya = as_pair(x, y, min_n=3, what="PWCCA")
+    return _finite(_core.cca_statistic(xa, ya, _PWCCA_CONVENTIONS[convention]), "PWCCA")
+
+
+def _nuclear_to_distance(nuc: np.ndarray | float, dtype: np.dtype, angular: bool) -> Any:
+    nuc = np.asarray(nuc, dtype=np.float64)
+    if not np.all(np.isfinite(nuc)):
+        raise FloatingPointError("Procrustes nuclear norm came out non-finite; please report this input")
+    if not angular:
+        return 2.0 - 2.0 * nuc
+    slack = _NUCLEAR_SLACK[np.dtype(dtype)]
+    if np.any(nuc > 1.0 + slack):
+        raise FloatingPointError(f"Procrustes nuclear norm {nuc.max()} exceeds 1 beyond rounding; please report")
+    # Within rounding of 1 the angle is 0.
+    return np.arccos(np.minimum(nuc, 1.0))
+
+
+def procrustes_distance(x: ArrayLike, y: ArrayLike, *, angular: bool = False) -> float:
+    """Orthogonal Procrustes distance (Ding et al. 2021).
+
+    Both inputs are centred and scaled to unit Frobenius norm; the distance is
+    ``2 − 2‖xᵀy‖_*`` in [0, 2] (the squared Procrustes distance, as Ding et al. use it), or with
+    ``angular=True`` ``arccos ‖xᵀy‖_*`` in [0, π/2] (Williams et al. 2021), which is a metric.
+    Symmetric; invariant to orthogonal transforms, isotropic scaling and translation.
+    """
+    xa, ya = as_pair(x, y, min_n=2, what="the Procrustes distance")
+    nuc = _core.procrustes_nuclear(xa, ya)
+    return float(_nuclear_to_distance(nuc, xa.dtype, bool(angular)))
+
+
+def distance(x: ArrayLike, y: ArrayLike, metric: str = "cka", **options: Any) -> float:
+    """Dissimilarity between two representations, by metric name (see ``reprsim.METRICS``).
+
+    "cka" → 1 − CKA, "debiased_cka" → 1 − debiased CKA, "mean_cca" → 1 − ρ̄, "mean_sq_cca" →
+    1 − R²_CCA, "svcca" → 1 − SVCCA, "pwcca" → 1 − PWCCA, "procrustes" → 2 − 2‖xᵀy‖_*,
+    "angular_procrustes" → arccos ‖xᵀy‖_* (Ding et al. 2021's definitions). ``options`` go to the
+    underlying function (e.g. ``convention=`` for "pwcca", ``variance=`` for "svcca").
+    """
+    info = check_metric(metric)
+    if metric == "cka":
+        return 1.0 - cka(x, y, **options)
+    if metric == "debiased_cka":
+        return 1.0 - cka(x, y, debiased=True, **options)
+    if metric == "procrustes":
+        return procrustes_distance(x, y, **options)
+    if metric == "angular_procrustes":
+        return procrustes_distance(x, y, angular=True, **options)
+    similarity = globals()[info.similarity]
+    return 1.0 - similarity(x, y, **options)
+
+
+def pairwise(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) -> np.ndarray:
+    """Matrix of ``distance(xs[i], ys[j], metric)``; with ys omitted, xs against itself.
+
+    Every representation must have the same n; widths may differ. Each representation's factor
+    (centred features or Gram matrix, QR factor, normalised features) is computed once and reused for
+    every pair, so k representations cost k factorisations plus k² cheap combinations.
+    """
+    check_metric(metric)
+    if metric in ("cka", "debiased_cka"):
+        debiased = metric == "debiased_cka"
+        _no_options(metric, options)
+        xl, yl = as_lists(xs, ys, min_n=4 if debiased else 2, what=metric)
+        return 1.0 - _core.linear_cka_matrix(xl, yl, debiased)
+    if metric in ("procrustes", "angular_procrustes"):
+        _no_options(metric, options)
+        xl, yl = as_lists(xs, ys, min_n=2, what="the Procrustes distance")
+        nuc = _core.procrustes_nuclear_matrix(xl, yl)
+        return _nuclear_to_distance(nuc, xl[0].dtype, metric == "angular_procrustes")
+    xl, yl = as_lists(xs, ys, min_n=3, what=metric)
+    if metric == "svcca":
+        variance = options.pop("variance", 0.99)
+        convention = options.pop("convention", "variance")
+        _no_options(metric, options)
+        if convention not in _SVCCA_CONVENTIONS:
+            raise ValueError(f"convention must be one of {sorted(_SVCCA_CONVENTIONS)}, got {convention!r}")
+        if not (isinstance(variance, (int, float)) and 0.0 < variance <= 1.0):
+            raise ValueError(f"variance must be a number in (0, 1], got {variance!r}")
+        return 1.0 - _core.cca_matrix(xl, yl, "mean", float(variance), _SVCCA_CONVENTIONS[convention])
+    if metric == "pwcca":
+        convention = options.pop("convention", "x")
+        _no_options(metric, options)
+        if convention not in _PWCCA_CONVENTIONS:
+            raise ValueError(f"convention must be one of {sorted(_PWCCA_CONVENTIONS)}, got {convention!r}")
+        return 1.0 - _core.cca_matrix(xl, yl, _PWCCA_CONVENTIONS[convention])
+    _no_options(metric, options)
+    return 1.0 - _core.cca_matrix(xl, yl, "mean" if metric == "mean_cca" else "mean_sq")
+
+
+def _no_options(metric: str, options: dict[str, Any]) -> None:
+    if options:
+        raise TypeError(f"metric {metric!r} takes no options, got {sorted(options)}")

@@ -1,0 +1,102 @@
+"""Input checks shared by every public function.
+
+A representation is a 2-D array of shape (n, p): rows are samples, aligned between the inputs.
+float32 and float64 arrays are used in place (any positive strides); other numeric dtypes are promoted
+to float64. Every mistake raises ValueError or TypeError naming the argument and the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_representation(a: Any, name: str) -> np.ndarray:
+    """Return `a` as a 2-D float32/float64 numpy array, without copying when it already is one."""
+    if hasattr(a, "detach") and hasattr(a, "cpu") and type(a).__module__.startswith("torch"):
+        a = a.detach().cpu().numpy()
+    if isinstance(a, (str, bytes)) or a is None:
+        raise TypeError(f"{name} must be an array of numbers of shape (n_samples, n_features), got {type(a).__name__}")
+    try:
+        arr = np.asarray(a)
+    except ValueError as exc:  # ragged nested lists
+        raise ValueError(
+            f"{name} could not be read as a rectangular array ({exc}); pass a 2-D array of shape "
+            "(n_samples, n_features)"
+        ) from None
+    if arr.dtype.kind == "c":
+        raise TypeError(f"{name} has complex dtype {arr.dtype}; pass real-valued activations")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} must hold numbers, got dtype {arr.dtype}; pass a numeric array of shape (n_samples, n_features)"
+        )
+    if arr.ndim != 2:
+        hint = (
+            f"use {name}.reshape(-1, 1) for one feature per sample"
+            if arr.ndim < 2
+            else f"flatten each sample first, e.g. {name}.reshape(len({name}), -1)"
+        )
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}; {hint}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); it needs at least one sample and one feature")
+    if arr.dtype not in _FLOATS:
+        arr = arr.astype(np.float64)  # ints, bools, float16, non-native byte order
+    if any(s < 0 or s % arr.itemsize for s in arr.strides):
+        arr = np.ascontiguousarray(arr)
+    return arr
+
+
+def _common_dtype(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    if all(a.dtype == np.float32 for a in arrays):
+        return list(arrays)
+    return [a if a.dtype == np.float64 else a.astype(np.float64) for a in arrays]
+
+
+def check_n(n: int, min_n: int, what: str, names: str = "x and y") -> None:
+    if n < min_n:
+        raise ValueError(f"{names} have n = {n} samples; {what} needs at least {min_n}")
+
+
+def as_pair(x: Any, y: Any, *, min_n: int = 2, what: str = "this metric") -> tuple[np.ndarray, np.ndarray]:
+    """Validate two aligned representations and bring them to one float dtype."""
+    xa = as_representation(x, "x")
+    ya = as_representation(y, "y")
+    if xa.shape[0] != ya.shape[0]:
+        raise ValueError(
+            f"x and y must have the same number of samples (rows): x has shape {xa.shape}, y has shape {ya.shape}"
+        )
+    check_n(xa.shape[0], min_n, what)
+    xa, ya = _common_dtype([xa, ya])
+    return xa, ya
+
+
+def as_list(xs: Any, name: str) -> list[np.ndarray]:
+    if isinstance(xs, np.ndarray) or not isinstance(xs, Sequence) or isinstance(xs, (str, bytes)):
+        raise TypeError(f"{name} must be a list of 2-D arrays (one per representation), got {type(xs).__name__}")
+    if len(xs) == 0:
+        raise ValueError(f"{name} is empty; pass at least one representation")
+    return [as_representation(a, f"{name}[{i}]") for i, a in enumerate(xs)]
+
+
+def as_lists(
+    xs: Any, ys: Any, *, min_n: int, what: str
+) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """Validate one or two lists of representations sharing n; bring all to one float dtype."""
+    xl = as_list(xs, "xs")
+    yl = None if ys is None else as_list(ys, "ys")
+    everything = xl + (yl or [])
+    names = [f"xs[{i}]" for i in range(len(xl))] + [f"ys[{i}]" for i in range(len(yl or []))]
+    n = everything[0].shape[0]
+    for a, nm in zip(everything, names):
+        if a.shape[0] != n:
+            raise ValueError(
+                f"every representation must have the same number of samples: {names[0]} has {n} rows, "
+                f"{nm} has shape {a.shape}"
+            )
+    check_n(n, min_n, what, names="the representations")
+    everything = _common_dtype(everything)
+    return everything[: len(xl)], (everything[len(xl) :] if yl is not None else None)
