@@ -81,6 +81,18 @@ void syrk_n<double>(Index n, Index p, const double* a, Index lda, double* c, Ind
     scipy_cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, I(n), I(p), 1.0, a, I(lda), 0.0, c, I(ldc));
 }
 
+void dgemm_col(bool ta, bool tb, Index m, Index k, Index inner, const double* a, Index lda, const double* b, Index ldb,
+               double* c, Index ldc) {
+    scipy_cblas_dgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, I(m), I(k),
+                      I(inner), 1.0, a, I(lda), b, I(ldb), 0.0, c, I(ldc));
+}
+
+double trcon_upper(Index n, const double* a, Index lda) {
+    double rcond = 0.0;
+    lapack_check(scipy_LAPACKE_dtrcon(LAPACK_COL_MAJOR, '1', 'U', 'N', I(n), a, I(lda), &rcond), "dtrcon");
+    return rcond;
+}
+
 void geqp3(Index m, Index n, double* a, Index lda, int* jpvt, double* tau) {
     for (Index j = 0; j < n; ++j) jpvt[j] = 0;  // 0: every column is free to pivot
     lapack_check(scipy_LAPACKE_dgeqp3(LAPACK_COL_MAJOR, I(m), I(n), a, I(lda), jpvt, tau), "dgeqp3");
