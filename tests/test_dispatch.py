@@ -85,3 +85,17 @@ def test_thread_setting_does_not_change_results(rng):
     finally:
         reprsim.set_num_threads(before)
     np.testing.assert_allclose(values[0], values[1], rtol=1e-12, atol=1e-13)
+
+
+def test_concurrent_calls_match_serial_and_restore_thread_count(rng):
+    from concurrent.futures import ThreadPoolExecutor
+
+    pairs = [ref.random_pair(np.random.default_rng(s), n, p, q) for s, (n, p, q) in
+             enumerate([(30, 4, 5), (400, 60, 50), (50, 8, 3), (300, 20, 200)] * 3)]
+    metrics = sorted(reprsim.METRICS)
+    serial = [[reprsim.distance(x, y, metric=m) for m in metrics] for x, y in pairs]
+    before = reprsim.get_num_threads()
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        parallel = list(pool.map(lambda xy: [reprsim.distance(*xy, metric=m) for m in metrics], pairs))
+    np.testing.assert_allclose(parallel, serial, rtol=1e-12, atol=1e-13)
+    assert reprsim.get_num_threads() == before
