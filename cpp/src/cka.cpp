@@ -34,10 +34,17 @@ double block_sq_norm(const T* c, Index m, Index k, Index ld) {
 }
 
 template <class T>
-void mirror_upper(MatR<T>& a) {
-    const Index n = a.rows();
-    for (Index i = 0; i < n; ++i)
-        for (Index j = i + 1; j < n; ++j) a(j, i) = a(i, j);
+Eigen::Matrix<T, Eigen::Dynamic, 1> pack_upper_scaled(const MatR<T>& k) {
+    const Index n = k.rows();
+    const double root2 = std::sqrt(2.0);
+    Eigen::Matrix<T, Eigen::Dynamic, 1> out(n * (n + 1) / 2);
+    T* o = out.data();
+    for (Index i = 0; i < n; ++i) {
+        const T* row = k.data() + i * n;
+        *o++ = row[i];
+        for (Index j = i + 1; j < n; ++j) *o++ = static_cast<T>(root2 * static_cast<double>(row[j]));
+    }
+    return out;
 }
 
 void check_self(double self_biased, double self_debiased, bool need_debiased, Index n, const char* name) {
@@ -55,11 +62,11 @@ void check_self(double self_biased, double self_debiased, bool need_debiased, In
 
 Space choose_space(Index n, Index p1, Index p2, std::size_t itemsize, Index k1, Index k2, double gram_budget_bytes) {
     // Flop counts: feature space syrk n·p² per factor and 2·n·p1·p2 per pair; Gram space syrk n²·p per
-    // factor and 2·n² per pair.
+    // factor and n² per pair (a dot product of packed triangles). Memory: n²/2 entries per Gram.
     const double dn = double(n), a = double(p1), b = double(p2), c1 = double(k1), c2 = double(k2);
     const double feature = dn * (c1 * a * a + c2 * b * b) + c1 * c2 * 2.0 * dn * a * b;
-    const double gram = dn * dn * (c1 * a + c2 * b) + c1 * c2 * 2.0 * dn * dn;
-    const double gram_bytes = (c1 + c2) * dn * dn * double(itemsize);
+    const double gram = dn * dn * (c1 * a + c2 * b) + c1 * c2 * dn * dn;
+    const double gram_bytes = (c1 + c2) * dn * dn / 2.0 * double(itemsize);
     const double feature_bytes = dn * (c1 * a + c2 * b) * double(itemsize);
     if (gram_bytes > gram_budget_bytes && feature_bytes < gram_bytes) return Space::Feature;
     return gram < feature ? Space::Gram : Space::Feature;
@@ -80,10 +87,11 @@ LinearFactor<T> linear_factor(const View<T>& x, Space space, bool need_debiased,
         f.self_biased = sym_sq_norm_upper(c.data(), x.p, x.p);
         f.xc = std::move(xc);
     } else {
-        f.gram.resize(x.n, x.n);
-        blas::syrk_n<T>(x.n, x.p, xc.data(), x.p, f.gram.data(), x.n);
-        f.self_biased = sym_sq_norm_upper(f.gram.data(), x.n, x.n);
-        mirror_upper(f.gram);
+        MatR<T> k(x.n, x.n);
+        blas::syrk_n<T>(x.n, x.p, xc.data(), x.p, k.data(), x.n);
+        xc = MatR<T>();
+        f.self_biased = sym_sq_norm_upper(k.data(), x.n, x.n);
+        f.packed = pack_upper_scaled(k);
     }
     if (need_debiased) f.self_debiased = debiased_from_cross(f.self_biased, f.d, f.d, f.sum_d, f.sum_d, x.n);
     check_self(f.self_biased, f.self_debiased, need_debiased, x.n, name);
@@ -150,16 +158,17 @@ MatR<double> linear_cross_matrix(const std::vector<LinearFactor<T>>& fx, const s
         }
         return out;
     }
-    // Gram space: ⟨K_i, L_j⟩ = Σ over row blocks of (packed K rows)·(packed L rows)ᵀ. Blocks of about
-    // 2^16 elements per Gram keep the float32 accumulation inside one gemm short; blocks are summed in
-    // float64.
-    const Index rows = std::max<Index>(1, (Index(1) << 16) / n);
-    MatR<T> a(k1, rows * n), b(k2, rows * n), c(k1, k2);
-    for (Index r0 = 0; r0 < n; r0 += rows) {
-        const Index len = std::min(rows, n - r0) * n;
-        for (Index i = 0; i < k1; ++i) std::copy_n(fx[i].gram.data() + r0 * n, len, a.data() + i * a.cols());
-        for (Index j = 0; j < k2; ++j) std::copy_n(fy[j].gram.data() + r0 * n, len, b.data() + j * b.cols());
-        blas::gemm_nt<T>(k1, k2, len, a.data(), a.cols(), b.data(), b.cols(), c.data(), k2);
+    // Gram space: ⟨K_i, L_j⟩ = packed_iᵀ·packed_j, summed over blocks of 2^16 entries: each block is a
+    // gemm of the stacked x blocks against the stacked y blocks (float32 accumulation stays short inside a
+    // block; blocks add up in float64), and every Gram is read once for the whole matrix.
+    const Index len_total = fx[0].packed.size();
+    const Index block = std::min<Index>(len_total, Index(1) << 16);
+    MatR<T> a(k1, block), b(k2, block), c(k1, k2);
+    for (Index s0 = 0; s0 < len_total; s0 += block) {
+        const Index len = std::min(block, len_total - s0);
+        for (Index i = 0; i < k1; ++i) std::copy_n(fx[i].packed.data() + s0, len, a.data() + i * block);
+        for (Index j = 0; j < k2; ++j) std::copy_n(fy[j].packed.data() + s0, len, b.data() + j * block);
+        blas::gemm_nt<T>(k1, k2, len, a.data(), block, b.data(), block, c.data(), k2);
         out += c.template cast<double>();
     }
     return out;

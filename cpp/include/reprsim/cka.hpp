@@ -21,7 +21,9 @@ struct LinearFactor {
     Index n = 0;
     Index p = 0;
     MatR<T> xc;    // centred features (feature space only)
-    MatR<T> gram;  // centred Gram, full symmetric (Gram space only)
+    // Gram space only: the upper triangle of the centred Gram K, row by row, off-diagonal entries scaled
+    // by √2, so that ⟨K, L⟩ is the plain dot product of two packed vectors (n(n+1)/2 entries each).
+    Eigen::Matrix<T, Eigen::Dynamic, 1> packed;
     VecD d;        // squared norms of the centred rows = diagonal of the centred Gram
     double sum_d = 0.0;
     double self_biased = 0.0;    // ‖XcᵀXc‖²_F = ⟨K, K⟩
@@ -51,7 +53,7 @@ double linear_cka_from_cross(double cross, const LinearFactor<T>& fx, const Line
 
 // k1×k2 matrix (row-major) of the cross terms ‖XcᵀYc‖²_F of every pair. Feature space: one gemm of
 // each x against all y side by side. Gram space: all ⟨K_i, L_j⟩ at once, reading each Gram once in
-// row blocks (gemm over the packed blocks, accumulated in float64 across blocks).
+// blocks (gemm over blocks of the packed triangles, accumulated in float64 across blocks).
 template <class T>
 MatR<double> linear_cross_matrix(const std::vector<LinearFactor<T>>& fx, const std::vector<LinearFactor<T>>& fy);
 
