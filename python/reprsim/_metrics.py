@@ -20,6 +20,16 @@ _PWCCA_CONVENTIONS = {"x": "pwcca_x", "y": "pwcca_y", "smaller": "pwcca_smaller"
 _NUCLEAR_SLACK = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 
 
+def _gpu_accumulator(x: Any, y: Any, min_n: int, what: str) -> Any:
+    """The device accumulator when x or y is a torch tensor on a GPU, else None (the C++ path)."""
+    if not any(type(a).__module__.startswith("torch") and getattr(a, "device", None) is not None
+               and a.device.type != "cpu" for a in (x, y)):
+        return None
+    from .torch._gpu import device_accumulator
+
+    return device_accumulator(x, y, min_n, what)
+
+
 def _finite(value: float, what: str) -> float:
     if not math.isfinite(value):
         raise FloatingPointError(f"{what} came out as {value}; please report this input")
@@ -53,7 +63,11 @@ def cka(x: ArrayLike, y: ArrayLike, *, debiased: bool = False) -> float:
     ValueError
         Mismatched n, n < 2 (n < 4 debiased), NaN/Inf, empty input, or a constant representation.
     """
-    xa, ya = as_pair(x, y, min_n=4 if debiased else 2, what="debiased CKA" if debiased else "CKA")
+    min_n, what = (4, "debiased CKA") if debiased else (2, "CKA")
+    gpu = _gpu_accumulator(x, y, min_n, what)
+    if gpu is not None:
+        return _finite(gpu.cka(debiased=bool(debiased)), "CKA")
+    xa, ya = as_pair(x, y, min_n=min_n, what=what)
     return _finite(_core.linear_cka(xa, ya, bool(debiased)), "CKA")
 
 
@@ -68,6 +82,9 @@ def canonical_correlations(x: ArrayLike, y: ArrayLike) -> np.ndarray:
     Raises ValueError when a rank reaches n − 1 (every correlation would be trivially 1), or for the
     bad inputs listed under :func:`cka`.
     """
+    gpu = _gpu_accumulator(x, y, 3, "CCA")
+    if gpu is not None:
+        return np.asarray(gpu.canonical_correlations())
     xa, ya = as_pair(x, y, min_n=3, what="CCA")
     rho = _core.canonical_correlations(xa, ya)
     if not np.all(np.isfinite(rho)):
@@ -80,12 +97,18 @@ def mean_cca(x: ArrayLike, y: ArrayLike) -> float:
 
     See :func:`canonical_correlations` for the computation and the rank rule. Ding et al. 2021.
     """
+    gpu = _gpu_accumulator(x, y, 3, "CCA")
+    if gpu is not None:
+        return _finite(gpu.mean_cca(), "mean CCA")
     xa, ya = as_pair(x, y, min_n=3, what="CCA")
     return _finite(_core.cca_statistic(xa, ya, "mean"), "mean CCA")
 
 
 def mean_sq_cca(x: ArrayLike, y: ArrayLike) -> float:
     """Mean squared canonical correlation R²_CCA (similarity in [0, 1]). Ding et al. 2021."""
+    gpu = _gpu_accumulator(x, y, 3, "CCA")
+    if gpu is not None:
+        return _finite(gpu.mean_sq_cca(), "mean squared CCA")
     xa, ya = as_pair(x, y, min_n=3, what="CCA")
     return _finite(_core.cca_statistic(xa, ya, "mean_sq"), "mean squared CCA")
 
@@ -109,6 +132,9 @@ def svcca(x: ArrayLike, y: ArrayLike, *, variance: float = 0.99, convention: str
         raise ValueError(f"convention must be one of {sorted(_SVCCA_CONVENTIONS)}, got {convention!r}")
     if not (isinstance(variance, (int, float)) and 0.0 < variance <= 1.0):
         raise ValueError(f"variance must be a number in (0, 1], got {variance!r}")
+    gpu = _gpu_accumulator(x, y, 3, "SVCCA")
+    if gpu is not None:
+        return _finite(gpu.svcca(variance=variance, convention=convention), "SVCCA")
     xa, ya = as_pair(x, y, min_n=3, what="SVCCA")
     return _finite(
         _core.cca_statistic(xa, ya, "mean", float(variance), _SVCCA_CONVENTIONS[convention]), "SVCCA"
@@ -130,6 +156,9 @@ def pwcca(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> float:
     """
     if convention not in _PWCCA_CONVENTIONS:
         raise ValueError(f"convention must be one of {sorted(_PWCCA_CONVENTIONS)}, got {convention!r}")
+    gpu = _gpu_accumulator(x, y, 3, "PWCCA")
+    if gpu is not None:
+        return _finite(gpu.pwcca(convention=convention), "PWCCA")
     xa, ya = as_pair(x, y, min_n=3, what="PWCCA")
     return _finite(_core.cca_statistic(xa, ya, _PWCCA_CONVENTIONS[convention]), "PWCCA")
 
@@ -155,6 +184,9 @@ def procrustes_distance(x: ArrayLike, y: ArrayLike, *, angular: bool = False) ->
     ``angular=True`` ``arccos ‖xᵀy‖_*`` in [0, π/2] (Williams et al. 2021), which is a metric.
     Symmetric; invariant to orthogonal transforms, isotropic scaling and translation.
     """
+    gpu = _gpu_accumulator(x, y, 2, "the Procrustes distance")
+    if gpu is not None:
+        return _finite(gpu.procrustes_distance(angular=bool(angular)), "Procrustes distance")
     xa, ya = as_pair(x, y, min_n=2, what="the Procrustes distance")
     nuc = _core.procrustes_nuclear(xa, ya)
     return float(_nuclear_to_distance(nuc, xa.dtype, bool(angular)))
