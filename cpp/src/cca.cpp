@@ -47,14 +47,23 @@ void require_nontrivial_rank(const CCAFactor& f, const char* name) {
     }
 }
 
-CCAResult cca_pair(const CCAFactor& fx, const CCAFactor& fy, bool vectors) {
+namespace {
+
+// M = Qxᵀ·Qy (rank_x × rank_y).
+MatD cross_q(const CCAFactor& fx, const CCAFactor& fy) {
     if (fx.n != fy.n) throw std::logic_error("cca_pair: different n");
-    // M = Qxᵀ·Qy (rank_x × rank_y). A column-major (n×r) matrix is the row-major (r×n) matrix Qᵀ, so
-    // the column-major M is the row-major Mᵀ = Qyᵀ·Qx.
+    // A column-major (n×r) matrix is the row-major (r×n) matrix Qᵀ, so the column-major M is the
+    // row-major Mᵀ = Qyᵀ·Qx.
     MatD m(fx.rank, fy.rank);
     if (fx.rank > 0 && fy.rank > 0) {
         blas::gemm_nt<double>(fy.rank, fx.rank, fx.n, fy.q.data(), fx.n, fx.q.data(), fx.n, m.data(), fx.rank);
     }
+    return m;
+}
+
+}  // namespace
+
+CCAResult cca_from_m(MatD m, bool vectors) {
     SVDResult s = svd(std::move(m), vectors);
     CCAResult out;
     out.rho = std::move(s.s);
@@ -65,14 +74,18 @@ CCAResult cca_pair(const CCAFactor& fx, const CCAFactor& fy, bool vectors) {
     return out;
 }
 
-VecD projection_weights(const CCAFactor& f, const MatD& a) {
-    return (a.transpose() * f.r).cwiseAbs().rowwise().sum();
+CCAResult cca_pair(const CCAFactor& fx, const CCAFactor& fy, bool vectors) {
+    return cca_from_m(cross_q(fx, fy), vectors);
 }
 
-CCAFactor svcca_reduce(const CCAFactor& f, double keep, bool on_variance) {
+VecD projection_weights(const MatD& r, const MatD& a) { return (a.transpose() * r).cwiseAbs().rowwise().sum(); }
+
+VecD projection_weights(const CCAFactor& f, const MatD& a) { return projection_weights(f.r, a); }
+
+MatD svcca_basis(const MatD& r, double keep, bool on_variance) {
     // Xc = Q·R and R = U·S·Vᵀ, so the principal-component scores are Q·U·S and Q·U_k is an orthonormal
     // basis of the top-k components.
-    SVDResult s = svd(f.r, true);
+    SVDResult s = svd(r, true);
     VecD w = on_variance ? VecD(s.s.array().square()) : s.s;
     const double total = w.sum();
     Index k = 0;
@@ -82,12 +95,17 @@ CCAFactor svcca_reduce(const CCAFactor& f, double keep, bool on_variance) {
         ++k;
         if (acc >= keep * total) break;
     }
+    return s.u.leftCols(k);
+}
+
+CCAFactor svcca_reduce(const CCAFactor& f, double keep, bool on_variance) {
+    const MatD u = svcca_basis(f.r, keep, on_variance);
     CCAFactor out;
     out.n = f.n;
     out.p = f.p;
-    out.rank = k;
-    out.q = f.q * s.u.leftCols(k);
-    out.r = s.u.leftCols(k).transpose() * f.r;
+    out.rank = u.cols();
+    out.q = f.q * u;
+    out.r = u.transpose() * f.r;
     return out;
 }
 
@@ -99,8 +117,12 @@ template CCAFactor cca_factor<double>(const View<double>&, double, const char*);
 namespace reprsim {
 
 double cca_statistic(const CCAFactor& fx, const CCAFactor& fy, CCAStat stat) {
+    return cca_statistic_from_m(cross_q(fx, fy), fx.r, fy.r, fx.p, fy.p, stat);
+}
+
+double cca_statistic_from_m(MatD m, const MatD& rx, const MatD& ry, Index px, Index py, CCAStat stat) {
     const bool pw = stat == CCAStat::PWCCAX || stat == CCAStat::PWCCAY || stat == CCAStat::PWCCASmaller;
-    CCAResult res = cca_pair(fx, fy, pw);
+    CCAResult res = cca_from_m(std::move(m), pw);
     const VecD& rho = res.rho;
     if (rho.size() == 0) throw std::logic_error("cca_statistic: no canonical correlations");
     switch (stat) {
@@ -111,8 +133,8 @@ double cca_statistic(const CCAFactor& fx, const CCAFactor& fy, CCAStat stat) {
         default:
             break;
     }
-    const bool from_x = stat == CCAStat::PWCCAX || (stat == CCAStat::PWCCASmaller && fx.p <= fy.p);
-    const VecD w = from_x ? projection_weights(fx, res.a) : projection_weights(fy, res.b);
+    const bool from_x = stat == CCAStat::PWCCAX || (stat == CCAStat::PWCCASmaller && px <= py);
+    const VecD w = from_x ? projection_weights(rx, res.a) : projection_weights(ry, res.b);
     return w.dot(rho) / w.sum();
 }
 
