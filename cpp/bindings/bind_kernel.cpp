@@ -1,3 +1,5 @@
+#include <pybind11/eigen.h>
+
 #include "common.hpp"
 #include "reprsim/kernel.hpp"
 
