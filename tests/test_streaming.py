@@ -370,6 +370,18 @@ def test_bad_batch_raises_and_leaves_the_state_unchanged(rng, case):
     np.testing.assert_allclose(acc.cka(), reprsim.cka(x, y), rtol=RTOL)
 
 
+def test_nan_in_the_last_layer_leaves_every_pair_unchanged(rng):
+    x, y = related_pair(rng, n=20)
+    acc = StreamingSimilarity(layers_x=2, layers_y=2).update([x, x[:, :2]], [y, y[:, :3]])
+    before = acc.state()
+    bad = y[:5, :3].copy()
+    bad[4, 2] = np.inf
+    with pytest.raises(ValueError, match=r"y\[1\] contains NaN or Inf"):
+        acc.update([x[:5], x[:5, :2]], [y[:5], bad])
+    for key, value in acc.state().items():
+        np.testing.assert_array_equal(value, before[key])
+
+
 def test_bad_layer_lists_raise(rng):
     acc = StreamingSimilarity(layers_x=2, layers_y=1)
     x = rng.standard_normal((5, 3))

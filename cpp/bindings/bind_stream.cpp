@@ -78,21 +78,23 @@ void bind_stream(py::module_& m) {
                  for (Index j = 0; j < Index(s.y.size()); ++j) wy.push_back(s.width_y(j));
                  return py::make_tuple(wx, wy);
              })
-        // The state after one more batch; s itself is left as it is (a failed update changes nothing).
+        // Adds one batch in place. The batch's moments are computed (and its values checked) in full
+        // before s is touched, so a failed update changes nothing.
         .def(
-            "updated",
-            [](const StreamState& s, const ArrayList& xs, const ArrayList& ys, const Names& nx, const Names& ny) {
+            "update",
+            [](StreamState& s, const ArrayList& xs, const ArrayList& ys, const Names& nx, const Names& ny) {
                 check_batch(s, xs, ys, nx, ny);
                 ArrayList all = xs;
                 all.insert(all.end(), ys.begin(), ys.end());
-                return dispatch(all, [&](auto tag) {
+                dispatch(all, [&](auto tag) {
                     using T = decltype(tag);
                     const auto vx = views_of<T>(xs, nx);
                     const auto vy = views_of<T>(ys, ny);
                     py::gil_scoped_release release;
-                    const StreamState batch = batch_moments(vx, vy, nx, ny);
+                    StreamState batch = batch_moments(vx, vy, nx, ny);
                     check_compatible(s, batch, "update");
-                    return merge(s, batch);
+                    merge_into(s, std::move(batch));
+                    return 0;
                 });
             },
             py::arg("xs"), py::arg("ys"), py::arg("names_x"), py::arg("names_y"))

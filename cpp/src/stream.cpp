@@ -84,8 +84,9 @@ void shift_pair(PairMoments& m, const VecD& dx, const VecD& dy, double tr_x, dou
     m.cxy.noalias() += n * dx * dy.transpose();
 }
 
-// The moments of s about new means (s's means shifted by dx, dy): sums, no longer about s's mean.
-StreamState shifted(StreamState s, const std::vector<VecD>& dx, const std::vector<VecD>& dy) {
+// Shifts s's moments, in place, to means that differ from its own by dx, dy: afterwards they are
+// sums about the new means, no longer about s's mean.
+void shift(StreamState& s, const std::vector<VecD>& dx, const std::vector<VecD>& dy) {
     std::vector<double> tx(s.k1), ty(s.k2);
     for (Index i = 0; i < s.k1; ++i) tx[i] = s.x[i].c.trace();
     for (Index j = 0; j < s.k2; ++j) ty[j] = s.y[j].c.trace();
@@ -93,7 +94,6 @@ StreamState shifted(StreamState s, const std::vector<VecD>& dx, const std::vecto
         for (Index j = 0; j < s.k2; ++j) shift_pair(s.xy[i * s.k2 + j], dx[i], dy[j], tx[i], ty[j], s.n);
     for (Index i = 0; i < s.k1; ++i) shift_layer(s.x[i], dx[i], s.n);
     for (Index j = 0; j < s.k2; ++j) shift_layer(s.y[j], dy[j], s.n);
-    return s;
 }
 
 void add_layer(LayerMoments& a, const LayerMoments& b) {
@@ -183,9 +183,18 @@ void check_compatible(const StreamState& a, const StreamState& b, const char* wh
 }
 
 StreamState merge(const StreamState& a, const StreamState& b) {
+    StreamState out = a;
+    merge_into(out, b);
+    return out;
+}
+
+void merge_into(StreamState& a, StreamState b) {
     check_compatible(a, b, "merge");
-    if (b.empty()) return a;
-    if (a.empty()) return b;
+    if (b.empty()) return;
+    if (a.empty()) {
+        a = std::move(b);
+        return;
+    }
     const double n = a.n + b.n;
     const double wa = a.n / n, wb = b.n / n;
     std::vector<VecD> mx(a.k1), my(a.k2), dxa(a.k1), dxb(a.k1), dya(a.k2), dyb(a.k2);
@@ -202,20 +211,19 @@ StreamState merge(const StreamState& a, const StreamState& b) {
         dya[j] = wb * diff;
         dyb[j] = -wa * diff;
     }
-    StreamState out = shifted(a, dxa, dya);
-    const StreamState sb = shifted(b, dxb, dyb);
-    out.n = n;
-    out.rank_eps = std::max(a.rank_eps, b.rank_eps);
+    shift(a, dxa, dya);
+    shift(b, dxb, dyb);
+    a.n = n;
+    a.rank_eps = std::max(a.rank_eps, b.rank_eps);
     for (Index i = 0; i < a.k1; ++i) {
-        add_layer(out.x[i], sb.x[i]);
-        out.x[i].mean = mx[i];
+        add_layer(a.x[i], b.x[i]);
+        a.x[i].mean = std::move(mx[i]);
     }
     for (Index j = 0; j < a.k2; ++j) {
-        add_layer(out.y[j], sb.y[j]);
-        out.y[j].mean = my[j];
+        add_layer(a.y[j], b.y[j]);
+        a.y[j].mean = std::move(my[j]);
     }
-    for (std::size_t k = 0; k < out.xy.size(); ++k) add_pair(out.xy[k], sb.xy[k]);
-    return out;
+    for (std::size_t k = 0; k < a.xy.size(); ++k) add_pair(a.xy[k], b.xy[k]);
 }
 
 namespace {

@@ -172,7 +172,7 @@ class StreamingSimilarity:
         """
         xs, ys, names_x, names_y = _batch(x, y, self._multi, self._k1, self._k2)
         _check_widths(self._state.widths(), xs, ys, names_x, names_y)
-        self._state = self._state.updated(xs, ys, names_x, names_y)
+        self._state.update(xs, ys, names_x, names_y)
         return self
 
     def merge(self, other: StreamingSimilarity) -> StreamingSimilarity:

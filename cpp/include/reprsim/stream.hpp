@@ -73,6 +73,10 @@ void check_compatible(const StreamState& a, const StreamState& b, const char* wh
 // The moments of the union of the rows of a and b. A pure function of the two states.
 StreamState merge(const StreamState& a, const StreamState& b);
 
+// The same, in place: a becomes merge(a, b). After the compatibility check nothing in it throws
+// (short of running out of memory), so a validated batch is absorbed whole or not at all.
+void merge_into(StreamState& a, StreamState b);
+
 // Statistics of pair (i, j); they throw std::invalid_argument when the value is undefined (constant
 // representation, n too small for the estimator).
 double stream_cka(const StreamState& s, Index i, Index j, bool debiased, const std::string& name_x,
