@@ -6,6 +6,8 @@ void bind_cka(py::module_& m);
 void bind_cca(py::module_& m);
 void bind_procrustes(py::module_& m);
 void bind_runtime(py::module_& m);
+void bind_stream(py::module_& m);
+void bind_kernel(py::module_& m);
 }  // namespace reprsim::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -14,4 +16,6 @@ PYBIND11_MODULE(_core, m) {
     reprsim::bind::bind_cca(m);
     reprsim::bind::bind_procrustes(m);
     reprsim::bind::bind_runtime(m);
+    reprsim::bind::bind_stream(m);
+    reprsim::bind::bind_kernel(m);
 }

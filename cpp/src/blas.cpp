@@ -175,6 +175,15 @@ int potrf_upper(Index n, double* a, Index lda) {
     return info;
 }
 
+Index pstrf_upper(Index n, double* a, Index lda, int* piv, double tol) {
+    if (n == 0) return 0;
+    lapack_int rank = 0;
+    const lapack_int info = scipy_LAPACKE_dpstrf(LAPACK_COL_MAJOR, 'U', I(n), a, I(lda), piv, &rank, tol);
+    if (info < 0) lapack_check(info, "dpstrf");  // info > 0 only reports a rank below n
+    for (Index j = 0; j < n; ++j) piv[j] -= 1;     // LAPACK pivots are 1-based
+    return rank;
+}
+
 void syevd(Index n, double* a, Index lda, double* w, bool vectors) {
     SmallWork guard(9 * D(n) * D(n) * D(n));
     lapack_check(scipy_LAPACKE_dsyevd(LAPACK_COL_MAJOR, vectors ? 'V' : 'N', 'U', I(n), a, I(lda), w), "dsyevd");

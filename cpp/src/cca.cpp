@@ -85,12 +85,24 @@ void require_nontrivial_rank(const CCAFactor& f, const char* name) {
     }
 }
 
-CCAResult cca_pair(const CCAFactor& fx, const CCAFactor& fy, bool vectors) {
+namespace {
+
+// M = Qxᵀ·Qy = (Zx·Tx)ᵀ·(Zy·Ty) = Txᵀ·(Zxᵀ·Zy)·Ty.
+MatD cross_m(const CCAFactor& fx, const CCAFactor& fy) {
     if (fx.n != fy.n) throw std::logic_error("cca_pair: different n");
-    // M = (Zx·Tx)ᵀ·(Zy·Ty) = Txᵀ·(Zxᵀ·Zy)·Ty.
     MatD m = matmul(*fx.z, true, *fy.z, false);
     if (fx.t.size() > 0) m = matmul(fx.t, true, m, false);
     if (fy.t.size() > 0) m = matmul(m, false, fy.t, false);
+    return m;
+}
+
+}  // namespace
+
+CCAResult cca_pair(const CCAFactor& fx, const CCAFactor& fy, bool vectors) {
+    return cca_from_m(cross_m(fx, fy), vectors);
+}
+
+CCAResult cca_from_m(MatD m, bool vectors) {
     SVDResult s = svd(std::move(m), vectors);
     CCAResult out;
     out.rho = std::move(s.s);
@@ -101,12 +113,12 @@ CCAResult cca_pair(const CCAFactor& fx, const CCAFactor& fy, bool vectors) {
     return out;
 }
 
-VecD projection_weights(const CCAFactor& f, const MatD& a) { return matmul(a, true, f.r, false).cwiseAbs().rowwise().sum(); }
+VecD projection_weights(const MatD& r, const MatD& a) { return matmul(a, true, r, false).cwiseAbs().rowwise().sum(); }
 
-CCAFactor svcca_reduce(const CCAFactor& f, double keep, bool on_variance) {
+MatD svcca_basis(const MatD& r, double keep, bool on_variance) {
     // basisᵀ·Xc = R = U·S·Vᵀ, so the principal-component scores are basis·U·S and basis·U_k is an
     // orthonormal basis of the top-k components.
-    SVDResult s = svd(f.r, true);
+    SVDResult s = svd(r, true);
     VecD w = on_variance ? VecD(s.s.array().square()) : s.s;
     const double total = w.sum();
     Index k = 0;
@@ -116,21 +128,29 @@ CCAFactor svcca_reduce(const CCAFactor& f, double keep, bool on_variance) {
         ++k;
         if (acc >= keep * total) break;
     }
+    return s.u.leftCols(k);
+}
+
+CCAFactor svcca_reduce(const CCAFactor& f, double keep, bool on_variance) {
+    const MatD uk = svcca_basis(f.r, keep, on_variance);
     CCAFactor out;
     out.n = f.n;
     out.p = f.p;
-    out.rank = k;
+    out.rank = uk.cols();
     out.z = f.z;
     out.cholesky = f.cholesky;
-    const MatD uk = s.u.leftCols(k);
     out.t = f.t.size() > 0 ? matmul(f.t, false, uk, false) : uk;
     out.r = matmul(uk, true, f.r, false);
     return out;
 }
 
 double cca_statistic(const CCAFactor& fx, const CCAFactor& fy, CCAStat stat) {
+    return cca_statistic_from_m(cross_m(fx, fy), fx.r, fy.r, fx.p, fy.p, stat);
+}
+
+double cca_statistic_from_m(MatD m, const MatD& rx, const MatD& ry, Index px, Index py, CCAStat stat) {
     const bool pw = stat == CCAStat::PWCCAX || stat == CCAStat::PWCCAY || stat == CCAStat::PWCCASmaller;
-    CCAResult res = cca_pair(fx, fy, pw);
+    CCAResult res = cca_from_m(std::move(m), pw);
     const VecD& rho = res.rho;
     if (rho.size() == 0) throw std::logic_error("cca_statistic: no canonical correlations");
     switch (stat) {
@@ -141,8 +161,8 @@ double cca_statistic(const CCAFactor& fx, const CCAFactor& fy, CCAStat stat) {
         default:
             break;
     }
-    const bool from_x = stat == CCAStat::PWCCAX || (stat == CCAStat::PWCCASmaller && fx.p <= fy.p);
-    const VecD w = from_x ? projection_weights(fx, res.a) : projection_weights(fy, res.b);
+    const bool from_x = stat == CCAStat::PWCCAX || (stat == CCAStat::PWCCASmaller && px <= py);
+    const VecD w = from_x ? projection_weights(rx, res.a) : projection_weights(ry, res.b);
     return w.dot(rho) / w.sum();
 }
 

@@ -99,8 +99,11 @@ LinearFactor<T> linear_factor(const View<T>& x, Space space, bool need_debiased,
 }
 
 double debiased_from_cross(double cross, const VecD& d, const VecD& e, double sum_d, double sum_e, Index n) {
-    const double dn = double(n);
-    return cross - dn / (dn - 2.0) * d.dot(e) + sum_d * sum_e / ((dn - 1.0) * (dn - 2.0));
+    return debiased_from_sums(cross, d.dot(e), sum_d, sum_e, double(n));
+}
+
+double debiased_from_sums(double cross, double sum_de, double sum_d, double sum_e, double n) {
+    return cross - n / (n - 2.0) * sum_de + sum_d * sum_e / ((n - 1.0) * (n - 2.0));
 }
 
 template <class T>

@@ -27,6 +27,7 @@ from ._metrics import (
     svcca,
 )
 from ._registry import METRICS, MetricInfo
+from ._streaming import StreamingMinibatchCKA, StreamingSimilarity, minibatch_cka
 
 try:
     __version__ = version("reprsim")
@@ -49,12 +50,15 @@ def get_num_threads() -> int:
 __all__ = [
     "METRICS",
     "MetricInfo",
+    "StreamingMinibatchCKA",
+    "StreamingSimilarity",
     "canonical_correlations",
     "cka",
     "distance",
     "get_num_threads",
     "mean_cca",
     "mean_sq_cca",
+    "minibatch_cka",
     "pairwise",
     "procrustes_distance",
     "pwcca",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -36,23 +37,69 @@ def _finite(value: float, what: str) -> float:
     return float(value)
 
 
-def cka(x: ArrayLike, y: ArrayLike, *, debiased: bool = False) -> float:
-    """Linear centred kernel alignment (CKA) between two representations.
+_BANDWIDTH_RULES = ("median", "mean", "median_full")
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux: MemAvailable), or None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _rbf_memory_bytes(n: int, p1: int, p2: int) -> int:
+    # Two n×n float64 kernel matrices, the off-diagonal distances copied once for the median, and a
+    # float64 centred copy of the wider input.
+    return 8 * (2 * n * n + n * (n - 1) // 2 + n * max(p1, p2))
+
+
+def cka(
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    debiased: bool = False,
+    kernel: str = "linear",
+    threshold: float = 1.0,
+    bandwidth: str | float = "median",
+) -> float:
+    """Centred kernel alignment (CKA) between two representations, with a linear or RBF kernel.
 
     Similarity in [0, 1] (the debiased estimator can fall slightly outside), symmetric, invariant to
-    orthogonal transforms, isotropic scaling and translation of either input.
+    orthogonal transforms and translation of either input; linear CKA (and RBF CKA with a bandwidth
+    rule) is also invariant to isotropic scaling.
 
-    ``CKA = ‖XcᵀYc‖²_F / (‖XcᵀXc‖_F · ‖YcᵀYc‖_F)`` with Xc, Yc column-centred (Kornblith et al.
-    2019). With ``debiased=True`` each HSIC is the unbiased U-statistic of Song et al. (2012), as in
-    Kornblith et al.'s reference code; it needs n ≥ 4.
+    Linear: ``CKA = ‖XcᵀYc‖²_F / (‖XcᵀXc‖_F · ‖YcᵀYc‖_F)`` with Xc, Yc column-centred (Kornblith et
+    al. 2019). With ``debiased=True`` each HSIC is the unbiased U-statistic of Song et al. (2012), as
+    in Kornblith et al.'s reference code; it needs n ≥ 4.
+
+    RBF (``kernel="rbf"``): ``K_ij = exp(−‖x_i − x_j‖² / (2σ²))`` with ``σ² = threshold² · s`` and s
+    the median squared distance between distinct samples (Kornblith et al.'s rule; ``bandwidth="mean"``
+    uses the mean, ``bandwidth="median_full"`` the median over all n² entries including the zero
+    diagonal, as Kornblith et al.'s published notebook computes it), or a fixed kernel width
+    ``bandwidth=σ``. Biased: CKA of the double-centred kernel matrices; debiased: the U-statistic HSIC
+    of the raw ones. The two n×n float64 matrices are built in C++ in row blocks; when they would not
+    fit in the available memory (about 20·n² bytes in all), ValueError says how much is needed.
 
     Parameters
     ----------
     x, y : array-like, shapes (n, p1) and (n, p2)
-        Rows are samples, aligned between x and y. float32 stays float32 for the products; other
-        dtypes are promoted to float64; reductions run in float64.
+        Rows are samples, aligned between x and y. float32 stays float32 for the linear products; other
+        dtypes are promoted to float64; reductions (and every RBF computation) run in float64.
     debiased : bool
         Use the U-statistic HSIC estimator.
+    kernel : {"linear", "rbf"}
+    threshold : float > 0
+        RBF only: σ is ``threshold`` times the root of the bandwidth rule's summary.
+    bandwidth : {"median", "mean", "median_full"} or float > 0
+        RBF only: the rule for σ², or σ itself (then ``threshold`` must stay 1.0).
 
     Returns
     -------
@@ -61,14 +108,51 @@ def cka(x: ArrayLike, y: ArrayLike, *, debiased: bool = False) -> float:
     Raises
     ------
     ValueError
-        Mismatched n, n < 2 (n < 4 debiased), NaN/Inf, empty input, or a constant representation.
+        Mismatched n, n < 2 (n < 4 debiased), NaN/Inf, empty input, a constant representation, or
+        RBF matrices too large for memory.
     """
-    min_n, what = (4, "debiased CKA") if debiased else (2, "CKA")
-    gpu = _gpu_accumulator(x, y, min_n, what)
-    if gpu is not None:
-        return _finite(gpu.cka(debiased=bool(debiased)), "CKA")
-    xa, ya = as_pair(x, y, min_n=min_n, what=what)
-    return _finite(_core.linear_cka(xa, ya, bool(debiased)), "CKA")
+    if kernel not in ("linear", "rbf"):
+        raise ValueError(f"kernel must be 'linear' or 'rbf', got {kernel!r}")
+    what = "debiased CKA" if debiased else "CKA"
+    if kernel == "linear":
+        if threshold != 1.0 or not (isinstance(bandwidth, str) and bandwidth == "median"):
+            raise ValueError("threshold and bandwidth apply to kernel='rbf' only; drop them for linear CKA")
+        min_n = 4 if debiased else 2
+        gpu = _gpu_accumulator(x, y, min_n, what)
+        if gpu is not None:
+            return _finite(gpu.cka(debiased=bool(debiased)), "CKA")
+        xa, ya = as_pair(x, y, min_n=min_n, what=what)
+        return _finite(_core.linear_cka(xa, ya, bool(debiased)), "CKA")
+
+    if isinstance(bandwidth, str):
+        if bandwidth not in _BANDWIDTH_RULES:
+            raise ValueError(
+                f"bandwidth must be one of {', '.join(_BANDWIDTH_RULES)} or a positive number (the kernel "
+                f"width sigma), got {bandwidth!r}"
+            )
+        sigma = 0.0
+    elif isinstance(bandwidth, (int, float, np.floating, np.integer)) and not isinstance(bandwidth, bool):
+        sigma = float(bandwidth)
+        if not (math.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"bandwidth must be a positive kernel width sigma, got {bandwidth!r}")
+        if threshold != 1.0:
+            raise ValueError("threshold scales a bandwidth rule; with a fixed bandwidth (sigma) leave threshold at 1.0")
+    else:
+        raise TypeError(f"bandwidth must be a rule name or a number, got {type(bandwidth).__name__}")
+    if not (isinstance(threshold, (int, float, np.floating, np.integer)) and math.isfinite(threshold) and threshold > 0):
+        raise ValueError(f"threshold must be a positive number, got {threshold!r}")
+    xa, ya = as_pair(x, y, min_n=4 if debiased else 2, what=f"RBF {what}")
+    n = xa.shape[0]
+    need = _rbf_memory_bytes(n, xa.shape[1], ya.shape[1])
+    available = _available_memory()
+    if available is not None and need > available:
+        raise ValueError(
+            f"RBF kernel CKA with n = {n} samples needs about {need / 2**30:.1f} GiB (two {n}x{n} float64 kernel "
+            f"matrices and scratch), but only {available / 2**30:.1f} GiB of memory is available; use fewer "
+            "samples, linear CKA (reprsim.cka or reprsim.StreamingSimilarity), or reprsim.minibatch_cka"
+        )
+    bw_rule = bandwidth if isinstance(bandwidth, str) else "median"
+    return _finite(_core.rbf_cka(xa, ya, bool(debiased), bw_rule, float(threshold), sigma), "RBF CKA")
 
 
 def canonical_correlations(x: ArrayLike, y: ArrayLike) -> np.ndarray:

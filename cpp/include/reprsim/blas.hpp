@@ -55,6 +55,12 @@ void gesdd(Index m, Index n, double* a, Index lda, double* s, double* u, double*
 // success, i > 0 when the leading minor of order i is not positive definite.
 int potrf_upper(Index n, double* a, Index lda);
 
+// Cholesky factorisation with complete pivoting of a positive semi-definite matrix (upper,
+// column-major, LAPACK dpstrf): Pᵀ·A·P = UᵀU. It stops once the largest remaining diagonal entry is
+// at most `tol` (absolute); returns the number of steps taken (the computed rank). piv receives the
+// 0-based pivots. Only the leading rank rows of U are meaningful.
+Index pstrf_upper(Index n, double* a, Index lda, int* piv, double tol);
+
 // Symmetric eigendecomposition (LAPACK dsyevd, column-major, upper): eigenvalues ascending in w,
 // eigenvectors overwrite a when vectors is true.
 void syevd(Index n, double* a, Index lda, double* w, bool vectors);

@@ -50,12 +50,22 @@ struct CCAResult {
 
 CCAResult cca_pair(const CCAFactor& fx, const CCAFactor& fy, bool vectors);
 
-// Projection weights (Morcos et al. 2018): α_i = Σ_j |⟨h_i, x_j⟩|, h_i = Q·a_i the i-th canonical
-// variate and x_j the j-th centred column; since Qᵀ·Xc = R this is the row sum of |Aᵀ·R|.
-VecD projection_weights(const CCAFactor& f, const MatD& a);
+// Everything below M = Qxᵀ·Qy and the R factors is shared with the streaming path, which gets M and
+// R from accumulated cross-products instead of from Q.
 
-// SVCCA's reduction: the factor of the top-k principal components of x, k the smallest number whose
-// share of the total (variance: Σσ², or singular values: Σσ) reaches `keep`.
+// The canonical correlations (singular values of M) and, when asked, the coefficients A and B.
+CCAResult cca_from_m(MatD m, bool vectors);
+
+// Projection weights (Morcos et al. 2018): α_i = Σ_j |⟨h_i, x_j⟩|, h_i = Qx·a_i the i-th canonical
+// variate and x_j the j-th centred column; since Qxᵀ·Xc = R this is the row sum of |Aᵀ·R|.
+VecD projection_weights(const MatD& r, const MatD& a);
+
+// SVCCA's basis: the top-k left singular vectors U_k of R (rank×k), k the smallest number whose share
+// of the total (variance: Σσ², or singular values: Σσ) reaches `keep`. The reduced factor has
+// Q' = Q·U_k and R' = U_kᵀ·R, so M' = U_kxᵀ·M·U_ky.
+MatD svcca_basis(const MatD& r, double keep, bool on_variance);
+
+// SVCCA's reduction: the factor of the top-k principal components of x (see svcca_basis).
 CCAFactor svcca_reduce(const CCAFactor& f, double keep, bool on_variance);
 
 // Default rank tolerance: max(n, p)·ε of the input's dtype (numpy.linalg.matrix_rank's rule, applied
@@ -70,5 +80,8 @@ enum class CCAStat { Mean, MeanSq, PWCCAX, PWCCAY, PWCCASmaller };
 // A summary of the canonical correlations of a pair: mean ρ, mean ρ², or PWCCA with projection
 // weights from x, from y, or from the narrower input (ties: x).
 double cca_statistic(const CCAFactor& fx, const CCAFactor& fy, CCAStat stat);
+
+// The same statistic from M = Qxᵀ·Qy and the R factors of inputs of widths px and py.
+double cca_statistic_from_m(MatD m, const MatD& rx, const MatD& ry, Index px, Index py, CCAStat stat);
 
 }  // namespace reprsim

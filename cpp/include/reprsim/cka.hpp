@@ -47,6 +47,10 @@ double linear_cka_joint(const View<T>& x, const View<T>& y, bool debiased);
 // n(n−3)·HSIC₁ from the biased cross term and the row norms (centred features; Kornblith et al.).
 double debiased_from_cross(double cross, const VecD& d, const VecD& e, double sum_d, double sum_e, Index n);
 
+// The same from sums alone: cross = ‖XcᵀYc‖²_F, sum_de = Σ d_i e_i, sum_d = Σ d_i, sum_e = Σ e_i, with
+// d_i, e_i the squared norms of the centred rows.
+double debiased_from_sums(double cross, double sum_de, double sum_d, double sum_e, double n);
+
 // CKA from a cross term ‖XcᵀYc‖²_F and the two factors' self terms.
 template <class T>
 double linear_cka_from_cross(double cross, const LinearFactor<T>& fx, const LinearFactor<T>& fy, bool debiased);
