@@ -199,3 +199,50 @@ def test_device_accumulator_rejects_bad_tensors():
         device_accumulator(x, bad, 2, "CKA")
     with pytest.raises(ValueError, match="2-D"):
         device_accumulator(x, torch.randn(10), 2, "CKA")
+
+
+def _distributed_worker(rank, world, port, path):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        batches, _ = loader(n=120, batch=20)
+        mine = batches[rank::world]  # each rank streams its own shard
+        res = compare(mlp(0), mlp(1), mine, LAYERS, LAYERS, metric="debiased_cka", progress=False)
+        np.save(f"{path}/rank{rank}.npy", np.append(res.values.ravel(), res.n_samples))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_compare_merges_shards_across_torch_distributed_ranks(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_distributed_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    batches, _ = loader(n=120, batch=20)
+    full = compare(mlp(0), mlp(1), batches, LAYERS, LAYERS, metric="debiased_cka", progress=False)
+    for rank in range(2):
+        got = np.load(tmp_path / f"rank{rank}.npy")
+        assert got[-1] == 120
+        np.testing.assert_allclose(got[:-1].reshape(3, 3), full.values, rtol=1e-9)
+
+
+def test_compare_tiny_bert_with_attention_mask():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=16)
+    torch.manual_seed(0)
+    bert = transformers.BertModel(config)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 50, (24, 8), generator=g)
+    mask = torch.ones(24, 8, dtype=torch.long)
+    mask[::2, 5:] = 0
+    batches = [{"input_ids": ids[i:i + 8], "attention_mask": mask[i:i + 8]} for i in range(0, 24, 8)]
+    names = ["encoder.layer.0", "encoder.layer.1"]
+    res = compare(bert, bert, batches, names, names, pool="mean", progress=False)
+    np.testing.assert_allclose(np.diag(res.values), 1.0, rtol=1e-9)
+    assert np.all(np.isfinite(res.values))

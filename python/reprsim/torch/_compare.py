@@ -54,17 +54,22 @@ class CompareResult:
         except ImportError:
             raise ImportError("CompareResult.plot needs matplotlib: pip install matplotlib") from None
         if ax is None:
-            _, ax = plt.subplots(figsize=(1.0 + 0.45 * len(self.layers_b), 0.8 + 0.45 * len(self.layers_a)))
+            _, ax = plt.subplots(figsize=(max(4.5, 1.8 + 0.5 * len(self.layers_b)),
+                                          max(3.8, 1.2 + 0.5 * len(self.layers_a))))
         im = ax.imshow(self.values, cmap=cmap, origin="lower", aspect="auto")
-        ax.set_xticks(range(len(self.layers_b)), self.layers_b, rotation=60, ha="right")
+        ax.set_xticks(range(len(self.layers_b)), self.layers_b, rotation=45 if len(self.layers_b) > 6 else 0,
+                      ha="right" if len(self.layers_b) > 6 else "center")
         ax.set_yticks(range(len(self.layers_a)), self.layers_a)
         ax.set_xlabel("model b")
         ax.set_ylabel("model a")
         ax.figure.colorbar(im, ax=ax, label=self.metric)
         if annotate:
+            lo, hi = float(self.values.min()), float(self.values.max())
             for i in range(self.values.shape[0]):
                 for j in range(self.values.shape[1]):
-                    ax.text(j, i, f"{self.values[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w")
+                    v = self.values[i, j]
+                    color = "black" if v > (lo + hi) / 2 else "white"  # readable on both ends of the colormap
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color=color)
         return ax
 
 
