@@ -15,6 +15,15 @@ except ImportError:  # pragma: no cover
     pass
 
 from . import _core
+from ._inference import (
+    BootstrapResult,
+    CalibratedCKAResult,
+    ConfidenceInterval,
+    PermutationTestResult,
+    bootstrap,
+    calibrated_cka,
+    permutation_test,
+)
 from ._metrics import (
     canonical_correlations,
     cka,
@@ -49,9 +58,15 @@ def get_num_threads() -> int:
 
 __all__ = [
     "METRICS",
+    "BootstrapResult",
+    "CalibratedCKAResult",
+    "ConfidenceInterval",
     "MetricInfo",
+    "PermutationTestResult",
     "StreamingMinibatchCKA",
     "StreamingSimilarity",
+    "bootstrap",
+    "calibrated_cka",
     "canonical_correlations",
     "cka",
     "distance",
@@ -60,6 +75,7 @@ __all__ = [
     "mean_sq_cca",
     "minibatch_cka",
     "pairwise",
+    "permutation_test",
     "procrustes_distance",
     "pwcca",
     "set_num_threads",
