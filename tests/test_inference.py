@@ -47,6 +47,18 @@ def test_fast_null_equals_naive_recomputation_for_same_permutations(rng, debiase
     np.testing.assert_allclose(fast, naive, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("debiased", [False, True])
+def test_fast_null_equals_naive_when_gram_rows_are_copied_before_gathering(rng, debiased):
+    # Above 8 MiB per Gram (n > 1024 in float64) the kernel copies each row of L before gathering.
+    n = 1100
+    x = rng.standard_normal((n, 4))
+    y = rng.standard_normal((n, 3)) + x[:, :3]
+    perms = np.stack([rng.permutation(n) for _ in range(3)]).astype(np.int64)
+    fast = _core.LinearCKANull(x, y, debiased, "gram", 3.0).evaluate(perms, 2)
+    naive = np.array([reprsim.cka(x, y[p], debiased=debiased) for p in perms])
+    np.testing.assert_allclose(fast, naive, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("metric", ["cka", "debiased_cka"])
 def test_permutation_test_null_is_metric_on_seeded_permutations(rng, metric):
     # The documented contract: permutation b is the b-th default_rng(seed).permutation(n).

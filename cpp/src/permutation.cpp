@@ -41,6 +41,10 @@ class LinearCKANullImpl final : public LinearCKANull {
             for (Index i = 1; i < n; ++i)
                 for (Index j = 0; j < i; ++j) g[i * n + j] = g[j * n + i];
         }
+        // Once L outgrows the caches, row π(i) of L is read at random positions that the hardware
+        // prefetcher cannot predict; copying the row first (a sequential read) and gathering from
+        // the copy was 1.3–1.5× faster at n = 2000–4000 here, and slower while L fits in cache.
+        copy_rows_ = space == Space::Gram && double(fy_.n) * double(fy_.n) * sizeof(T) > kCopyRowsAboveBytes;
         denom_ = debiased ? std::sqrt(fx_.self_debiased * fy_.self_debiased)
                           : std::sqrt(fx_.self_biased * fy_.self_biased);
     }
@@ -66,10 +70,11 @@ class LinearCKANullImpl final : public LinearCKANull {
         }
         const Index threads = std::max<Index>(1, std::min<Index>(n_threads, count));
         auto work = [&](Index lo, Index hi) {
+            std::vector<T> buf(copy_rows_ ? std::size_t(n) : 0);
             for (Index b = lo; b < hi; b += kBlock) {
                 const Index m = std::min(kBlock, hi - b);
                 double cross[kBlock];
-                gram_cross_block(perms + b * n, m, cross);
+                gram_cross_block(perms + b * n, m, cross, buf);
                 for (Index t = 0; t < m; ++t) out[b + t] = finish(cross[t], perms + (b + t) * n);
             }
         };
@@ -90,22 +95,29 @@ class LinearCKANullImpl final : public LinearCKANull {
     // Permutations evaluated together share each pass over a row of K, which is read from memory
     // once per block instead of once per permutation (the gathered rows of L cannot be shared).
     static constexpr Index kBlock = 4;
+    static constexpr double kCopyRowsAboveBytes = 8.0 * (1 << 20);
 
-    void gram_cross_block(const std::int64_t* perms, Index m, double* cross) const {
+    void gram_cross_block(const std::int64_t* perms, Index m, double* cross, std::vector<T>& buf) const {
         const Index n = fx_.n;
         double diag[kBlock] = {}, off[kBlock] = {};
         for (Index i = 0; i < n; ++i) {
             const T* krow = fx_.gram.data() + i * n;
-            for (Index t = 0; t < m; ++t) row_terms(krow, perms + t * n, i, diag[t], off[t]);
+            for (Index t = 0; t < m; ++t) {
+                const T* lrow = fy_.gram.data() + perms[t * n + i] * n;
+                if (!buf.empty()) {
+                    std::copy_n(lrow, n, buf.data());
+                    lrow = buf.data();
+                }
+                row_terms(krow, lrow, perms + t * n, i, diag[t], off[t]);
+            }
         }
         for (Index t = 0; t < m; ++t) cross[t] = 2.0 * off[t] + diag[t];
     }
 
     // Row i's share of ⟨K, L_π⟩ = Σ_ij K[i, j]·L[π(i), π(j)], over K's upper triangle (the only part
     // syrk wrote): the diagonal term and the sum over j > i.
-    void row_terms(const T* krow, const std::int64_t* p, Index i, double& diag, double& off) const {
+    void row_terms(const T* krow, const T* lrow, const std::int64_t* p, Index i, double& diag, double& off) const {
         const Index n = fx_.n;
-        const T* lrow = fy_.gram.data() + p[i] * n;
         diag += static_cast<double>(krow[i]) * static_cast<double>(lrow[p[i]]);
         // Four accumulators hide the latency of the floating-point adds.
         double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
@@ -146,6 +158,7 @@ class LinearCKANullImpl final : public LinearCKANull {
     LinearFactor<T> fx_;
     LinearFactor<T> fy_;
     double denom_ = 0.0;
+    bool copy_rows_ = false;
 };
 
 }  // namespace

@@ -8,8 +8,9 @@
 //
 // Cost model, per permutation (setup as one linear_factor per input):
 //   Gram space:    ⟨K, L_π⟩ over the upper triangle of K: n(n+1)/2 multiply-adds with L read by
-//                  gathered index, no BLAS call, no centring, no product. Permutations are split over
-//                  n_threads std::threads.
+//                  gathered index, no BLAS call, no centring, no product (once L exceeds 8 MiB, each
+//                  row L[π(i), :] is first copied into a buffer, n more reads, so that the gathers hit
+//                  cache). Permutations are split over n_threads std::threads.
 //   feature space: gather Yc[π] (n·p2 copies) and one product XcᵀYc[π] (2·n·p1·p2 flops in the BLAS,
 //                  whose own threads do the parallel work), then its squared Frobenius norm.
 // choose_space picks the cheaper one for the number of permutations; Gram space needs two n×n
