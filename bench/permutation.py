@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="permutations per timed run of the naive loops (four times as many for the feature kernel)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--note", default="", help="a sentence for the Markdown table, e.g. that the machine was shared")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args(argv)
     if args.quick:
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         "processor": platform.processor(), "python": platform.python_version(), "numpy": np.__version__,
         "reprsim": reprsim.__version__, "loadavg_before": load_before, "loadavg_after": load_after,
         "auto_space": str(_core.LinearCKANull(x, y, False, "auto", float(args.permutations)).space),
-        "gate": gate, "quick": args.quick,
+        "gate": gate, "quick": args.quick, "note": args.note,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{load_before[0]:.1f} before and {load_after[0]:.1f} after the run. Permutations per second, median "
         f"of {args.repeats} runs (best in brackets); kernel setup (centring + factors) excluded and listed. "
         f"`permutation_test` chose `{meta['auto_space']}` space. Threads: reprsim's and numpy's BLAS, and "
-        "the kernel's threads over permutations.",
+        "the kernel's threads over permutations." + (f" {args.note}" if args.note else ""),
         "",
         "| implementation | threads | permutations/s | vs naive reprsim.cka loop | setup (s) |",
         "|---|---|---|---|---|",

@@ -265,10 +265,24 @@ def test_bootstrap_interval_covers_population_cka_near_nominal_rate(method):
     for r in range(reps):
         x = rng.standard_normal((80, 2))
         y = x @ a + rng.standard_normal((80, 2))
-        ci = reprsim.bootstrap(x, y, n_resamples=200, confidence=0.9, method=method, seed=r).confidence_interval
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # low dimension: no duplicated-row shift
+            ci = reprsim.bootstrap(x, y, n_resamples=200, confidence=0.9, method=method, seed=r).confidence_interval
         hits += ci.low <= pop <= ci.high
     # Nominal 0.90; binomial sd over 150 replicates ≈ 0.025.
     assert 0.78 <= hits / reps <= 0.97
+
+
+def test_bootstrap_warns_when_duplicated_rows_shift_wide_cka_above_observed(rng):
+    # Wide inputs: a duplicated row pairs with its copy, the most similar pair possible, so every
+    # resample's CKA exceeds the observed one.
+    x = rng.standard_normal((60, 40))
+    y = x[:, :10] @ rng.standard_normal((10, 30)) + 2.0 * rng.standard_normal((60, 30))
+    with pytest.warns(RuntimeWarning, match="tail of its bootstrap distribution"):
+        res = reprsim.bootstrap(x, y, n_resamples=100, method="percentile", seed=0)
+    assert np.mean(res.bootstrap_distribution > res.statistic) > 0.975
+    with pytest.warns(RuntimeWarning), pytest.raises(ValueError, match="BCa interval is undefined"):
+        reprsim.bootstrap(x, y, n_resamples=100, method="BCa", seed=0)
 
 
 def test_bootstrap_skips_and_counts_degenerate_resamples():

@@ -69,24 +69,31 @@ class LinearCKANullImpl final : public LinearCKANull {
             return;
         }
         const Index threads = std::max<Index>(1, std::min<Index>(n_threads, count));
-        auto work = [&](Index lo, Index hi) {
-            std::vector<T> buf(copy_rows_ ? std::size_t(n) : 0);
+        // Buffers are allocated here, so that nothing inside a worker thread can throw.
+        std::vector<std::vector<T>> bufs(static_cast<std::size_t>(threads),
+                                         std::vector<T>(copy_rows_ ? std::size_t(n) : 0));
+        auto work = [&](Index lo, Index hi, std::vector<T>* buf) {
             for (Index b = lo; b < hi; b += kBlock) {
                 const Index m = std::min(kBlock, hi - b);
                 double cross[kBlock];
-                gram_cross_block(perms + b * n, m, cross, buf);
+                gram_cross_block(perms + b * n, m, cross, *buf);
                 for (Index t = 0; t < m; ++t) out[b + t] = finish(cross[t], perms + (b + t) * n);
             }
         };
         if (threads == 1) {
-            work(0, count);
+            work(0, count, &bufs[0]);
             return;
         }
         std::vector<std::thread> pool;
         const Index chunk = (count + threads - 1) / threads;
-        for (Index t = 0; t < threads; ++t) {
-            const Index lo = t * chunk, hi = std::min(count, lo + chunk);
-            if (lo < hi) pool.emplace_back(work, lo, hi);
+        try {
+            for (Index t = 0; t < threads; ++t) {
+                const Index lo = t * chunk, hi = std::min(count, lo + chunk);
+                if (lo < hi) pool.emplace_back(work, lo, hi, &bufs[static_cast<std::size_t>(t)]);
+            }
+        } catch (...) {  // a thread could not start: finish the started ones, then report
+            for (auto& th : pool) th.join();
+            throw;
         }
         for (auto& th : pool) th.join();
     }
