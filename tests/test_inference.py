@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 import warnings
 
 import numpy as np
@@ -430,9 +431,37 @@ def test_progress_bar_runs_and_leaves_results_unchanged(rng, capsys):
     assert "30/30" in capsys.readouterr().err
 
 
+def test_progress_without_tqdm_warns_and_still_computes(rng, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # makes `from tqdm.auto import ...` fail
+    x, y = _related(rng, n=20)
+    with pytest.warns(UserWarning, match="tqdm"):
+        res = reprsim.permutation_test(x, y, n_permutations=10, seed=2, progress=True)
+    assert res.null_distribution.size == 10
+
+
 def test_results_are_read_only(rng):
     x, y = _related(rng, n=20)
     res = reprsim.permutation_test(x, y, n_permutations=5, seed=0)
     with pytest.raises(ValueError):
         res.null_distribution[0] = 0.0
     assert "null_distribution" not in repr(res)
+
+
+def test_permutation_bench_quick_run_passes_its_gate_and_writes_results(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "permutation.py"
+    spec = importlib.util.spec_from_file_location("bench_permutation", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads_before = reprsim.get_num_threads()  # the bench sets the BLAS threads
+    try:
+        assert module.main(["--quick", "--out", str(tmp_path)]) == 0
+    finally:
+        reprsim.set_num_threads(threads_before)
+    (result,) = tmp_path.glob("quick-permutation-*.json")
+    data = json.loads(result.read_text())
+    assert all(g["ok"] for g in data["meta"]["gate"].values())
+    assert {r["implementation"] for r in data["rows"]} >= {"kernel gram", "naive reprsim.cka loop"}

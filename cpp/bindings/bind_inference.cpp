@@ -36,7 +36,10 @@ void bind_inference(py::module_& m) {
                     throw py::type_error("permutations must be an int64 array");
                 }
                 if (perms.ndim() != 2 || perms.shape(1) != self.n()) {
-                    fail("permutations must have shape (count, ", self.n(), "), got ndim ", perms.ndim());
+                    std::string shape = "(";
+                    for (py::ssize_t d = 0; d < perms.ndim(); ++d) shape += (d ? ", " : "") + std::to_string(perms.shape(d));
+                    fail("permutations must have shape (count, ", self.n(), "), one permutation of the ", self.n(),
+                         " rows per row; got shape ", shape, perms.ndim() == 1 ? ",)" : ")");
                 }
                 const auto p = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(perms);
                 const Index count = p.shape(0);
