@@ -36,8 +36,7 @@ _TIE_RTOL = 100 * np.finfo(np.float64).eps
 # bootstrap warns when fewer than this share of the bootstrap values lie on one side of the observed
 # statistic: the resampling is then biased (see the Notes of bootstrap).
 _SHIFT_TAIL = 0.025
-# Chunks of permutations handed to the compiled kernel at once: bounds the int64 buffer to ~32 MiB
-# and sets the progress bar's step.
+# At most this many int64 entries (~32 MiB) of permutations are handed to the compiled kernel at once.
 _CHUNK_ELEMENTS = 1 << 22
 
 
@@ -277,7 +276,9 @@ def _linear_cka_null(
     bar = _Progress(progress, n_permutations, "permutations")
     try:
         done = 0
-        for k in _chunks(n_permutations, max(n_jobs, _CHUNK_ELEMENTS // n)):
+        # About 50 steps for the progress bar, at least 4 permutations per thread per call.
+        step = max(4 * n_jobs, min(_CHUNK_ELEMENTS // n, -(-n_permutations // 50)))
+        for k in _chunks(n_permutations, step):
             perms = np.stack([rng.permutation(n) for _ in range(k)]).astype(np.int64, copy=False)
             null[done : done + k] = kernel.evaluate(perms, n_jobs)
             done += k
