@@ -19,7 +19,7 @@ void bind_inference(py::module_& m) {
                      } else if (space == "gram") {
                          s = Space::Gram;
                      } else if (space == "auto") {
-                         s = choose_space(vx.n, vx.p, vy.p, sizeof(T), std::max(1.0, n_permutations));
+                         s = choose_null_space(vx.n, vx.p, vy.p, sizeof(T), n_permutations);
                      } else {
                          fail("space must be 'auto', 'feature' or 'gram', got '", space, "'");
                      }

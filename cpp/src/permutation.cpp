@@ -35,11 +35,24 @@ class LinearCKANullImpl final : public LinearCKANull {
           fx_(linear_factor(x, space, debiased, "x")),
           fy_(linear_factor(y, space, debiased, "y")) {
         if (space == Space::Gram) {
-            // The gathered reads L[π(i), π(j)] cross the diagonal: make L symmetric in full.
+            // The factors hold packed upper triangles with the off-diagonal scaled by √2 (see
+            // LinearFactor). K is read in that form, row by row. The gathered reads L[π(i), π(j)]
+            // cross the diagonal, so L is unpacked into a full symmetric matrix.
             const Index n = fy_.n;
-            T* g = fy_.gram.data();
-            for (Index i = 1; i < n; ++i)
-                for (Index j = 0; j < i; ++j) g[i * n + j] = g[j * n + i];
+            const double inv_root2 = 1.0 / std::sqrt(2.0);
+            l_.resize(n, n);
+            const T* src = fy_.packed.data();
+            for (Index i = 0; i < n; ++i) {
+                l_(i, i) = *src++;
+                for (Index j = i + 1; j < n; ++j) l_(i, j) = l_(j, i) = static_cast<T>(inv_root2 * double(*src++));
+            }
+            fy_.packed = decltype(fy_.packed)();
+            row_start_.resize(static_cast<std::size_t>(n));
+            Index start = 0;
+            for (Index i = 0; i < n; ++i) {
+                row_start_[static_cast<std::size_t>(i)] = start;
+                start += n - i;
+            }
         }
         // Once L outgrows the caches, row π(i) of L is read at random positions that the hardware
         // prefetcher cannot predict; copying the row first (a sequential read) and gathering from
@@ -106,11 +119,12 @@ class LinearCKANullImpl final : public LinearCKANull {
 
     void gram_cross_block(const std::int64_t* perms, Index m, double* cross, std::vector<T>& buf) const {
         const Index n = fx_.n;
+        const double root2 = std::sqrt(2.0);
         double diag[kBlock] = {}, off[kBlock] = {};
         for (Index i = 0; i < n; ++i) {
-            const T* krow = fx_.gram.data() + i * n;
+            const T* krow = fx_.packed.data() + row_start_[static_cast<std::size_t>(i)];
             for (Index t = 0; t < m; ++t) {
-                const T* lrow = fy_.gram.data() + perms[t * n + i] * n;
+                const T* lrow = l_.data() + perms[t * n + i] * n;
                 if (!buf.empty()) {
                     std::copy_n(lrow, n, buf.data());
                     lrow = buf.data();
@@ -118,24 +132,26 @@ class LinearCKANullImpl final : public LinearCKANull {
                 row_terms(krow, lrow, perms + t * n, i, diag[t], off[t]);
             }
         }
-        for (Index t = 0; t < m; ++t) cross[t] = 2.0 * off[t] + diag[t];
+        // The packed off-diagonal entries are √2·K_ij, and each stands for K_ij and K_ji.
+        for (Index t = 0; t < m; ++t) cross[t] = diag[t] + root2 * off[t];
     }
 
-    // Row i's share of ⟨K, L_π⟩ = Σ_ij K[i, j]·L[π(i), π(j)], over K's upper triangle (the only part
-    // syrk wrote): the diagonal term and the sum over j > i.
+    // Row i's share of ⟨K, L_π⟩ = Σ_ij K[i, j]·L[π(i), π(j)] from the packed row i of K (krow[0] = K_ii,
+    // krow[t] = √2·K_i,i+t): the diagonal term, and the sum over j > i of krow[j − i]·L[π(i), π(j)].
     void row_terms(const T* krow, const T* lrow, const std::int64_t* p, Index i, double& diag, double& off) const {
         const Index n = fx_.n;
-        diag += static_cast<double>(krow[i]) * static_cast<double>(lrow[p[i]]);
+        diag += static_cast<double>(krow[0]) * static_cast<double>(lrow[p[i]]);
+        const T* k = krow - i;  // k[j] = krow[j − i]
         // Four accumulators hide the latency of the floating-point adds.
         double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
         Index j = i + 1;
         for (; j + 3 < n; j += 4) {
-            s0 += static_cast<double>(krow[j]) * static_cast<double>(lrow[p[j]]);
-            s1 += static_cast<double>(krow[j + 1]) * static_cast<double>(lrow[p[j + 1]]);
-            s2 += static_cast<double>(krow[j + 2]) * static_cast<double>(lrow[p[j + 2]]);
-            s3 += static_cast<double>(krow[j + 3]) * static_cast<double>(lrow[p[j + 3]]);
+            s0 += static_cast<double>(k[j]) * static_cast<double>(lrow[p[j]]);
+            s1 += static_cast<double>(k[j + 1]) * static_cast<double>(lrow[p[j + 1]]);
+            s2 += static_cast<double>(k[j + 2]) * static_cast<double>(lrow[p[j + 2]]);
+            s3 += static_cast<double>(k[j + 3]) * static_cast<double>(lrow[p[j + 3]]);
         }
-        for (; j < n; ++j) s0 += static_cast<double>(krow[j]) * static_cast<double>(lrow[p[j]]);
+        for (; j < n; ++j) s0 += static_cast<double>(k[j]) * static_cast<double>(lrow[p[j]]);
         off += (s0 + s1) + (s2 + s3);
     }
 
@@ -152,23 +168,33 @@ class LinearCKANullImpl final : public LinearCKANull {
 
     double finish(double cross, const std::int64_t* p) const {
         if (!debiased_) return cross / denom_;
-        // debiased_from_cross with e permuted: only d·e_π changes.
+        // Of the debiased numerator's pieces only Σ_i d_i e_π(i) changes with π.
         const Index n = fx_.n;
-        const double dn = double(n);
         double de = 0.0;
         for (Index i = 0; i < n; ++i) de += fx_.d[i] * fy_.d[p[i]];
-        const double num = cross - dn / (dn - 2.0) * de + fx_.sum_d * fy_.sum_d / ((dn - 1.0) * (dn - 2.0));
-        return num / denom_;
+        return debiased_from_sums(cross, de, fx_.sum_d, fy_.sum_d, double(n)) / denom_;
     }
 
     bool debiased_;
     LinearFactor<T> fx_;
     LinearFactor<T> fy_;
+    MatR<T> l_;                     // Gram space: L in full
+    std::vector<Index> row_start_;  // Gram space: offset of row i in the packed K
     double denom_ = 0.0;
     bool copy_rows_ = false;
 };
 
 }  // namespace
+
+Space choose_null_space(Index n, Index p1, Index p2, std::size_t itemsize, double n_permutations) {
+    const double dn = double(n), a = double(p1), b = double(p2), m = std::max(1.0, n_permutations);
+    const double feature = dn * (a * a + b * b) + m * 2.0 * dn * a * b;
+    const double gram = dn * dn * (a + b) + m * kGatherCost * dn * dn / 2.0;
+    const double gram_bytes = 2.0 * dn * dn * double(itemsize);  // packed K, full L
+    const double feature_bytes = dn * (a + b) * double(itemsize);
+    if (gram_bytes > 4.0 * double(1ull << 30) && feature_bytes < gram_bytes) return Space::Feature;
+    return gram < feature ? Space::Gram : Space::Feature;
+}
 
 template <class T>
 std::unique_ptr<LinearCKANull> make_linear_cka_null(const View<T>& x, const View<T>& y, Space space, bool debiased) {

@@ -13,8 +13,10 @@
 //                  cache). Permutations are split over n_threads std::threads.
 //   feature space: gather Yc[π] (n·p2 copies) and one product XcᵀYc[π] (2·n·p1·p2 flops in the BLAS,
 //                  whose own threads do the parallel work), then its squared Frobenius norm.
-// choose_space picks the cheaper one for the number of permutations; Gram space needs two n×n
-// matrices in memory.
+// choose_null_space picks the cheaper one for the number of permutations. A gathered multiply-add
+// costs far more than a flop inside a BLAS product: kGatherCost flops, measured here (one thread,
+// n = 2000: Gram and feature space broke even near p1 = p2 = 180, i.e. 2·n·p² = kGatherCost·n²/2).
+// Gram space holds n² + n²/2 entries (L in full, K packed).
 #pragma once
 
 #include "reprsim/cka.hpp"
@@ -39,6 +41,10 @@ class LinearCKANull {
     virtual Space space() const = 0;
     virtual Index n() const = 0;
 };
+
+inline constexpr double kGatherCost = 64.0;
+
+Space choose_null_space(Index n, Index p1, Index p2, std::size_t itemsize, double n_permutations);
 
 // Centres x and y and forms their factors once, in the given space.
 template <class T>
