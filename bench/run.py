@@ -679,11 +679,15 @@ def plot(res: dict[str, Any], path: Path) -> str | None:
     ax1.axvline(1.0, color="black", lw=1)
     ax1.set_xlabel("time of the implementation / time of reprsim (log; > 1: reprsim faster)")
     for yi, r in zip(y, ratios):
-        ax1.text(r, yi, f" {r:.1f}×", va="center", fontsize=7)
+        ax1.text(r, yi, f" {r:.2g}×" if r < 10 else f" {r:.0f}×", va="center", fontsize=7)
+    from matplotlib.patches import Patch
+
+    ax1.legend(handles=[Patch(color=c, label=k) for k, c in palette.items()], loc="lower right", fontsize=8)
     fr = [res["workloads"][w].get("fraction_of_peak", 0.0) for w in wids]
     ax2.barh(np.arange(len(wids))[::-1], fr, color="#55a868")
     ax2.set_yticks(np.arange(len(wids))[::-1], wids)
     ax2.axvline(1.0, color="black", lw=1)
+    ax2.axvline(0.85, color="grey", lw=1, ls="--")
     ax2.set_xlabel("reprsim GFLOP/s / numpy GEMM peak")
     meta = res["meta"]
     fig.suptitle(f"reprsim {meta['versions']['reprsim']} — {meta['machine']} — {meta['date']}, "
