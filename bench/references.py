@@ -7,7 +7,7 @@ against, and its correctness gate (every timed implementation's value is compare
 Definitions (see DESIGN.md):
 
 - linear CKA (Kornblith et al. 2019): ``‖XcᵀYc‖²_F / (‖XcᵀXc‖_F ‖YcᵀYc‖_F)``, or equivalently on
-  centred Gram matrices ``⟨HKH, HLH⟩ / (‖HKH‖_F ‖HLH‖_F)`` with ``K = XXᵀ``.
+  centred Gram matrices ``⟨HKH, HLH⟩ / (‖HKH‖_F ‖HLH‖_F)`` with ``K = XXᵀ`` (HKH = XcXcᵀ).
 - debiased linear CKA: the same ratio with every HSIC replaced by the U-statistic of Song et al.
   (2012), ``n(n−3)·HSIC₁ = tr(K̃L̃) + (1ᵀK̃1)(1ᵀL̃1)/((n−1)(n−2)) − 2/(n−2)·(K̃1)ᵀ(L̃1)``, K̃ = K with
   its diagonal set to zero.
@@ -35,18 +35,17 @@ def cka_feature(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def cka_gram(x: np.ndarray, y: np.ndarray) -> float:
-    """Linear CKA in sample space: Gram matrices XXᵀ and YYᵀ, double-centred (O(n²·p))."""
-    k = _center_gram(x @ x.T)
-    l = _center_gram(y @ y.T)
+    """Linear CKA in sample space: centre, then the Gram matrices XcXcᵀ = HKH, YcYcᵀ (O(n²·p)).
+
+    Centring the features first, not the Gram matrices, keeps float32 inputs accurate: the
+    uncentred Gram of data with large column means holds a large constant part that centring the
+    Gram would cancel, losing digits.
+    """
+    x = x - x.mean(axis=0)
+    y = y - y.mean(axis=0)
+    k = x @ x.T
+    l = y @ y.T
     return float(np.vdot(k, l) / (np.linalg.norm(k) * np.linalg.norm(l)))
-
-
-def _center_gram(k: np.ndarray) -> np.ndarray:
-    """HKH with H = I − 11ᵀ/n, formed by subtracting row and column means."""
-    row = k.mean(axis=0)
-    k = k - row[None, :]
-    k -= (row - row.mean())[:, None]
-    return k
 
 
 def cka_matrix_loop(xs: list[np.ndarray], ys: list[np.ndarray]) -> np.ndarray:
@@ -70,7 +69,13 @@ def _hsic1_gram(k: np.ndarray, l: np.ndarray) -> float:
 
 
 def debiased_cka_gram(x: np.ndarray, y: np.ndarray) -> float:
-    """Debiased linear CKA from the Gram matrices (Song et al.'s estimator as written)."""
+    """Debiased linear CKA from the Gram matrices (Song et al.'s estimator as written).
+
+    The estimator is unchanged by translating either input; the features are centred first for the
+    same accuracy reason as in :func:`cka_gram`.
+    """
+    x = x - x.mean(axis=0)
+    y = y - y.mean(axis=0)
     k = x @ x.T
     l = y @ y.T
     return _hsic1_gram(k, l) / np.sqrt(_hsic1_gram(k, k) * _hsic1_gram(l, l))

@@ -18,7 +18,6 @@ import math
 import os
 import platform
 import re
-import resource
 import shutil
 import socket
 import statistics
@@ -32,6 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+try:
+    import resource
+except ImportError:  # not on Windows; the memory probe then reports no RSS peak
+    resource = None  # type: ignore[assignment]
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -180,13 +184,13 @@ def workloads() -> list[Workload]:
         Impl("numpy (feature space)", "numpy", lambda d: ref.cka_feature(d["x"], d["y"]),
              note="centre, then XᵀY, XᵀX, YᵀY"),
         Impl("numpy (Gram space)", "numpy", lambda d: ref.cka_gram(d["x"], d["y"]),
-             note="XXᵀ, YYᵀ, double-centred"),
+             note="centre, then XcXcᵀ, YcYcᵀ"),
     ]
     debiased = [
         Impl("numpy (feature space)", "numpy", lambda d: ref.debiased_cka_feature(d["x"], d["y"]),
              note="U-statistic from XᵀY, XᵀX, YᵀY and row norms"),
         Impl("numpy (Gram space)", "numpy", lambda d: ref.debiased_cka_gram(d["x"], d["y"]),
-             note="Song et al.'s estimator on XXᵀ, YYᵀ"),
+             note="centre, then Song et al.'s estimator on XcXcᵀ, YcYcᵀ"),
     ]
 
     def pair_make(seed: int, full: tuple[int, int], small: tuple[int, int], dtype: type) -> Callable[[bool], dict]:
@@ -237,10 +241,10 @@ def with_peers(wl: Workload, peer_info: dict[str, dict[str, Any]]) -> list[Impl]
     return impls
 
 
-def load_peers(enabled: bool) -> dict[str, dict[str, Any]]:
+def load_peers(enabled: bool, only: str | None = None) -> dict[str, dict[str, Any]]:
     info: dict[str, dict[str, Any]] = {}
     for peer in _peers.PEERS:
-        if not enabled:
+        if not enabled or (only is not None and peer.name != only):
             info[peer.name] = {"imported": False, "reason": "peers disabled (--no-peers)"}
             continue
         mod, ver, reason = peer.load()
@@ -330,10 +334,10 @@ def _jsonable(value: Any) -> Any:
     return float(arr) if arr.ndim == 0 else arr.tolist()
 
 
-def time_impl(impl: Impl, data: dict[str, Any], reference: Any, tol: float, repeats: int,
-              budget_s: float) -> tuple[dict[str, Any], Any]:
-    """Run once (warm-up, value check), then time. reprsim always gets `repeats` timed runs; the
-    others stop early once `budget_s` is spent (at least one timed run, or the first call's time)."""
+def measure(impl: Impl, data: dict[str, Any], repeats: int, budget_s: float) -> tuple[dict[str, Any], Any]:
+    """Run once (warm-up; its value goes to the correctness gate), then time. reprsim always gets
+    `repeats` timed runs; the others stop early once `budget_s` is spent (at least one timed run,
+    or only the first call's time when that call alone exceeded the budget)."""
     rec: dict[str, Any] = {"kind": impl.kind, "note": impl.note}
     try:
         state = impl.prepare(data)
@@ -345,13 +349,6 @@ def time_impl(impl: Impl, data: dict[str, Any], reference: Any, tol: float, repe
         rec.update(status="error", error=f"{type(exc).__name__}: {exc}"[:300])
         return rec, None
     rec["value"] = _jsonable(value)
-    if reference is None:  # this is reprsim itself
-        rec["status"] = "ok"
-        if not np.all(np.isfinite(np.asarray(value, dtype=np.float64))):
-            rec["status"] = "non-finite"
-    else:
-        rec["abs_diff"] = _diff(value, reference)
-        rec["status"] = "ok" if rec["abs_diff"] <= tol else "mismatch"
     times: list[float] = []
     if impl.kind != "reprsim" and first > budget_s:
         times = [first]
@@ -370,6 +367,52 @@ def time_impl(impl: Impl, data: dict[str, Any], reference: Any, tol: float, repe
     rec["times_s"] = times
     rec["median_s"] = statistics.median(times)
     return rec, value
+
+
+def measure_in_subprocess(wid: str, impl: Impl, args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
+    """`measure` in a fresh process, stopped after `args.timeout` seconds.
+
+    A process of its own per implementation: a slow peer can be stopped (its C++ or torch code
+    cannot be interrupted in-process), and its thread pools and allocations do not linger into the
+    next measurement. The data are regenerated there from the same seed.
+    """
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--impl-probe", f"{wid}:{impl.name}",
+           "--threads", str(args.threads), "--repeats", str(args.repeats), "--budget", str(args.budget)]
+    if args.quick:
+        cmd.append("--quick")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {"kind": impl.kind, "note": impl.note, "status": "timeout",
+                "error": f"did not finish within {args.timeout:g} s", "lower_bound_s": args.timeout}, None
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"kind": impl.kind, "note": impl.note, "status": "error", "error": tail[:300]}, None
+    rec = json.loads(lines[-1])
+    return rec, rec.get("value")
+
+
+def impl_probe(spec: str, args: argparse.Namespace) -> dict[str, Any]:
+    wid, name = spec.split(":", 1)
+    wl = next(w for w in workloads() if w.id == wid)
+    peer_info = load_peers(name not in {i.name for i in wl.impls}, only=name)
+    impl = next(i for i in with_peers(wl, peer_info) if i.name == name)
+    set_threads(args.threads)
+    rec, _ = measure(impl, wl.make(args.quick), args.repeats, args.budget)
+    return rec
+
+
+def gate(rec: dict[str, Any], value: Any, reference: Any, tol: float) -> None:
+    """Compare an implementation's value with reprsim's; the verdict goes into `rec`."""
+    if value is None:
+        return
+    if reference is None:  # reprsim itself
+        finite = np.all(np.isfinite(np.asarray(value, dtype=np.float64)))
+        rec["status"] = "ok" if finite else "non-finite"
+        return
+    rec["abs_diff"] = _diff(value, reference)
+    rec["status"] = "ok" if rec["abs_diff"] <= tol else "mismatch"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -397,6 +440,8 @@ def _peak_rss_mb() -> float:
     hwm = _status_mb("VmHWM")
     if hwm is not None:
         return hwm
+    if resource is None:
+        return float("nan")
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / (1024.0 * 1024.0) if sys.platform == "darwin" else r / 1024.0
 
@@ -405,7 +450,7 @@ def memory_probe(spec: str, quick: bool, threads: int) -> dict[str, Any]:
     """Run one implementation once in this (fresh) process and report its peak memory."""
     wid, name = spec.split(":", 1)
     wl = next(w for w in workloads() if w.id == wid)
-    peer_info = load_peers(name not in {i.name for i in wl.impls})
+    peer_info = load_peers(name not in {i.name for i in wl.impls}, only=name)
     impl = next(i for i in with_peers(wl, peer_info) if i.name == name)
     set_threads(threads)
     # Warm-up on the tiny shapes: libraries loaded, thread pools started, but no buffer of the
@@ -431,12 +476,16 @@ def memory_probe(spec: str, quick: bool, threads: int) -> dict[str, Any]:
             "hwm_reset": reset, "tracemalloc_peak_mb": traced_peak / 2**20}
 
 
-def run_memory(wid: str, names: list[str], quick: bool, threads: int) -> dict[str, Any]:
-    out = {}
+def run_memory(wid: str, names: list[str], quick: bool, threads: int, timeout: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for name in names:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-probe", f"{wid}:{name}",
                "--threads", str(threads)] + (["--quick"] if quick else [])
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            out[name] = {"error": f"did not finish within {timeout:g} s"}
+            continue
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         if proc.returncode != 0 or not lines:
             out[name] = {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]}
@@ -562,6 +611,8 @@ def markdown(res: dict[str, Any]) -> str:
         f"# reprsim benchmark — {meta['date']} — {meta['machine']}",
         "",
         f"{'**Quick mode (tiny shapes): a smoke test of the harness, not a measurement.**' if meta['quick'] else ''}",
+        f"**{meta['note']}**" if meta.get("note") else "",
+        "",
         f"CPU: {meta['cpu']} ({meta['cpu_count']} logical cores), threads: {meta['threads']['requested']}, "
         f"repeats: {meta['repeats']} (median). reprsim {meta['versions']['reprsim']}, numpy "
         f"{meta['versions']['numpy']}, Python {meta['versions']['python']}.",
@@ -571,7 +622,7 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         "Ratios are times of the other implementation divided by reprsim's (> 1: reprsim is faster).",
         "",
-        "| id | workload | route | reprsim | GFLOP/s | of peak | fastest numpy | × numpy | fastest peer | × peer |",
+        "| id | workload | cheaper route | reprsim | GFLOP/s | of peak | fastest numpy | × numpy | fastest peer | × peer |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for wid, w in res["workloads"].items():
@@ -581,8 +632,11 @@ def markdown(res: dict[str, Any]) -> str:
         bn = min([o for o in ok if o[2] == "numpy"], default=None)
         bp = min([o for o in ok if o[2] == "peer"], default=None)
         t_r = r.get("median_s")
+        route = w["route"]
+        if w.get("reprsim_route", route) != route:
+            route += f" (reprsim chose {w['reprsim_route']})"
         lines.append(
-            f"| {wid} | {w['title']} ({w['shape']}) | {w['route']} | {_fmt_s(t_r)} | {w.get('reprsim_gflops', 0):.1f} | "
+            f"| {wid} | {w['title']} ({w['shape']}) | {route} | {_fmt_s(t_r)} | {w.get('reprsim_gflops', 0):.1f} | "
             f"{w.get('fraction_of_peak', 0):.2f} | {'—' if bn is None else f'{_fmt_s(bn[0])} ({bn[1]})'} | "
             f"{_fmt_x(None if bn is None or not t_r else bn[0] / t_r)} | "
             f"{'—' if bp is None else f'{_fmt_s(bp[0])} ({bp[1]})'} | "
@@ -600,12 +654,13 @@ def markdown(res: dict[str, Any]) -> str:
         t_r = w["impls"]["reprsim"].get("median_s")
         for name, v in w["impls"].items():
             status = v.get("status", "")
-            if status == "error":
-                status = f"error: {v.get('error', '')}"
+            if status in ("error", "timeout"):
+                status = f"{status}: {v.get('error', '')}"
             diff = v.get("abs_diff")
             ratio = v["median_s"] / t_r if ("median_s" in v and t_r) else None
+            shown = _fmt_s(v.get("median_s")) if "lower_bound_s" not in v else f"> {v['lower_bound_s']:g} s"
             lines.append(f"| {wid} | {name} | {status} | {'' if diff is None else f'{diff:.1e}'} | "
-                         f"{_fmt_s(v.get('median_s'))} | {v.get('timing', '')} | "
+                         f"{shown} | {v.get('timing', '')} | "
                          f"{'' if name == 'reprsim' else _fmt_x(ratio)} |")
     lines += ["", "## FLOP models (reprsim's effective GFLOP/s = model FLOPs / median time)", ""]
     for wid, w in res["workloads"].items():
@@ -646,7 +701,8 @@ def markdown(res: dict[str, Any]) -> str:
         else:
             status = f"skipped: {p.get('reason')}"
         lines.append(f"| {name} | {p.get('version') or '—'} | {status} |")
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    return re.sub(r"\n{3,}", "\n\n", text)
 
 
 def plot(res: dict[str, Any], path: Path) -> str | None:
@@ -716,11 +772,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=HERE / "results", help="output folder (default bench/results)")
     ap.add_argument("--name", default=None,
                     help="file stem of the outputs (default <YYYY-MM-DD>-<machine>, prefixed 'quick-' with --quick)")
+    ap.add_argument("--note", default="", help="a line printed at the top of the table (e.g. 'busy machine')")
+    ap.add_argument("--timeout", type=float, default=600.0,
+                    help="seconds after which an implementation other than reprsim is stopped (default 600)")
+    ap.add_argument("--in-process", action="store_true",
+                    help="time every implementation in this process (no subprocess, no --timeout)")
     ap.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--impl-probe", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.memory_probe:
         print(json.dumps(memory_probe(args.memory_probe, args.quick, args.threads)))
+        return 0
+    if args.impl_probe:
+        print(json.dumps(impl_probe(args.impl_probe, args)))
         return 0
     if args.threads < 1 or args.repeats < 1:
         ap.error("--threads and --repeats must be at least 1")
@@ -750,6 +815,7 @@ def main(argv: list[str] | None = None) -> int:
             "tolerance": TOLERANCE, "gemm": {"size": gemm_size, "repeats": gemm_rep},
             "versions": {"reprsim": reprsim.__version__, "numpy": np.__version__,
                          "python": platform.python_version()},
+            "note": args.note,
             "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
         },
         "peers": peer_info,
@@ -763,20 +829,25 @@ def main(argv: list[str] | None = None) -> int:
         flops, route, model = wl.flops(data)
         w: dict[str, Any] = {"title": wl.title, "shape": wl.shape(data), "dtype": wl.dtype, "flops": flops,
                              "route": route, "flop_model": model, "impls": {}}
-        if wl.id in ("W1", "W2", "W6"):
+        if wl.id in ("W1", "W2", "W6"):  # the space reprsim's dispatcher picks for this shape
             n, p1 = data["x"].shape
-            w["route"] = reprsim._core.choose_space(n, p1, data["y"].shape[1], data["x"].itemsize)
+            w["reprsim_route"] = reprsim._core.choose_space(n, p1, data["y"].shape[1], data["x"].itemsize)
         print(f"{wl.id} {wl.title}: {w['shape']}", flush=True)
         reference = None
         for impl in with_peers(wl, peer_info):
-            rec, value = time_impl(impl, data, reference, TOLERANCE[wl.dtype], args.repeats, args.budget)
+            if impl.kind == "reprsim" or args.in_process:
+                rec, value = measure(impl, data, args.repeats, args.budget)
+            else:
+                rec, value = measure_in_subprocess(wl.id, impl, args)
+            gate(rec, value, reference, TOLERANCE[wl.dtype])
             if impl.kind == "reprsim":
-                if value is None:
-                    raise RuntimeError(f"reprsim failed on {wl.id}: {rec.get('error')}")
+                if value is None or rec["status"] != "ok":
+                    raise RuntimeError(f"reprsim failed on {wl.id}: {rec.get('error', rec.get('status'))}")
                 reference = value
             w["impls"][impl.name] = rec
             extra = f", |Δ| = {rec['abs_diff']:.1e}" if "abs_diff" in rec else ""
-            print(f"  {impl.name:45s} {rec['status']:9s} {_fmt_s(rec.get('median_s'))}{extra}", flush=True)
+            print(f"  {impl.name:45s} {rec['status']:9s} {_fmt_s(rec.get('median_s'))}{extra}"
+                  f"{'  ' + rec['error'] if 'error' in rec else ''}", flush=True)
         for peer in _peers.PEERS:
             why = peer.not_offered.get(wl.id)
             if why and peer_info[peer.name].get("imported"):
@@ -788,7 +859,7 @@ def main(argv: list[str] | None = None) -> int:
         res["workloads"][wl.id] = w
         if wl.memory and not args.no_memory:
             names = [k for k, v in w["impls"].items() if v.get("status") in ("ok", "mismatch")]
-            w["memory"] = run_memory(wl.id, names, args.quick, args.threads)
+            w["memory"] = run_memory(wl.id, names, args.quick, args.threads, args.timeout)
         del data
         gc.collect()
 
