@@ -1,7 +1,9 @@
 """Plain numpy implementations of every benchmarked metric, written from the formulas.
 
 These are the "textbook" versions a researcher would write: centre, then the products, with numpy
-doing the arithmetic in the input's dtype. They are the baselines the benchmark times reprsim
+doing the arithmetic in the input's dtype — reductions included: with float32 inputs, numpy's dot
+over the n² entries of a Gram matrix accumulates in float32 and loses digits at large n, which the
+benchmark's correctness gate then reports. They are the baselines the benchmark times reprsim
 against, and its correctness gate (every timed implementation's value is compared with reprsim's).
 
 Definitions (see DESIGN.md):
