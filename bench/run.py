@@ -641,7 +641,8 @@ def markdown(res: dict[str, Any]) -> str:
             f"{_fmt_x(None if bn is None or not t_r else bn[0] / t_r)} | "
             f"{'—' if bp is None else f'{_fmt_s(bp[0])} ({bp[1]})'} | "
             f"{_fmt_x(None if bp is None or not t_r else bp[0] / t_r)} |")
-    lines += ["", "## Targets", "", "| id | target | required | measured | against | met |", "|---|---|---|---|---|---|"]
+    caveat = " (quick mode: the shapes are too small for these to mean anything)" if meta["quick"] else ""
+    lines += ["", f"## Targets{caveat}", "", "| id | target | required | measured | against | met |", "|---|---|---|---|---|---|"]
     for wid, w in res["workloads"].items():
         for t in w["targets"]:
             m = "—" if t["measured"] is None else f"{t['measured']:.2f}"
