@@ -1,7 +1,7 @@
 """CPU throughput of reprsim against plain numpy and the installed peer packages, in one run.
 
     python bench/run.py                  # every workload, full size (minutes)
-    python bench/run.py --quick          # tiny shapes, seconds: a smoke test of the harness
+    python bench/run.py --quick          # tiny shapes: a smoke test of the harness
     python bench/run.py --only W1,W3 --threads 1 --repeats 7
 
 Writes ``bench/results/<YYYY-MM-DD>-<machine>.json``, a Markdown table beside it and a PNG plot of
@@ -761,7 +761,7 @@ def plot(res: dict[str, Any], path: Path) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="tiny shapes (seconds): a smoke test of the harness")
+    ap.add_argument("--quick", action="store_true", help="tiny shapes: a smoke test of the harness (seconds with --no-peers)")
     ap.add_argument("--only", default="", help="comma-separated workload ids, e.g. W1,W3")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                     help="threads for reprsim's BLAS, numpy's BLAS (threadpoolctl) and torch (default: all cores)")
