@@ -128,10 +128,11 @@ def _w3_flops(d: dict[str, Any]) -> tuple[float, str, str]:
     n, p = d["xs"][0].shape
     k1, k2 = len(d["xs"]), len(d["ys"])
     feature = (k1 + k2) * n * p**2 + k1 * k2 * 2.0 * n * p * p
-    gram = (k1 + k2) * float(n) ** 2 * p + k1 * k2 * 2.0 * float(n) ** 2
+    gram = (k1 + k2) * float(n) ** 2 * p + k1 * k2 * float(n) ** 2
     if feature <= gram:
         return feature, "feature", "(k1+k2)·n·p² (one syrk per layer) + k1·k2·2·n·p² (one gemm per pair)"
-    return gram, "gram", "(k1+k2)·n²·p (one syrk Gram per layer) + k1·k2·2·n² (one inner product per pair)"
+    return gram, "gram", ("(k1+k2)·n²·p (one syrk Gram per layer) + k1·k2·n² (one inner product of packed "
+                          "upper triangles per pair)")
 
 
 def _w4_flops(d: dict[str, Any]) -> tuple[float, str, str]:
@@ -228,6 +229,21 @@ def workloads() -> list[Workload]:
         Workload("W6", "debiased linear CKA", "float32", pair_make(6, (10000, 1024), (400, 48), np.float32),
                  _pair_shape, _pair_flops, [Impl("reprsim", "reprsim", cka_debiased), *debiased]),
     ]
+
+
+def reprsim_route(wid: str, data: dict[str, Any]) -> str | None:
+    """The space reprsim's dispatcher picks for a linear-CKA workload's shape (None elsewhere)."""
+    choose = getattr(reprsim._core, "choose_space", None)
+    if choose is None or wid not in ("W1", "W2", "W3", "W6"):
+        return None
+    if wid == "W3":
+        n, p = data["xs"][0].shape
+        try:
+            return choose(n, p, p, data["xs"][0].itemsize, k1=len(data["xs"]), k2=len(data["ys"]))
+        except TypeError:  # a dispatcher that does not weigh the number of factors
+            return None
+    n, p1 = data["x"].shape
+    return choose(n, p1, data["y"].shape[1], data["x"].itemsize)
 
 
 def with_peers(wl: Workload, peer_info: dict[str, dict[str, Any]]) -> list[Impl]:
@@ -633,7 +649,7 @@ def markdown(res: dict[str, Any]) -> str:
         bp = min([o for o in ok if o[2] == "peer"], default=None)
         t_r = r.get("median_s")
         route = w["route"]
-        if w.get("reprsim_route", route) != route:
+        if w.get("reprsim_route") not in (None, route):
             route += f" (reprsim chose {w['reprsim_route']})"
         lines.append(
             f"| {wid} | {w['title']} ({w['shape']}) | {route} | {_fmt_s(t_r)} | {w.get('reprsim_gflops', 0):.1f} | "
@@ -830,9 +846,7 @@ def main(argv: list[str] | None = None) -> int:
         flops, route, model = wl.flops(data)
         w: dict[str, Any] = {"title": wl.title, "shape": wl.shape(data), "dtype": wl.dtype, "flops": flops,
                              "route": route, "flop_model": model, "impls": {}}
-        if wl.id in ("W1", "W2", "W6"):  # the space reprsim's dispatcher picks for this shape
-            n, p1 = data["x"].shape
-            w["reprsim_route"] = reprsim._core.choose_space(n, p1, data["y"].shape[1], data["x"].itemsize)
+        w["reprsim_route"] = reprsim_route(wl.id, data)
         print(f"{wl.id} {wl.title}: {w['shape']}", flush=True)
         reference = None
         for impl in with_peers(wl, peer_info):
