@@ -32,15 +32,19 @@ def hsic_unbiased(k, l):
     return (term1 + term2 - term3) / (n * (n - 3))
 
 
+def kernel_cka(k, l, debiased=False):
+    """CKA of two kernel matrices: HSIC₀ of the H-centred kernels, or the U-statistic HSIC₁."""
+    f = hsic_unbiased if debiased else hsic_biased
+    return f(k, l) / np.sqrt(f(k, k) * f(l, l))
+
+
 def cka(x, y, debiased=False):
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     # Both estimators are translation invariant (H, or the U-statistic); centring first only keeps the
     # float64 Grams free of cancellation when the inputs carry a large offset.
     x, y = center(x), center(y)
-    k, l = x @ x.T, y @ y.T
-    f = hsic_unbiased if debiased else hsic_biased
-    return f(k, l) / np.sqrt(f(k, k) * f(l, l))
+    return kernel_cka(x @ x.T, y @ y.T, debiased)
 
 
 def orth_basis(a):

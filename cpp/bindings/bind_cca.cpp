@@ -5,15 +5,6 @@ namespace reprsim::bind {
 
 namespace {
 
-CCAStat parse_stat(const std::string& s) {
-    if (s == "mean") return CCAStat::Mean;
-    if (s == "mean_sq") return CCAStat::MeanSq;
-    if (s == "pwcca_x") return CCAStat::PWCCAX;
-    if (s == "pwcca_y") return CCAStat::PWCCAY;
-    if (s == "pwcca_smaller") return CCAStat::PWCCASmaller;
-    fail("unknown CCA statistic '", s, "'");
-}
-
 // The factor of one input: QR, then SVCCA's reduction when keep > 0, then the rank check.
 template <class T>
 CCAFactor make_factor(const View<T>& v, const char* name, double keep, bool on_variance, bool allow_cholesky = true) {
@@ -50,7 +41,7 @@ void bind_cca(py::module_& m) {
         "cca_statistic",
         [](const py::array& x, const py::array& y, const std::string& stat, double keep, bool on_variance,
            bool allow_cholesky) {
-            const CCAStat st = parse_stat(stat);
+            const CCAStat st = cca_stat_from_name(stat);
             return dispatch(ArrayList{x, y}, [&](auto tag) {
                 using T = decltype(tag);
                 const View<T> vx = view_of<T>(x, "x"), vy = view_of<T>(y, "y");
@@ -79,7 +70,7 @@ void bind_cca(py::module_& m) {
         "cca_matrix",
         [](const ArrayList& xs, const std::optional<ArrayList>& ys, const std::string& stat, double keep,
            bool on_variance) {
-            const CCAStat st = parse_stat(stat);
+            const CCAStat st = cca_stat_from_name(stat);
             const bool symmetric = st == CCAStat::Mean || st == CCAStat::MeanSq;
             ArrayList all = xs;
             if (ys) all.insert(all.end(), ys->begin(), ys->end());

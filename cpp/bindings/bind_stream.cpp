@@ -11,15 +11,6 @@ namespace {
 
 using Names = std::vector<std::string>;
 
-CCAStat parse_cca_stat(const std::string& s) {
-    if (s == "mean") return CCAStat::Mean;
-    if (s == "mean_sq") return CCAStat::MeanSq;
-    if (s == "pwcca_x") return CCAStat::PWCCAX;
-    if (s == "pwcca_y") return CCAStat::PWCCAY;
-    if (s == "pwcca_smaller") return CCAStat::PWCCASmaller;
-    fail("unknown CCA statistic '", s, "'");
-}
-
 template <class T>
 std::vector<View<T>> views_of(const ArrayList& arrays, const Names& names) {
     std::vector<View<T>> out;
@@ -120,7 +111,7 @@ void bind_stream(py::module_& m) {
             "cca_statistic",
             [](const StreamState& s, const std::string& stat, double keep, bool on_variance, const Names& nx,
                const Names& ny) {
-                const CCAStat st = parse_cca_stat(stat);
+                const CCAStat st = cca_stat_from_name(stat);
                 if (s.n < 3) fail("the accumulator has seen n = ", s.n, " rows; CCA needs at least 3");
                 std::vector<CholFactor> fx, fy;
                 {

@@ -144,6 +144,15 @@ CCAFactor svcca_reduce(const CCAFactor& f, double keep, bool on_variance) {
     return out;
 }
 
+CCAStat cca_stat_from_name(const std::string& name) {
+    if (name == "mean") return CCAStat::Mean;
+    if (name == "mean_sq") return CCAStat::MeanSq;
+    if (name == "pwcca_x") return CCAStat::PWCCAX;
+    if (name == "pwcca_y") return CCAStat::PWCCAY;
+    if (name == "pwcca_smaller") return CCAStat::PWCCASmaller;
+    fail("unknown CCA statistic '", name, "'");
+}
+
 double cca_statistic(const CCAFactor& fx, const CCAFactor& fy, CCAStat stat) {
     return cca_statistic_from_m(cross_m(fx, fy), fx.r, fy.r, fx.p, fy.p, stat);
 }

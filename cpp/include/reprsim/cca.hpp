@@ -18,6 +18,7 @@
 #include "reprsim/linalg.hpp"
 
 #include <memory>
+#include <string>
 
 namespace reprsim {
 
@@ -76,6 +77,9 @@ double default_rank_rtol(Index n, Index p) {
 }
 
 enum class CCAStat { Mean, MeanSq, PWCCAX, PWCCAY, PWCCASmaller };
+
+// "mean", "mean_sq", "pwcca_x", "pwcca_y" or "pwcca_smaller".
+CCAStat cca_stat_from_name(const std::string& name);
 
 // A summary of the canonical correlations of a pair: mean ρ, mean ρ², or PWCCA with projection
 // weights from x, from y, or from the narrower input (ties: x).
