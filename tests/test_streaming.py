@@ -156,6 +156,15 @@ def test_rank_deficient_input_gets_the_in_memory_rank(rng):
         np.testing.assert_allclose(acc.distance(metric), reprsim.distance(x, y, metric=metric), rtol=1e-8)
 
 
+def test_directions_below_the_cross_product_resolution_are_dropped(rng):
+    # A direction 1e-10 of the largest is kept by the in-memory QR (tol = max(n, p)·ε ≈ 1e-14) but is
+    # below what float64 cross-products resolve (√(max(n, p)·ε) ≈ 1e-7): the streaming rank is one less.
+    x, y = related_pair(rng, n=40, p1=4, p2=6)
+    x = np.column_stack([x, x[:, 0] + 1e-10 * rng.standard_normal(40)])
+    assert reprsim.canonical_correlations(x, y).shape == (5,)
+    assert streamed(x, y, [0, 40]).canonical_correlations().shape == (4,)
+
+
 def test_wide_input_with_rank_reaching_n_minus_1_is_refused_like_in_memory(rng):
     x = rng.standard_normal((8, 10))
     y = rng.standard_normal((8, 3))
