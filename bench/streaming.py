@@ -230,7 +230,9 @@ def main() -> None:
         "",
         "RSS counts everything the process holds (the C++ state and scratch included); tracemalloc only "
         "Python and numpy allocations. The peak stays flat as rows grow: it is the float64 centred copies "
-        "of one batch, the batch's own moments and the merged state, O(batch·p + p²), independent of n.",
+        "of one batch, the batch's own moments and the merged state, O(batch·p + p²), independent of n "
+        "(RSS also holds OpenBLAS's work buffers, allocated on first use; the tracemalloc figure is the "
+        "benchmark's own temporary when it generates y from x).",
         f"Streaming the {mem['rows']:,} rows took {mem['seconds']:.1f} s "
         f"({mem['rows_per_s (incl. generating the data)']:,.0f} rows/s including generating the data).",
         "",
