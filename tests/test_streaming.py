@@ -75,6 +75,25 @@ def np_canonical_correlations(x, y):
     return np.linalg.svd(qx.T @ qy, compute_uv=False)
 
 
+def np_pwcca(x, y):
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    qx, qy = np.linalg.qr(xc)[0], np.linalg.qr(yc)[0]
+    u, rho, _ = np.linalg.svd(qx.T @ qy, full_matrices=False)
+    alpha = np.abs((qx @ u).T @ xc).sum(axis=1)
+    return np.sum(alpha * rho) / np.sum(alpha)
+
+
+def np_svcca(x, y, keep):
+    def top(a):
+        ac = a - a.mean(0)
+        u, sv, _ = np.linalg.svd(ac, full_matrices=False)
+        share = np.cumsum(sv**2) / np.sum(sv**2)
+        k = int(np.searchsorted(share, keep) + 1)
+        return u[:, :k] * sv[:k]
+
+    return np.mean(np_canonical_correlations(top(x), top(y)))
+
+
 def np_procrustes(x, y):
     xc, yc = x - x.mean(0), y - y.mean(0)
     xc, yc = xc / np.linalg.norm(xc), yc / np.linalg.norm(yc)
@@ -125,6 +144,8 @@ def test_streamed_values_match_independent_numpy_formulas(rng):
     np.testing.assert_allclose(acc.cka(debiased=True), np_linear_cka(x, y, debiased=True), rtol=1e-10)
     np.testing.assert_allclose(acc.canonical_correlations(), np_canonical_correlations(x, y), rtol=1e-10)
     np.testing.assert_allclose(acc.procrustes_distance(), np_procrustes(x, y), rtol=1e-10)
+    np.testing.assert_allclose(acc.pwcca(), np_pwcca(x, y), rtol=1e-10)
+    np.testing.assert_allclose(acc.svcca(variance=0.9), np_svcca(x, y, 0.9), rtol=1e-10)
 
 
 def test_large_offset_does_not_spoil_centring(rng):
