@@ -303,15 +303,13 @@ class StreamingSimilarity:
         An array, or for several layers a k1 × k2 object array of arrays.
         """
         self._need(3, "CCA")
+        values = self._state.canonical_correlations(self._names_x, self._names_y)
         out = np.empty((self._k1, self._k2), dtype=object)
-        for i in range(self._k1):
-            for j in range(self._k2):
-                rho = np.asarray(
-                    self._state.canonical_correlations(i, j, self._names_x[i], self._names_y[j]), dtype=np.float64
-                )
-                if not np.all(np.isfinite(rho)):
-                    raise FloatingPointError("canonical correlations came out non-finite; please report this input")
-                out[i, j] = rho
+        for k, rho in enumerate(values):
+            rho = np.asarray(rho, dtype=np.float64)
+            if not np.all(np.isfinite(rho)):
+                raise FloatingPointError("canonical correlations came out non-finite; please report this input")
+            out[divmod(k, self._k2)] = rho
         return out if self._multi else out[0, 0]
 
     def mean_cca(self) -> Any:
