@@ -46,9 +46,6 @@ def assert_all_metrics_match(acc, x, y):
         np.testing.assert_allclose(acc.distance(metric), expected, rtol=RTOL, atol=1e-14, err_msg=metric)
 
 
-# -- independent numpy references (written from the formulas) ---------------------------------------
-
-
 # -- equality with the in-memory functions ---------------------------------------------------------
 
 
@@ -93,6 +90,8 @@ def test_streamed_values_match_independent_numpy_formulas(rng):
     np.testing.assert_allclose(acc.cka(debiased=True), ref.cka(x, y, debiased=True), rtol=1e-10)
     np.testing.assert_allclose(acc.canonical_correlations(), ref.canonical_correlations(x, y), rtol=1e-10)
     np.testing.assert_allclose(acc.procrustes_distance(), ref.procrustes(x, y), rtol=1e-10)
+    np.testing.assert_allclose(acc.pwcca(), ref.pwcca(x, y), rtol=1e-10)
+    np.testing.assert_allclose(acc.svcca(variance=0.9), ref.svcca(x, y, keep=0.9), rtol=1e-10)
 
 
 def test_large_offset_does_not_spoil_centring(rng):
@@ -122,6 +121,15 @@ def test_rank_deficient_input_gets_the_in_memory_rank(rng):
     np.testing.assert_allclose(rho, expected, rtol=1e-8)
     for metric in ("mean_cca", "mean_sq_cca", "pwcca", "svcca"):
         np.testing.assert_allclose(acc.distance(metric), reprsim.distance(x, y, metric=metric), rtol=1e-8)
+
+
+def test_directions_below_the_cross_product_resolution_are_dropped(rng):
+    # A direction 1e-10 of the largest is kept by the in-memory QR (tol = max(n, p)·ε ≈ 1e-14) but is
+    # below what float64 cross-products resolve (√(max(n, p)·ε) ≈ 1e-7): the streaming rank is one less.
+    x, y = related_pair(rng, n=40, p1=4, p2=6)
+    x = np.column_stack([x, x[:, 0] + 1e-10 * rng.standard_normal(40)])
+    assert reprsim.canonical_correlations(x, y).shape == (5,)
+    assert streamed(x, y, [0, 40]).canonical_correlations().shape == (4,)
 
 
 def test_wide_input_with_rank_reaching_n_minus_1_is_refused_like_in_memory(rng):
@@ -421,19 +429,7 @@ def test_unknown_metric_and_options_raise(rng):
 def np_minibatch_cka(x, y, batch_size, debiased):
     """Nguyen, Raghu & Kornblith (2021) from the formula: sums of per-batch HSIC over Gram matrices."""
 
-    def hsic(k, l):
-        n = k.shape[0]
-        if debiased:
-            k = k - np.diag(np.diag(k))
-            l = l - np.diag(np.diag(l))
-            one = np.ones(n)
-            return (
-                np.trace(k @ l)
-                + (one @ k @ one) * (one @ l @ one) / ((n - 1) * (n - 2))
-                - 2.0 / (n - 2) * (one @ k @ l @ one)
-            ) / (n * (n - 3))
-        h = np.eye(n) - 1.0 / n
-        return np.trace(k @ h @ l @ h) / (n - 1) ** 2
+    hsic = ref.hsic_unbiased if debiased else ref.hsic_biased
 
     xy = xx = yy = 0.0
     for s in range(0, x.shape[0], batch_size):

@@ -40,6 +40,19 @@ py::array_t<double> pair_values(const StreamState& s, F&& f) {
     return out;
 }
 
+// One layer's CCA factor: pivoted Cholesky, SVCCA's reduction when keep > 0, the rank check.
+CholFactor checked_factor(const StreamState& s, const LayerMoments& layer, const std::string& name, double keep,
+                          bool on_variance) {
+    CholFactor f = chol_factor(layer.c, s.n, s.rank_eps, name);
+    if (keep > 0) chol_svcca_reduce(f, keep, on_variance);
+    CCAFactor shape;
+    shape.n = f.n;
+    shape.p = f.p;
+    shape.rank = f.rank;
+    require_nontrivial_rank(shape, name.c_str());
+    return f;
+}
+
 template <class T>
 T item(const py::dict& d, const char* key) {
     if (!d.contains(key)) fail("state is missing the field '", key, "'");
@@ -116,18 +129,8 @@ void bind_stream(py::module_& m) {
                 std::vector<CholFactor> fx, fy;
                 {
                     py::gil_scoped_release release;
-                    auto make = [&](const LayerMoments& layer, const std::string& name) {
-                        CholFactor f = chol_factor(layer.c, s.n, s.rank_eps, name);
-                        if (keep > 0) chol_svcca_reduce(f, keep, on_variance);
-                        CCAFactor shape;
-                        shape.n = f.n;
-                        shape.p = f.p;
-                        shape.rank = f.rank;
-                        require_nontrivial_rank(shape, name.c_str());
-                        return f;
-                    };
-                    for (Index i = 0; i < s.k1; ++i) fx.push_back(make(s.x[i], nx[i]));
-                    for (Index j = 0; j < s.k2; ++j) fy.push_back(make(s.y[j], ny[j]));
+                    for (Index i = 0; i < s.k1; ++i) fx.push_back(checked_factor(s, s.x[i], nx[i], keep, on_variance));
+                    for (Index j = 0; j < s.k2; ++j) fy.push_back(checked_factor(s, s.y[j], ny[j], keep, on_variance));
                 }
                 return pair_values(s, [&](Index i, Index j) {
                     MatD mm = stream_cross_q(fx[i], fy[j], s.pair(i, j).cxy);
@@ -135,25 +138,24 @@ void bind_stream(py::module_& m) {
                 });
             },
             py::arg("stat"), py::arg("svcca_keep"), py::arg("on_variance"), py::arg("names_x"), py::arg("names_y"))
+        // Every pair's canonical correlations (row-major over (i, j)); each layer is factorised once.
         .def(
             "canonical_correlations",
-            [](const StreamState& s, Index i, Index j, const std::string& name_x, const std::string& name_y) {
+            [](const StreamState& s, const Names& nx, const Names& ny) {
                 if (s.n < 3) fail("the accumulator has seen n = ", s.n, " rows; CCA needs at least 3");
-                py::gil_scoped_release release;
-                auto make = [&](const LayerMoments& layer, const std::string& name) {
-                    CholFactor f = chol_factor(layer.c, s.n, s.rank_eps, name);
-                    CCAFactor shape;
-                    shape.n = f.n;
-                    shape.p = f.p;
-                    shape.rank = f.rank;
-                    require_nontrivial_rank(shape, name.c_str());
-                    return f;
-                };
-                const CholFactor fx = make(s.x[i], name_x), fy = make(s.y[j], name_y);
-                VecD rho = cca_from_m(stream_cross_q(fx, fy, s.pair(i, j).cxy), false).rho;
-                return rho;
+                std::vector<VecD> out;
+                {
+                    py::gil_scoped_release release;
+                    std::vector<CholFactor> fx, fy;
+                    for (Index i = 0; i < s.k1; ++i) fx.push_back(checked_factor(s, s.x[i], nx[i], 0.0, true));
+                    for (Index j = 0; j < s.k2; ++j) fy.push_back(checked_factor(s, s.y[j], ny[j], 0.0, true));
+                    for (Index i = 0; i < s.k1; ++i)
+                        for (Index j = 0; j < s.k2; ++j)
+                            out.push_back(cca_from_m(stream_cross_q(fx[i], fy[j], s.pair(i, j).cxy), false).rho);
+                }
+                return out;
             },
-            py::arg("i"), py::arg("j"), py::arg("name_x"), py::arg("name_y"))
+            py::arg("names_x"), py::arg("names_y"))
         // Structured fields: per-layer lists (x then y) and per-pair lists (row-major over (i, j)).
         .def("to_dict",
              [](const StreamState& s) {

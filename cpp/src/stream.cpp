@@ -284,7 +284,7 @@ CholFactor chol_factor(const MatD& c, double n, double rank_eps, const std::stri
         zero_variance(name, n, "canonical correlations are undefined for a constant representation");
     }
     const double m = double(std::max<Index>(f.n, f.p));
-    const double tol = std::max(m * rank_eps, std::sqrt(m * std::numeric_limits<double>::epsilon()));
+    const double tol = std::max(rank_rtol(Index(n), c.rows(), rank_eps), std::sqrt(m * std::numeric_limits<double>::epsilon()));
     MatD a = c;
     f.piv.resize(f.p);
     // dpstrf stops once the largest remaining diagonal, R_kk², is at most tol²·R_11².

@@ -161,7 +161,8 @@ def canonical_correlations(x: ArrayLike, y: ArrayLike) -> np.ndarray:
     Computed from a column-pivoted QR factorisation of each centred input and an SVD of QxᵀQy, in
     float64 (never through an inverse covariance). One correlation per dimension of the smaller column
     space: min(rank x, rank y), where the numerical rank counts the pivots |R_ii| > tol·|R_11| with
-    tol = max(n, p)·ε of the input dtype (numpy.linalg.matrix_rank's rule).
+    tol = max(n, p)·ε₆₄ (numpy.linalg.matrix_rank's rule for the float64 arithmetic) plus, for float32
+    inputs, √p·ε₃₂ (the rounding already in the data; it does not grow with n).
 
     Raises ValueError when a rank reaches n − 1 (every correlation would be trivially 1), or for the
     bad inputs listed under :func:`cka`.

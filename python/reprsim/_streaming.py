@@ -124,7 +124,7 @@ class StreamingSimilarity:
     Rx⁻ᵀ·cxy·Ry⁻¹ computed by triangular solves.
 
     Every product is computed and accumulated in float64, for float32 batches too. CCA's rank rule is
-    the in-memory one, |R_ii| > tol·|R_11| with tol = max(n, p)·ε of the input dtype, but never below
+    the in-memory one, |R_ii| > tol·|R_11| with tol = max(n, p)·ε₆₄ (+ √p·ε₃₂ for float32 inputs), but never below
     √(max(n, p)·ε₆₄): cross-products resolve directions only down to about √ε of the largest, so
     inputs whose conditioning lies beyond 1e7 or so can get a smaller rank than the in-memory QR.
 
@@ -303,15 +303,13 @@ class StreamingSimilarity:
         An array, or for several layers a k1 × k2 object array of arrays.
         """
         self._need(3, "CCA")
+        values = self._state.canonical_correlations(self._names_x, self._names_y)
         out = np.empty((self._k1, self._k2), dtype=object)
-        for i in range(self._k1):
-            for j in range(self._k2):
-                rho = np.asarray(
-                    self._state.canonical_correlations(i, j, self._names_x[i], self._names_y[j]), dtype=np.float64
-                )
-                if not np.all(np.isfinite(rho)):
-                    raise FloatingPointError("canonical correlations came out non-finite; please report this input")
-                out[i, j] = rho
+        for k, rho in enumerate(values):
+            rho = np.asarray(rho, dtype=np.float64)
+            if not np.all(np.isfinite(rho)):
+                raise FloatingPointError("canonical correlations came out non-finite; please report this input")
+            out[divmod(k, self._k2)] = rho
         return out if self._multi else out[0, 0]
 
     def mean_cca(self) -> Any:

@@ -17,6 +17,7 @@
 #include "reprsim/common.hpp"
 #include "reprsim/linalg.hpp"
 
+#include <cmath>
 #include <memory>
 #include <string>
 
@@ -69,11 +70,19 @@ MatD svcca_basis(const MatD& r, double keep, bool on_variance);
 // SVCCA's reduction: the factor of the top-k principal components of x (see svcca_basis).
 CCAFactor svcca_reduce(const CCAFactor& f, double keep, bool on_variance);
 
-// Default rank tolerance: max(n, p)·ε of the input's dtype (numpy.linalg.matrix_rank's rule, applied
-// to the pivoted-QR diagonal).
+// Rank tolerance, relative to |R_11|: max(n, p)·ε₆₄ for the float64 arithmetic of the factorisation
+// (numpy.linalg.matrix_rank's rule), plus √p·ε of the input dtype when the data are less precise than
+// float64 (the rounding already in float32 inputs: ‖E‖ ≲ ε₃₂·‖X‖_F ≤ √p·ε₃₂·‖X‖₂). Unlike a rule of
+// max(n, p)·ε₃₂, it does not grow with n, so a million float32 rows keep their small directions.
+inline double rank_rtol(Index n, Index p, double input_eps) {
+    constexpr double eps64 = std::numeric_limits<double>::epsilon();
+    const double data = input_eps > eps64 ? std::sqrt(double(p)) * input_eps : 0.0;
+    return double(std::max(n, p)) * eps64 + data;
+}
+
 template <class T>
 double default_rank_rtol(Index n, Index p) {
-    return double(std::max(n, p)) * double(std::numeric_limits<T>::epsilon());
+    return rank_rtol(n, p, double(std::numeric_limits<T>::epsilon()));
 }
 
 enum class CCAStat { Mean, MeanSq, PWCCAX, PWCCAY, PWCCASmaller };
