@@ -14,7 +14,7 @@ try:  # the OpenBLAS library the kernels link to; importing it loads it where RP
 except ImportError:  # pragma: no cover
     pass
 
-from . import _core
+from . import _core, benchmark
 from ._metrics import (
     canonical_correlations,
     cka,
@@ -49,6 +49,7 @@ def get_num_threads() -> int:
 __all__ = [
     "METRICS",
     "MetricInfo",
+    "benchmark",
     "canonical_correlations",
     "cka",
     "distance",
