@@ -7,6 +7,7 @@ records. Margins are wide on purpose: they encode the paper's claims ("clearly b
 
 import json
 import statistics
+import sys
 
 import pytest
 
@@ -100,3 +101,18 @@ def test_suite_is_deterministic_given_its_seed():
     a = run_suite(tiny, metrics=["cka", "procrustes"], log=lambda s: None)
     b = run_suite(tiny, metrics=["cka", "procrustes"], log=lambda s: None)
     assert a == b
+
+
+def test_benchmark_command_names_the_extra_when_scikit_learn_is_missing(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # makes "import sklearn" raise ImportError
+    assert cli.main(["benchmark", "--quick"]) == 2
+    assert 'pip install "reprsim[benchmark]"' in capsys.readouterr().err
+
+
+def test_figure_is_skipped_with_a_message_when_matplotlib_is_missing(monkeypatch, capsys, tmp_path):
+    from reprsim.benchmark import plot_records
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert plot_records([], str(tmp_path / "x.png")) is False
+    assert "matplotlib is not installed" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()

@@ -136,6 +136,12 @@ def test_kendall_p_with_ties_matches_tie_corrected_normal_approximation(rng):
     assert score(d, f).kendall_p == pytest.approx(kendall_normal_p_reference(d, f), rel=1e-9)
 
 
+def test_kendall_p_for_larger_untied_samples_is_normal_approximation(rng):
+    d = rng.standard_normal(45)
+    f = d + 2.0 * rng.standard_normal(45)
+    assert score(d, f).kendall_p == pytest.approx(kendall_normal_p_reference(d, f), rel=1e-9)
+
+
 def test_p_values_are_one_sided_toward_positive_correlation():
     d = np.arange(12.0)
     up, down = score(d, d**2), score(d, -d)
@@ -265,6 +271,10 @@ def test_protocol_rejects_missing_performance_and_unknown_keys(rng):
         protocol(reps, perf, {"g": [("nope", 0)]}, metrics=["cka"])
     with pytest.raises(ValueError, match="unknown metric"):
         protocol(reps, perf, layer_groups(list(reps)), metrics=["nope"])
+    with pytest.raises(ValueError, match="comparable has no entry for group 1"):
+        protocol(reps, perf, layer_groups(list(reps)), {0: list(reps)}, metrics=["cka"])
+    with pytest.raises(TypeError, match="non-empty mapping"):
+        protocol({}, perf, layer_groups(list(reps)), metrics=["cka"])
 
 
 def test_replay_reproduces_protocol_table_from_pairs(rng):
@@ -334,6 +344,8 @@ def test_layer_identification_finds_matching_depth_for_rotated_seeds(rng):
     np.testing.assert_array_equal(res.confusion, np.diag([6, 6, 6]))
     with pytest.raises(ValueError, match="at least 2 seeds"):
         layer_identification({0: layers}, "cka")
+    with pytest.raises(ValueError, match="same, non-zero number of layers"):
+        layer_identification({0: layers, 1: layers[:2]}, "cka")
 
 
 def test_detection_flags_first_deletion_beyond_mean_seed_distance(rng):
@@ -379,6 +391,16 @@ def test_padded_mean_cca_counts_deleted_components_as_zero_correlation(rng):
         assert reprsim.distance(x, h, metric="mean_cca") == pytest.approx(0.0, abs=1e-9)
     m = PADDED_CCA["pwcca_padded"]
     np.testing.assert_allclose(m.pairwise([x], [x, x])[0], [m(x, x), m(x, x)])
+
+
+def test_padded_cca_rejects_constant_and_too_wide_inputs(rng):
+    m = PADDED_CCA["mean_cca_padded"]
+    with pytest.raises(ValueError, match="x is constant"):
+        m(np.ones((10, 3)), rng.standard_normal((10, 3)))
+    with pytest.raises(ValueError, match="rank 9 with n = 10"):
+        m(rng.standard_normal((10, 12)), rng.standard_normal((10, 3)))
+    with pytest.raises(ValueError, match="must be 2-D"):
+        m(np.ones(10), rng.standard_normal((10, 3)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,6 +30,9 @@ __all__ = [
 
 Metric = str | Callable[[np.ndarray, np.ndarray], float]
 
+# Kendall's p-value is exact (permutation distribution) up to this many untied pairs.
+_KENDALL_EXACT_MAX_N = 33
+
 #: Convention options passed to ``reprsim.distance``/``pairwise`` by :func:`protocol` unless overridden.
 #: Ding et al. put the reference representation first and take PWCCA's weights from it.
 PAPER_CONVENTIONS: Mapping[str, Mapping[str, Any]] = {"pwcca": {"convention": "x"}}
@@ -82,8 +85,8 @@ class Score:
     spearman, kendall : rank correlations (Spearman ρ; Kendall τ-b, which corrects for ties), in [−1, 1].
     spearman_p, kendall_p : one-sided p-values of the null "no association" against the alternative of a
         positive correlation. Spearman: t-distribution approximation with n − 2 degrees of freedom.
-        Kendall: the exact null distribution when n ≤ 50 and there are no ties, otherwise the normal
-        approximation with the tie-corrected variance (``scipy.stats.kendalltau``'s ``method="auto"``).
+        Kendall: the exact permutation distribution when n ≤ 33 and neither input has ties, otherwise the
+        normal approximation of Kendall's S with the tie-corrected variance.
     bad_frac : fraction of pairs in the bottom ``quantile`` of dissimilarity and the top ``quantile`` of
         functional difference (percentile ranks, see :func:`percentile_ranks`; strict inequalities).
     n_pairs : number of pairs scored.
@@ -154,11 +157,15 @@ def score(dissimilarity: Any, functional_difference: Any, *, quantile: float = 0
         raise ValueError(f"quantile must be a number in (0, 0.5], got {quantile!r}")
     stats = _scipy_stats()
     rho = stats.spearmanr(d, f, alternative="greater")
-    tau = stats.kendalltau(d, f, alternative="greater")
+    untied = np.unique(d).size == d.size and np.unique(f).size == f.size
+    # The method is chosen here, not by scipy's "auto", so the documented rule holds for every scipy version.
+    method = "exact" if untied and d.size <= _KENDALL_EXACT_MAX_N else "asymptotic"
+    tau = stats.kendalltau(d, f, alternative="greater", method=method)
     qd = stats.rankdata(d, method="average") / d.size
     qf = stats.rankdata(f, method="average") / f.size
     bad = float(np.mean((qd < quantile) & (qf > 1.0 - quantile)))
-    values = (float(rho.statistic), float(rho.pvalue), float(tau.statistic), float(tau.pvalue))
+    # Indexing works for the result types of every scipy version (named fields changed over time).
+    values = (float(rho[0]), float(rho[1]), float(tau[0]), float(tau[1]))
     if not all(math.isfinite(v) for v in values):
         raise FloatingPointError(f"rank correlation came out non-finite {values}; please report this input")
     return Score(*values, bad, int(d.size))
@@ -239,6 +246,11 @@ class PaddedCCA:
         if s[0] == 0.0:
             raise ValueError(f"{name} is constant (every sample equal); CCA is undefined for it")
         rank = int(np.sum(s > s[0] * max(xc.shape) * np.finfo(np.float64).eps))
+        if rank >= xc.shape[0] - 1:
+            raise ValueError(
+                f"{name} has rank {rank} with n = {xc.shape[0]} samples; CCA needs rank < n - 1 (every "
+                "canonical correlation would be trivially 1): use more samples or fewer features"
+            )
         return u[:, :rank], xc
 
     def _combine(self, fx: tuple[np.ndarray, np.ndarray], fy: tuple[np.ndarray, np.ndarray]) -> float:
@@ -392,6 +404,8 @@ def protocol(
             if k not in representations:
                 raise ValueError(f"reference candidate {k!r} of group {group!r} is not a key of representations")
         ref = max(candidates, key=lambda k: (float(performance[k]), -candidates.index(k)))
+        if comparable is not None and group not in comparable:
+            raise ValueError(f"comparable has no entry for group {group!r}; give one list of keys per group")
         keys = list(representations) if comparable is None else list(comparable[group])
         for k in keys:
             if k not in representations:

@@ -398,7 +398,7 @@ def plot_records(records: Sequence[dict[str, Any]], path: str) -> bool:
         ax.set_xticks(range(len(metrics)))
         ax.set_xticklabels(metrics, rotation=90, fontsize=7)
         ax.set_ylim(-1, 1)
-    axes[0].set_ylabel("Spearman ρ (dissimilarity vs functional difference)")
+    axes[0].set_ylabel("Spearman ρ: dissimilarity vs |Δ function|")
     spec = {r["metric"]: r["accuracy"] for r in records if r["test"] == "specificity"}
     ax = axes[-1]
     ax.bar(range(len(metrics)), [spec.get(m, np.nan) for m in metrics], color=colors)
