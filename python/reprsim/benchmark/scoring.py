@@ -217,9 +217,11 @@ class PaddedCCA:
 
     reprsim's ``mean_cca``, ``mean_sq_cca`` and ``pwcca`` average over the min(rank x, rank y) canonical
     correlations, so a representation with principal components deleted (rank k, inside the other's
-    span) has distance 0 to the full one. Ding et al.'s released code instead keeps every canonical
-    direction of the first argument (the reference) and gives correlation 0 to those beyond the other
-    input's rank. This class computes that convention: ρ is padded with zeros to rank(x); ``"mean"`` →
+    span) has distance 0 to the full one. Ding et al.'s released code instead averages over
+    min(p_x, p_y) correlations (numbers of neurons), those beyond the other input's rank being 0, and
+    weights PWCCA over all canonical directions of the first argument (the reference). This class
+    pads ρ with zeros to rank(x), which is the same for a full-rank reference at least as narrow as the
+    other input, and does not count dead (constant) units of x as directions. ``"mean"`` →
     1 − mean ρ, ``"mean_sq"`` → 1 − mean ρ², ``"pwcca"`` → 1 − Σαᵢρᵢ/Σαᵢ with projection weights
     αᵢ = Σⱼ|⟨hᵢ, x̃ⱼ⟩| over all rank(x) canonical variates hᵢ of x (those beyond rank(y) span the part of
     x's column space orthogonal to y's). Distance in [0, 1]; not symmetric.
