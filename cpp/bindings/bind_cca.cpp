@@ -16,8 +16,8 @@ CCAStat parse_stat(const std::string& s) {
 
 // The factor of one input: QR, then SVCCA's reduction when keep > 0, then the rank check.
 template <class T>
-CCAFactor make_factor(const View<T>& v, const char* name, double keep, bool on_variance) {
-    CCAFactor f = cca_factor(v, default_rank_rtol<T>(v.n, v.p), name);
+CCAFactor make_factor(const View<T>& v, const char* name, double keep, bool on_variance, bool allow_cholesky = true) {
+    CCAFactor f = cca_factor(v, default_rank_rtol<T>(v.n, v.p), name, allow_cholesky);
     if (keep > 0) f = svcca_reduce(f, keep, on_variance);
     require_nontrivial_rank(f, name);
     return f;
@@ -28,15 +28,15 @@ CCAFactor make_factor(const View<T>& v, const char* name, double keep, bool on_v
 void bind_cca(py::module_& m) {
     m.def(
         "canonical_correlations",
-        [](const py::array& x, const py::array& y) {
+        [](const py::array& x, const py::array& y, bool allow_cholesky) {
             return dispatch(ArrayList{x, y}, [&](auto tag) {
                 using T = decltype(tag);
                 const View<T> vx = view_of<T>(x, "x"), vy = view_of<T>(y, "y");
                 VecD rho;
                 {
                     py::gil_scoped_release release;
-                    const CCAFactor fx = make_factor(vx, "x", 0.0, true);
-                    const CCAFactor fy = make_factor(vy, "y", 0.0, true);
+                    const CCAFactor fx = make_factor(vx, "x", 0.0, true, allow_cholesky);
+                    const CCAFactor fy = make_factor(vy, "y", 0.0, true, allow_cholesky);
                     rho = cca_pair(fx, fy, false).rho;
                 }
                 py::array_t<double> out(rho.size());
@@ -44,22 +44,36 @@ void bind_cca(py::module_& m) {
                 return out;
             });
         },
-        py::arg("x"), py::arg("y"));
+        py::arg("x"), py::arg("y"), py::arg("allow_cholesky") = true);
 
     m.def(
         "cca_statistic",
-        [](const py::array& x, const py::array& y, const std::string& stat, double keep, bool on_variance) {
+        [](const py::array& x, const py::array& y, const std::string& stat, double keep, bool on_variance,
+           bool allow_cholesky) {
             const CCAStat st = parse_stat(stat);
             return dispatch(ArrayList{x, y}, [&](auto tag) {
                 using T = decltype(tag);
                 const View<T> vx = view_of<T>(x, "x"), vy = view_of<T>(y, "y");
                 py::gil_scoped_release release;
-                const CCAFactor fx = make_factor(vx, "x", keep, on_variance);
-                const CCAFactor fy = make_factor(vy, "y", keep, on_variance);
+                const CCAFactor fx = make_factor(vx, "x", keep, on_variance, allow_cholesky);
+                const CCAFactor fy = make_factor(vy, "y", keep, on_variance, allow_cholesky);
                 return cca_statistic(fx, fy, st);
             });
         },
-        py::arg("x"), py::arg("y"), py::arg("stat"), py::arg("svcca_keep") = 0.0, py::arg("on_variance") = true);
+        py::arg("x"), py::arg("y"), py::arg("stat"), py::arg("svcca_keep") = 0.0, py::arg("on_variance") = true,
+        py::arg("allow_cholesky") = true);
+
+    m.def(
+        "cca_route",
+        [](const py::array& x) {
+            return dispatch(ArrayList{x}, [&](auto tag) {
+                using T = decltype(tag);
+                const View<T> v = view_of<T>(x, "x");
+                py::gil_scoped_release release;
+                return cca_factor(v, default_rank_rtol<T>(v.n, v.p), "x").cholesky ? "cholesky" : "householder";
+            });
+        },
+        py::arg("x"));
 
     m.def(
         "cca_matrix",

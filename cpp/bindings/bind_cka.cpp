@@ -5,10 +5,10 @@ namespace reprsim::bind {
 
 namespace {
 
-Space parse_space(const std::string& s, Index n, Index p1, Index p2, std::size_t itemsize, double pairs) {
+Space parse_space(const std::string& s, Index n, Index p1, Index p2, std::size_t itemsize, Index k1, Index k2) {
     if (s == "feature") return Space::Feature;
     if (s == "gram") return Space::Gram;
-    if (s == "auto") return choose_space(n, p1, p2, itemsize, pairs);
+    if (s == "auto") return choose_space(n, p1, p2, itemsize, k1, k2);
     fail("space must be 'auto', 'feature' or 'gram', got '", s, "'");
 }
 
@@ -16,6 +16,14 @@ Index max_width(const ArrayList& a) {
     Index p = 0;
     for (const auto& x : a) p = std::max<Index>(p, x.shape(1));
     return p;
+}
+
+template <class T>
+std::vector<LinearFactor<T>> factors(const std::vector<View<T>>& views, const std::vector<std::string>& names,
+                                     Space s, bool debiased) {
+    std::vector<LinearFactor<T>> out;
+    for (std::size_t i = 0; i < views.size(); ++i) out.push_back(linear_factor(views[i], s, debiased, names[i].c_str()));
+    return out;
 }
 
 }  // namespace
@@ -28,10 +36,11 @@ void bind_cka(py::module_& m) {
                 using T = decltype(tag);
                 const View<T> vx = view_of<T>(x, "x"), vy = view_of<T>(y, "y");
                 py::gil_scoped_release release;
-                const Space s = parse_space(space, vx.n, vx.p, vy.p, sizeof(T), 1.0);
-                const auto fx = linear_factor(vx, s, debiased, "x");
-                const auto fy = linear_factor(vy, s, debiased, "y");
-                return linear_cka_pair(fx, fy, debiased);
+                const Space s = parse_space(space, vx.n, vx.p, vy.p, sizeof(T), 1, 1);
+                if (s == Space::Feature) return linear_cka_joint(vx, vy, debiased);
+                const std::vector<LinearFactor<T>> fx{linear_factor(vx, s, debiased, "x")};
+                const std::vector<LinearFactor<T>> fy{linear_factor(vy, s, debiased, "y")};
+                return linear_cka_from_cross(linear_cross_matrix(fx, fy)(0, 0), fx[0], fy[0], debiased);
             });
         },
         py::arg("x"), py::arg("y"), py::arg("debiased"), py::arg("space") = "auto");
@@ -43,22 +52,37 @@ void bind_cka(py::module_& m) {
             if (ys) all.insert(all.end(), ys->begin(), ys->end());
             return dispatch(all, [&](auto tag) {
                 using T = decltype(tag);
-                const double k1 = double(xs.size()), k2 = double(ys ? ys->size() : xs.size());
-                const Index p2 = ys ? max_width(*ys) : max_width(xs);
-                const Space s = parse_space(space, xs[0].shape(0), max_width(xs), p2, sizeof(T), k1 * k2 / (k1 + k2));
-                return pair_matrix<T>(
-                    xs, ys, true, [&](const View<T>& v, const char* name) { return linear_factor(v, s, debiased, name); },
-                    [&](const LinearFactor<T>& a, const LinearFactor<T>& b) { return linear_cka_pair(a, b, debiased); });
+                const auto nx = names_of("xs", xs.size()), ny = names_of("ys", ys ? ys->size() : 0);
+                std::vector<View<T>> vx, vy;
+                for (std::size_t i = 0; i < xs.size(); ++i) vx.push_back(view_of<T>(xs[i], nx[i]));
+                if (ys)
+                    for (std::size_t i = 0; i < ys->size(); ++i) vy.push_back(view_of<T>((*ys)[i], ny[i]));
+                const Index k1 = Index(xs.size()), k2 = ys ? Index(ys->size()) : k1;
+                const Space s = parse_space(space, vx[0].n, max_width(xs), ys ? max_width(*ys) : max_width(xs),
+                                            sizeof(T), k1, k2);
+                py::array_t<double> out({k1, k2});
+                double* o = out.mutable_data();
+                {
+                    py::gil_scoped_release release;
+                    const auto fx = factors(vx, nx, s, debiased);
+                    const auto fy = ys ? factors(vy, ny, s, debiased) : std::vector<LinearFactor<T>>{};
+                    const auto& right = ys ? fy : fx;
+                    const MatR<double> cross = linear_cross_matrix(fx, right);
+                    for (Index i = 0; i < k1; ++i)
+                        for (Index j = 0; j < k2; ++j)
+                            o[i * k2 + j] = linear_cka_from_cross(cross(i, j), fx[i], right[j], debiased);
+                }
+                return out;
             });
         },
         py::arg("xs"), py::arg("ys"), py::arg("debiased"), py::arg("space") = "auto");
 
     m.def(
         "choose_space",
-        [](Index n, Index p1, Index p2, std::size_t itemsize) {
-            return choose_space(n, p1, p2, itemsize) == Space::Gram ? "gram" : "feature";
+        [](Index n, Index p1, Index p2, std::size_t itemsize, Index k1, Index k2) {
+            return choose_space(n, p1, p2, itemsize, k1, k2) == Space::Gram ? "gram" : "feature";
         },
-        py::arg("n"), py::arg("p1"), py::arg("p2"), py::arg("itemsize"));
+        py::arg("n"), py::arg("p1"), py::arg("p2"), py::arg("itemsize"), py::arg("k1") = 1, py::arg("k2") = 1);
 }
 
 }  // namespace reprsim::bind

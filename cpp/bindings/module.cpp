@@ -5,7 +5,10 @@ namespace reprsim::bind {
 void bind_cka(py::module_& m);
 void bind_cca(py::module_& m);
 void bind_procrustes(py::module_& m);
+void bind_inference(py::module_& m);
 void bind_runtime(py::module_& m);
+void bind_stream(py::module_& m);
+void bind_kernel(py::module_& m);
 }  // namespace reprsim::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -13,5 +16,8 @@ PYBIND11_MODULE(_core, m) {
     reprsim::bind::bind_cka(m);
     reprsim::bind::bind_cca(m);
     reprsim::bind::bind_procrustes(m);
+    reprsim::bind::bind_inference(m);
     reprsim::bind::bind_runtime(m);
+    reprsim::bind::bind_stream(m);
+    reprsim::bind::bind_kernel(m);
 }

@@ -7,22 +7,60 @@
 
 namespace reprsim {
 
+namespace {
+
+// C = op(A)·op(B) through the BLAS (the small products here reach p³ flops for wide layers).
+MatD matmul(const MatD& a, bool ta, const MatD& b, bool tb) {
+    const Index m = ta ? a.cols() : a.rows(), inner = ta ? a.rows() : a.cols(), k = tb ? b.rows() : b.cols();
+    MatD c(m, k);
+    if (m == 0 || k == 0) return c;
+    if (inner == 0) return MatD::Zero(m, k);
+    blas::dgemm_col(ta, tb, m, k, inner, a.data(), a.rows(), b.data(), b.rows(), c.data(), m);
+    return c;
+}
+
+// Fast route; returns false (leaving f untouched) when it is not safe for this input.
+bool cholesky_factor(const MatD& xc, CCAFactor& f) {
+    const Index n = xc.rows(), p = xc.cols();
+    if (p >= n) return false;
+    MatD u(p, p);
+    // XcᵀXc: the column-major (n×p) Xc is the row-major (p×n) Xcᵀ, so syrk "no-trans" on it gives the
+    // upper triangle of the row-major p×p product, i.e. the lower triangle in column-major terms.
+    blas::syrk_n<double>(p, n, xc.data(), n, u.data(), p);
+    for (Index j = 0; j < p; ++j)
+        for (Index i = 0; i < j; ++i) u(i, j) = u(j, i);
+    if (blas::potrf_upper(p, u.data(), p) != 0) return false;
+    for (Index j = 0; j < p; ++j)
+        for (Index i = j + 1; i < p; ++i) u(i, j) = 0.0;
+    if (blas::trcon_upper(p, u.data(), p) * kCholeskyMaxCondition < 1.0) return false;
+    f.rank = p;
+    f.t = u.triangularView<Eigen::Upper>().solve(MatD::Identity(p, p));
+    f.r = std::move(u);
+    f.cholesky = true;
+    return true;
+}
+
+}  // namespace
+
 template <class T>
-CCAFactor cca_factor(const View<T>& x, double rank_rtol, const char* name) {
+CCAFactor cca_factor(const View<T>& x, double rank_rtol, const char* name, bool allow_cholesky) {
     CCAFactor f;
     f.n = x.n;
     f.p = x.p;
     MatD a = centered_colmajor_f64(x, name);
+    if (a.squaredNorm() == 0.0) {
+        fail(name, " has zero variance (every column is constant over the ", x.n,
+             " samples): canonical correlations are undefined for a constant representation");
+    }
+    if (allow_cholesky && cholesky_factor(a, f)) {
+        f.z = std::make_shared<const MatD>(std::move(a));
+        return f;
+    }
     const Index k = std::min(x.n, x.p);
     std::vector<int> jpvt(x.p);
     VecD tau(k);
     blas::geqp3(x.n, x.p, a.data(), x.n, jpvt.data(), tau.data());
-
-    const double r00 = k > 0 ? std::abs(a(0, 0)) : 0.0;
-    if (r00 == 0.0) {
-        fail(name, " has zero variance (every column is constant over the ", x.n,
-             " samples): canonical correlations are undefined for a constant representation");
-    }
+    const double r00 = std::abs(a(0, 0));
     Index rank = 0;
     while (rank < k && std::abs(a(rank, rank)) > rank_rtol * r00) ++rank;
     f.rank = rank;
@@ -34,7 +72,7 @@ CCAFactor cca_factor(const View<T>& x, double rank_rtol, const char* name) {
         for (Index i = 0; i < std::min<Index>(rank, j + 1); ++i) f.r(i, col) = a(i, j);
     }
     blas::orgqr(x.n, rank, a.data(), x.n, tau.data());
-    f.q = a.leftCols(rank);
+    f.z = std::make_shared<const MatD>(a.leftCols(rank));
     return f;
 }
 
@@ -47,14 +85,24 @@ void require_nontrivial_rank(const CCAFactor& f, const char* name) {
     }
 }
 
-CCAResult cca_pair(const CCAFactor& fx, const CCAFactor& fy, bool vectors) {
+namespace {
+
+// M = Qxᵀ·Qy = (Zx·Tx)ᵀ·(Zy·Ty) = Txᵀ·(Zxᵀ·Zy)·Ty.
+MatD cross_m(const CCAFactor& fx, const CCAFactor& fy) {
     if (fx.n != fy.n) throw std::logic_error("cca_pair: different n");
-    // M = Qxᵀ·Qy (rank_x × rank_y). A column-major (n×r) matrix is the row-major (r×n) matrix Qᵀ, so
-    // the column-major M is the row-major Mᵀ = Qyᵀ·Qx.
-    MatD m(fx.rank, fy.rank);
-    if (fx.rank > 0 && fy.rank > 0) {
-        blas::gemm_nt<double>(fy.rank, fx.rank, fx.n, fy.q.data(), fx.n, fx.q.data(), fx.n, m.data(), fx.rank);
-    }
+    MatD m = matmul(*fx.z, true, *fy.z, false);
+    if (fx.t.size() > 0) m = matmul(fx.t, true, m, false);
+    if (fy.t.size() > 0) m = matmul(m, false, fy.t, false);
+    return m;
+}
+
+}  // namespace
+
+CCAResult cca_pair(const CCAFactor& fx, const CCAFactor& fy, bool vectors) {
+    return cca_from_m(cross_m(fx, fy), vectors);
+}
+
+CCAResult cca_from_m(MatD m, bool vectors) {
     SVDResult s = svd(std::move(m), vectors);
     CCAResult out;
     out.rho = std::move(s.s);
@@ -65,14 +113,12 @@ CCAResult cca_pair(const CCAFactor& fx, const CCAFactor& fy, bool vectors) {
     return out;
 }
 
-VecD projection_weights(const CCAFactor& f, const MatD& a) {
-    return (a.transpose() * f.r).cwiseAbs().rowwise().sum();
-}
+VecD projection_weights(const MatD& r, const MatD& a) { return matmul(a, true, r, false).cwiseAbs().rowwise().sum(); }
 
-CCAFactor svcca_reduce(const CCAFactor& f, double keep, bool on_variance) {
-    // Xc = Q·R and R = U·S·Vᵀ, so the principal-component scores are Q·U·S and Q·U_k is an orthonormal
-    // basis of the top-k components.
-    SVDResult s = svd(f.r, true);
+MatD svcca_basis(const MatD& r, double keep, bool on_variance) {
+    // basisᵀ·Xc = R = U·S·Vᵀ, so the principal-component scores are basis·U·S and basis·U_k is an
+    // orthonormal basis of the top-k components.
+    SVDResult s = svd(r, true);
     VecD w = on_variance ? VecD(s.s.array().square()) : s.s;
     const double total = w.sum();
     Index k = 0;
@@ -82,25 +128,29 @@ CCAFactor svcca_reduce(const CCAFactor& f, double keep, bool on_variance) {
         ++k;
         if (acc >= keep * total) break;
     }
+    return s.u.leftCols(k);
+}
+
+CCAFactor svcca_reduce(const CCAFactor& f, double keep, bool on_variance) {
+    const MatD uk = svcca_basis(f.r, keep, on_variance);
     CCAFactor out;
     out.n = f.n;
     out.p = f.p;
-    out.rank = k;
-    out.q = f.q * s.u.leftCols(k);
-    out.r = s.u.leftCols(k).transpose() * f.r;
+    out.rank = uk.cols();
+    out.z = f.z;
+    out.cholesky = f.cholesky;
+    out.t = f.t.size() > 0 ? matmul(f.t, false, uk, false) : uk;
+    out.r = matmul(uk, true, f.r, false);
     return out;
 }
 
-template CCAFactor cca_factor<float>(const View<float>&, double, const char*);
-template CCAFactor cca_factor<double>(const View<double>&, double, const char*);
-
-}  // namespace reprsim
-
-namespace reprsim {
-
 double cca_statistic(const CCAFactor& fx, const CCAFactor& fy, CCAStat stat) {
+    return cca_statistic_from_m(cross_m(fx, fy), fx.r, fy.r, fx.p, fy.p, stat);
+}
+
+double cca_statistic_from_m(MatD m, const MatD& rx, const MatD& ry, Index px, Index py, CCAStat stat) {
     const bool pw = stat == CCAStat::PWCCAX || stat == CCAStat::PWCCAY || stat == CCAStat::PWCCASmaller;
-    CCAResult res = cca_pair(fx, fy, pw);
+    CCAResult res = cca_from_m(std::move(m), pw);
     const VecD& rho = res.rho;
     if (rho.size() == 0) throw std::logic_error("cca_statistic: no canonical correlations");
     switch (stat) {
@@ -111,9 +161,12 @@ double cca_statistic(const CCAFactor& fx, const CCAFactor& fy, CCAStat stat) {
         default:
             break;
     }
-    const bool from_x = stat == CCAStat::PWCCAX || (stat == CCAStat::PWCCASmaller && fx.p <= fy.p);
-    const VecD w = from_x ? projection_weights(fx, res.a) : projection_weights(fy, res.b);
+    const bool from_x = stat == CCAStat::PWCCAX || (stat == CCAStat::PWCCASmaller && px <= py);
+    const VecD w = from_x ? projection_weights(rx, res.a) : projection_weights(ry, res.b);
     return w.dot(rho) / w.sum();
 }
+
+template CCAFactor cca_factor<float>(const View<float>&, double, const char*, bool);
+template CCAFactor cca_factor<double>(const View<double>&, double, const char*, bool);
 
 }  // namespace reprsim

@@ -3,56 +3,72 @@
 #include "reprsim/blas.hpp"
 #include "reprsim/centering.hpp"
 
+#include <algorithm>
+
 namespace reprsim {
 
 namespace {
 
-// Σ_ij C_ij² of a symmetric matrix of which only the upper triangle is valid.
+// Σ_ij C_ij² over the symmetric (p×p) block at (off, off) of a matrix with leading dimension ld, of
+// which only the upper triangle is valid.
 template <class T>
-double sym_sq_norm_upper(const MatR<T>& c) {
+double sym_sq_norm_upper(const T* c, Index p, Index ld) {
     double off = 0.0, diag = 0.0;
-    for (Index i = 0; i < c.rows(); ++i) {
-        const T* row = c.data() + i * c.cols();
+    for (Index i = 0; i < p; ++i) {
+        const T* row = c + i * ld;
         diag += static_cast<double>(row[i]) * static_cast<double>(row[i]);
-        for (Index j = i + 1; j < c.cols(); ++j) off += static_cast<double>(row[j]) * static_cast<double>(row[j]);
+        for (Index j = i + 1; j < p; ++j) off += static_cast<double>(row[j]) * static_cast<double>(row[j]);
     }
     return 2.0 * off + diag;
 }
 
-// Σ_ij A_ij B_ij of two symmetric matrices of which only the upper triangles are valid.
+// Σ_ij C_ij² over an (m×k) block with leading dimension ld.
 template <class T>
-double sym_inner_upper(const MatR<T>& a, const MatR<T>& b) {
-    double off = 0.0, diag = 0.0;
-    const Index n = a.rows();
-    for (Index i = 0; i < n; ++i) {
-        const T* ra = a.data() + i * n;
-        const T* rb = b.data() + i * n;
-        diag += static_cast<double>(ra[i]) * static_cast<double>(rb[i]);
-        for (Index j = i + 1; j < n; ++j) off += static_cast<double>(ra[j]) * static_cast<double>(rb[j]);
-    }
-    return 2.0 * off + diag;
-}
-
-template <class T>
-double sq_norm(const MatR<T>& c) {
+double block_sq_norm(const T* c, Index m, Index k, Index ld) {
     double s = 0.0;
-    const T* p = c.data();
-    for (Index i = 0; i < c.size(); ++i) s += static_cast<double>(p[i]) * static_cast<double>(p[i]);
+    for (Index i = 0; i < m; ++i) {
+        const T* row = c + i * ld;
+        for (Index j = 0; j < k; ++j) s += static_cast<double>(row[j]) * static_cast<double>(row[j]);
+    }
     return s;
+}
+
+template <class T>
+Eigen::Matrix<T, Eigen::Dynamic, 1> pack_upper_scaled(const MatR<T>& k) {
+    const Index n = k.rows();
+    const double root2 = std::sqrt(2.0);
+    Eigen::Matrix<T, Eigen::Dynamic, 1> out(n * (n + 1) / 2);
+    T* o = out.data();
+    for (Index i = 0; i < n; ++i) {
+        const T* row = k.data() + i * n;
+        *o++ = row[i];
+        for (Index j = i + 1; j < n; ++j) *o++ = static_cast<T>(root2 * static_cast<double>(row[j]));
+    }
+    return out;
+}
+
+void check_self(double self_biased, double self_debiased, bool need_debiased, Index n, const char* name) {
+    if (self_biased == 0.0) {
+        fail(name, " has zero variance (every column is constant over the ", n,
+             " samples): CKA is undefined for a constant representation; drop it or check how it was collected");
+    }
+    if (need_debiased && !(self_debiased > 0.0)) {
+        fail("the debiased HSIC of ", name, " with itself is ", self_debiased, " (not positive) with n = ", n,
+             " samples, so debiased CKA is undefined; use more samples or debiased=False");
+    }
 }
 
 }  // namespace
 
-Space choose_space(Index n, Index p1, Index p2, std::size_t itemsize, double pairs_per_factor) {
-    // Flop counts: feature space syrk n·p² per factor, 2·n·p1·p2 per pair; Gram space syrk n²·p per
-    // factor, 2·n² per pair. Memory: Gram space holds an n×n matrix per factor, so it is avoided when
-    // that would exceed 4 GiB and the feature form is smaller.
-    const double dn = double(n), a = double(p1), b = double(p2);
-    const double feature = dn * (a * a + b * b) + pairs_per_factor * 2.0 * dn * a * b;
-    const double gram = dn * dn * (a + b) + pairs_per_factor * 2.0 * dn * dn;
-    const double gram_bytes = 2.0 * dn * dn * double(itemsize);
-    const double feature_bytes = dn * (a + b) * double(itemsize);
-    if (gram_bytes > 4.0 * (1ull << 30) && feature_bytes < gram_bytes) return Space::Feature;
+Space choose_space(Index n, Index p1, Index p2, std::size_t itemsize, Index k1, Index k2, double gram_budget_bytes) {
+    // Flop counts: feature space syrk n·p² per factor and 2·n·p1·p2 per pair; Gram space syrk n²·p per
+    // factor and n² per pair (a dot product of packed triangles). Memory: n²/2 entries per Gram.
+    const double dn = double(n), a = double(p1), b = double(p2), c1 = double(k1), c2 = double(k2);
+    const double feature = dn * (c1 * a * a + c2 * b * b) + c1 * c2 * 2.0 * dn * a * b;
+    const double gram = dn * dn * (c1 * a + c2 * b) + c1 * c2 * dn * dn;
+    const double gram_bytes = (c1 + c2) * dn * dn / 2.0 * double(itemsize);
+    const double feature_bytes = dn * (c1 * a + c2 * b) * double(itemsize);
+    if (gram_bytes > gram_budget_bytes && feature_bytes < gram_bytes) return Space::Feature;
     return gram < feature ? Space::Gram : Space::Feature;
 }
 
@@ -63,55 +79,102 @@ LinearFactor<T> linear_factor(const View<T>& x, Space space, bool need_debiased,
     f.n = x.n;
     f.p = x.p;
     MatR<T> xc = centered(x, name);
-    f.d = row_sq_norms(xc.data(), x.n, x.p);
+    f.d = row_sq_norms(xc.data(), x.n, x.p, x.p);
     f.sum_d = f.d.sum();
     if (space == Space::Feature) {
         MatR<T> c(x.p, x.p);
         blas::syrk_t<T>(x.n, x.p, xc.data(), x.p, c.data(), x.p);
-        f.self_biased = sym_sq_norm_upper(c);
+        f.self_biased = sym_sq_norm_upper(c.data(), x.p, x.p);
         f.xc = std::move(xc);
     } else {
-        f.gram.resize(x.n, x.n);
-        blas::syrk_n<T>(x.n, x.p, xc.data(), x.p, f.gram.data(), x.n);
-        f.self_biased = sym_sq_norm_upper(f.gram);
+        MatR<T> k(x.n, x.n);
+        blas::syrk_n<T>(x.n, x.p, xc.data(), x.p, k.data(), x.n);
+        xc = MatR<T>();
+        f.self_biased = sym_sq_norm_upper(k.data(), x.n, x.n);
+        f.packed = pack_upper_scaled(k);
     }
-    if (f.self_biased == 0.0) {
-        fail(name, " has zero variance (every column is constant over the ", x.n,
-             " samples): CKA is undefined for a constant representation; drop it or check how it was collected");
-    }
-    if (need_debiased) {
-        f.self_debiased = debiased_from_cross(f.self_biased, f.d, f.d, f.sum_d, f.sum_d, x.n);
-        if (!(f.self_debiased > 0.0)) {
-            fail("the debiased HSIC of ", name, " with itself is ", f.self_debiased,
-                 " (not positive) with n = ", x.n,
-                 " samples, so debiased CKA is undefined; use more samples or debiased=False");
-        }
-    }
+    if (need_debiased) f.self_debiased = debiased_from_cross(f.self_biased, f.d, f.d, f.sum_d, f.sum_d, x.n);
+    check_self(f.self_biased, f.self_debiased, need_debiased, x.n, name);
     return f;
 }
 
-template <class T>
-double linear_cross(const LinearFactor<T>& fx, const LinearFactor<T>& fy) {
-    if (fx.space != fy.space) throw std::logic_error("linear_cross: factors in different spaces");
-    if (fx.space == Space::Feature) {
-        MatR<T> c(fx.p, fy.p);
-        blas::gemm_tn<T>(fx.n, fx.p, fy.p, fx.xc.data(), fx.p, fy.xc.data(), fy.p, c.data(), fy.p);
-        return sq_norm(c);
-    }
-    return sym_inner_upper(fx.gram, fy.gram);
-}
-
 double debiased_from_cross(double cross, const VecD& d, const VecD& e, double sum_d, double sum_e, Index n) {
-    const double dn = double(n);
-    return cross - dn / (dn - 2.0) * d.dot(e) + sum_d * sum_e / ((dn - 1.0) * (dn - 2.0));
+    return debiased_from_sums(cross, d.dot(e), sum_d, sum_e, double(n));
+}
+
+double debiased_from_sums(double cross, double sum_de, double sum_d, double sum_e, double n) {
+    return cross - n / (n - 2.0) * sum_de + sum_d * sum_e / ((n - 1.0) * (n - 2.0));
 }
 
 template <class T>
-double linear_cka_pair(const LinearFactor<T>& fx, const LinearFactor<T>& fy, bool debiased) {
-    const double cross = linear_cross(fx, fy);
+double linear_cka_from_cross(double cross, const LinearFactor<T>& fx, const LinearFactor<T>& fy, bool debiased) {
     if (!debiased) return cross / std::sqrt(fx.self_biased * fy.self_biased);
     const double num = debiased_from_cross(cross, fx.d, fy.d, fx.sum_d, fy.sum_d, fx.n);
     return num / std::sqrt(fx.self_debiased * fy.self_debiased);
+}
+
+template <class T>
+double linear_cka_joint(const View<T>& x, const View<T>& y, bool debiased) {
+    check_blas_dims("x", x.n, x.p + y.p);
+    const Index n = x.n, p1 = x.p, p2 = y.p, p = p1 + p2;
+    const VecD mx = column_means(x, "x"), my = column_means(y, "y");
+    MatR<T> z(n, p);
+    center_into(x, mx, z.data(), p);
+    center_into(y, my, z.data() + p1, p);
+    LinearFactor<T> fx, fy;  // self terms only; the features stay in z
+    fx.n = fy.n = n;
+    fx.d = row_sq_norms(z.data(), n, p1, p);
+    fy.d = row_sq_norms(z.data() + p1, n, p2, p);
+    fx.sum_d = fx.d.sum();
+    fy.sum_d = fy.d.sum();
+    MatR<T> c(p, p);
+    blas::syrk_t<T>(n, p, z.data(), p, c.data(), p);
+    fx.self_biased = sym_sq_norm_upper(c.data(), p1, p);
+    fy.self_biased = sym_sq_norm_upper(c.data() + p1 * p + p1, p2, p);
+    if (debiased) {
+        fx.self_debiased = debiased_from_cross(fx.self_biased, fx.d, fx.d, fx.sum_d, fx.sum_d, n);
+        fy.self_debiased = debiased_from_cross(fy.self_biased, fy.d, fy.d, fy.sum_d, fy.sum_d, n);
+    }
+    check_self(fx.self_biased, fx.self_debiased, debiased, n, "x");
+    check_self(fy.self_biased, fy.self_debiased, debiased, n, "y");
+    const double cross = block_sq_norm(c.data() + p1, p1, p2, p);  // the XcᵀYc block, above the diagonal
+    return linear_cka_from_cross(cross, fx, fy, debiased);
+}
+
+template <class T>
+MatR<double> linear_cross_matrix(const std::vector<LinearFactor<T>>& fx, const std::vector<LinearFactor<T>>& fy) {
+    const Index k1 = Index(fx.size()), k2 = Index(fy.size());
+    MatR<double> out = MatR<double>::Zero(k1, k2);
+    if (k1 == 0 || k2 == 0) return out;
+    const Index n = fx[0].n;
+    if (fx[0].space == Space::Feature) {
+        // Each x against every y at once: Xcᵀ·[Yc_1 … Yc_k2].
+        Index pt = 0;
+        for (const auto& f : fy) pt += f.p;
+        MatR<T> yall(n, pt);
+        for (Index j = 0, off = 0; j < k2; off += fy[j].p, ++j) yall.middleCols(off, fy[j].p) = fy[j].xc;
+        for (Index i = 0; i < k1; ++i) {
+            MatR<T> c(fx[i].p, pt);
+            blas::gemm_tn<T>(n, fx[i].p, pt, fx[i].xc.data(), fx[i].p, yall.data(), pt, c.data(), pt);
+            for (Index j = 0, off = 0; j < k2; off += fy[j].p, ++j)
+                out(i, j) = block_sq_norm(c.data() + off, fx[i].p, fy[j].p, pt);
+        }
+        return out;
+    }
+    // Gram space: ⟨K_i, L_j⟩ = packed_iᵀ·packed_j, summed over blocks of 2^16 entries: each block is a
+    // gemm of the stacked x blocks against the stacked y blocks (float32 accumulation stays short inside a
+    // block; blocks add up in float64), and every Gram is read once for the whole matrix.
+    const Index len_total = fx[0].packed.size();
+    const Index block = std::min<Index>(len_total, Index(1) << 16);
+    MatR<T> a(k1, block), b(k2, block), c(k1, k2);
+    for (Index s0 = 0; s0 < len_total; s0 += block) {
+        const Index len = std::min(block, len_total - s0);
+        for (Index i = 0; i < k1; ++i) std::copy_n(fx[i].packed.data() + s0, len, a.data() + i * block);
+        for (Index j = 0; j < k2; ++j) std::copy_n(fy[j].packed.data() + s0, len, b.data() + j * block);
+        blas::gemm_nt<T>(k1, k2, len, a.data(), block, b.data(), block, c.data(), k2);
+        out += c.template cast<double>();
+    }
+    return out;
 }
 
 double hsic_unbiased_gram(const MatD& k, const MatD& l) {
@@ -131,10 +194,12 @@ double hsic_unbiased_gram(const MatD& k, const MatD& l) {
     return tr + rk.sum() * rl.sum() / ((dn - 1.0) * (dn - 2.0)) - 2.0 / (dn - 2.0) * rk.dot(rl);
 }
 
-#define REPRSIM_INSTANTIATE(T)                                                                          \
-    template LinearFactor<T> linear_factor<T>(const View<T>&, Space, bool, const char*);             \
-    template double linear_cross<T>(const LinearFactor<T>&, const LinearFactor<T>&);                  \
-    template double linear_cka_pair<T>(const LinearFactor<T>&, const LinearFactor<T>&, bool);
+#define REPRSIM_INSTANTIATE(T)                                                                                   \
+    template LinearFactor<T> linear_factor<T>(const View<T>&, Space, bool, const char*);                      \
+    template double linear_cka_joint<T>(const View<T>&, const View<T>&, bool);                                 \
+    template double linear_cka_from_cross<T>(double, const LinearFactor<T>&, const LinearFactor<T>&, bool);    \
+    template MatR<double> linear_cross_matrix<T>(const std::vector<LinearFactor<T>>&,                          \
+                                                 const std::vector<LinearFactor<T>>&);
 REPRSIM_INSTANTIATE(float)
 REPRSIM_INSTANTIATE(double)
 #undef REPRSIM_INSTANTIATE

@@ -15,6 +15,15 @@ except ImportError:  # pragma: no cover
     pass
 
 from . import _core, benchmark
+from ._inference import (
+    BootstrapResult,
+    CalibratedCKAResult,
+    ConfidenceInterval,
+    PermutationTestResult,
+    bootstrap,
+    calibrated_cka,
+    permutation_test,
+)
 from ._metrics import (
     canonical_correlations,
     cka,
@@ -27,6 +36,7 @@ from ._metrics import (
     svcca,
 )
 from ._registry import METRICS, MetricInfo
+from ._streaming import StreamingMinibatchCKA, StreamingSimilarity, minibatch_cka
 
 try:
     __version__ = version("reprsim")
@@ -48,15 +58,25 @@ def get_num_threads() -> int:
 
 __all__ = [
     "METRICS",
+    "BootstrapResult",
+    "CalibratedCKAResult",
+    "ConfidenceInterval",
     "MetricInfo",
+    "PermutationTestResult",
+    "StreamingMinibatchCKA",
+    "StreamingSimilarity",
     "benchmark",
+    "bootstrap",
+    "calibrated_cka",
     "canonical_correlations",
     "cka",
     "distance",
     "get_num_threads",
     "mean_cca",
     "mean_sq_cca",
+    "minibatch_cka",
     "pairwise",
+    "permutation_test",
     "procrustes_distance",
     "pwcca",
     "set_num_threads",

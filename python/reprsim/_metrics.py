@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -20,29 +21,85 @@ _PWCCA_CONVENTIONS = {"x": "pwcca_x", "y": "pwcca_y", "smaller": "pwcca_smaller"
 _NUCLEAR_SLACK = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 
 
+def _gpu_accumulator(x: Any, y: Any, min_n: int, what: str) -> Any:
+    """The device accumulator when x or y is a torch tensor on a GPU, else None (the C++ path)."""
+    if not any(type(a).__module__.startswith("torch") and getattr(a, "device", None) is not None
+               and a.device.type != "cpu" for a in (x, y)):
+        return None
+    from .torch._gpu import device_accumulator
+
+    return device_accumulator(x, y, min_n, what)
+
+
 def _finite(value: float, what: str) -> float:
     if not math.isfinite(value):
         raise FloatingPointError(f"{what} came out as {value}; please report this input")
     return float(value)
 
 
-def cka(x: ArrayLike, y: ArrayLike, *, debiased: bool = False) -> float:
-    """Linear centred kernel alignment (CKA) between two representations.
+_BANDWIDTH_RULES = ("median", "mean", "median_full")
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux: MemAvailable), or None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _rbf_memory_bytes(n: int, p1: int, p2: int) -> int:
+    # Two n×n float64 kernel matrices, the off-diagonal distances copied once for the median, and a
+    # float64 centred copy of the wider input.
+    return 8 * (2 * n * n + n * (n - 1) // 2 + n * max(p1, p2))
+
+
+def cka(
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    debiased: bool = False,
+    kernel: str = "linear",
+    threshold: float = 1.0,
+    bandwidth: str | float = "median",
+) -> float:
+    """Centred kernel alignment (CKA) between two representations, with a linear or RBF kernel.
 
     Similarity in [0, 1] (the debiased estimator can fall slightly outside), symmetric, invariant to
-    orthogonal transforms, isotropic scaling and translation of either input.
+    orthogonal transforms and translation of either input; linear CKA (and RBF CKA with a bandwidth
+    rule) is also invariant to isotropic scaling.
 
-    ``CKA = ‖XcᵀYc‖²_F / (‖XcᵀXc‖_F · ‖YcᵀYc‖_F)`` with Xc, Yc column-centred (Kornblith et al.
-    2019). With ``debiased=True`` each HSIC is the unbiased U-statistic of Song et al. (2012), as in
-    Kornblith et al.'s reference code; it needs n ≥ 4.
+    Linear: ``CKA = ‖XcᵀYc‖²_F / (‖XcᵀXc‖_F · ‖YcᵀYc‖_F)`` with Xc, Yc column-centred (Kornblith et
+    al. 2019). With ``debiased=True`` each HSIC is the unbiased U-statistic of Song et al. (2012), as
+    in Kornblith et al.'s reference code; it needs n ≥ 4.
+
+    RBF (``kernel="rbf"``): ``K_ij = exp(−‖x_i − x_j‖² / (2σ²))`` with ``σ² = threshold² · s`` and s
+    the median squared distance between distinct samples (Kornblith et al.'s rule; ``bandwidth="mean"``
+    uses the mean, ``bandwidth="median_full"`` the median over all n² entries including the zero
+    diagonal, as Kornblith et al.'s published notebook computes it), or a fixed kernel width
+    ``bandwidth=σ``. Biased: CKA of the double-centred kernel matrices; debiased: the U-statistic HSIC
+    of the raw ones. The two n×n float64 matrices are built in C++ in row blocks; when they would not
+    fit in the available memory (about 20·n² bytes in all), ValueError says how much is needed.
 
     Parameters
     ----------
     x, y : array-like, shapes (n, p1) and (n, p2)
-        Rows are samples, aligned between x and y. float32 stays float32 for the products; other
-        dtypes are promoted to float64; reductions run in float64.
+        Rows are samples, aligned between x and y. float32 stays float32 for the linear products; other
+        dtypes are promoted to float64; reductions (and every RBF computation) run in float64.
     debiased : bool
         Use the U-statistic HSIC estimator.
+    kernel : {"linear", "rbf"}
+    threshold : float > 0
+        RBF only: σ is ``threshold`` times the root of the bandwidth rule's summary.
+    bandwidth : {"median", "mean", "median_full"} or float > 0
+        RBF only: the rule for σ², or σ itself (then ``threshold`` must stay 1.0).
 
     Returns
     -------
@@ -51,10 +108,51 @@ def cka(x: ArrayLike, y: ArrayLike, *, debiased: bool = False) -> float:
     Raises
     ------
     ValueError
-        Mismatched n, n < 2 (n < 4 debiased), NaN/Inf, empty input, or a constant representation.
+        Mismatched n, n < 2 (n < 4 debiased), NaN/Inf, empty input, a constant representation, or
+        RBF matrices too large for memory.
     """
-    xa, ya = as_pair(x, y, min_n=4 if debiased else 2, what="debiased CKA" if debiased else "CKA")
-    return _finite(_core.linear_cka(xa, ya, bool(debiased)), "CKA")
+    if kernel not in ("linear", "rbf"):
+        raise ValueError(f"kernel must be 'linear' or 'rbf', got {kernel!r}")
+    what = "debiased CKA" if debiased else "CKA"
+    if kernel == "linear":
+        if threshold != 1.0 or not (isinstance(bandwidth, str) and bandwidth == "median"):
+            raise ValueError("threshold and bandwidth apply to kernel='rbf' only; drop them for linear CKA")
+        min_n = 4 if debiased else 2
+        gpu = _gpu_accumulator(x, y, min_n, what)
+        if gpu is not None:
+            return _finite(gpu.cka(debiased=bool(debiased)), "CKA")
+        xa, ya = as_pair(x, y, min_n=min_n, what=what)
+        return _finite(_core.linear_cka(xa, ya, bool(debiased)), "CKA")
+
+    if isinstance(bandwidth, str):
+        if bandwidth not in _BANDWIDTH_RULES:
+            raise ValueError(
+                f"bandwidth must be one of {', '.join(_BANDWIDTH_RULES)} or a positive number (the kernel "
+                f"width sigma), got {bandwidth!r}"
+            )
+        sigma = 0.0
+    elif isinstance(bandwidth, (int, float, np.floating, np.integer)) and not isinstance(bandwidth, bool):
+        sigma = float(bandwidth)
+        if not (math.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"bandwidth must be a positive kernel width sigma, got {bandwidth!r}")
+        if threshold != 1.0:
+            raise ValueError("threshold scales a bandwidth rule; with a fixed bandwidth (sigma) leave threshold at 1.0")
+    else:
+        raise TypeError(f"bandwidth must be a rule name or a number, got {type(bandwidth).__name__}")
+    if not (isinstance(threshold, (int, float, np.floating, np.integer)) and math.isfinite(threshold) and threshold > 0):
+        raise ValueError(f"threshold must be a positive number, got {threshold!r}")
+    xa, ya = as_pair(x, y, min_n=4 if debiased else 2, what=f"RBF {what}")
+    n = xa.shape[0]
+    need = _rbf_memory_bytes(n, xa.shape[1], ya.shape[1])
+    available = _available_memory()
+    if available is not None and need > available:
+        raise ValueError(
+            f"RBF kernel CKA with n = {n} samples needs about {need / 2**30:.1f} GiB (two {n}x{n} float64 kernel "
+            f"matrices and scratch), but only {available / 2**30:.1f} GiB of memory is available; use fewer "
+            "samples, linear CKA (reprsim.cka or reprsim.StreamingSimilarity), or reprsim.minibatch_cka"
+        )
+    bw_rule = bandwidth if isinstance(bandwidth, str) else "median"
+    return _finite(_core.rbf_cka(xa, ya, bool(debiased), bw_rule, float(threshold), sigma), "RBF CKA")
 
 
 def canonical_correlations(x: ArrayLike, y: ArrayLike) -> np.ndarray:
@@ -68,6 +166,9 @@ def canonical_correlations(x: ArrayLike, y: ArrayLike) -> np.ndarray:
     Raises ValueError when a rank reaches n − 1 (every correlation would be trivially 1), or for the
     bad inputs listed under :func:`cka`.
     """
+    gpu = _gpu_accumulator(x, y, 3, "CCA")
+    if gpu is not None:
+        return np.asarray(gpu.canonical_correlations())
     xa, ya = as_pair(x, y, min_n=3, what="CCA")
     rho = _core.canonical_correlations(xa, ya)
     if not np.all(np.isfinite(rho)):
@@ -80,12 +181,18 @@ def mean_cca(x: ArrayLike, y: ArrayLike) -> float:
 
     See :func:`canonical_correlations` for the computation and the rank rule. Ding et al. 2021.
     """
+    gpu = _gpu_accumulator(x, y, 3, "CCA")
+    if gpu is not None:
+        return _finite(gpu.mean_cca(), "mean CCA")
     xa, ya = as_pair(x, y, min_n=3, what="CCA")
     return _finite(_core.cca_statistic(xa, ya, "mean"), "mean CCA")
 
 
 def mean_sq_cca(x: ArrayLike, y: ArrayLike) -> float:
     """Mean squared canonical correlation R²_CCA (similarity in [0, 1]). Ding et al. 2021."""
+    gpu = _gpu_accumulator(x, y, 3, "CCA")
+    if gpu is not None:
+        return _finite(gpu.mean_sq_cca(), "mean squared CCA")
     xa, ya = as_pair(x, y, min_n=3, what="CCA")
     return _finite(_core.cca_statistic(xa, ya, "mean_sq"), "mean squared CCA")
 
@@ -109,6 +216,9 @@ def svcca(x: ArrayLike, y: ArrayLike, *, variance: float = 0.99, convention: str
         raise ValueError(f"convention must be one of {sorted(_SVCCA_CONVENTIONS)}, got {convention!r}")
     if not (isinstance(variance, (int, float)) and 0.0 < variance <= 1.0):
         raise ValueError(f"variance must be a number in (0, 1], got {variance!r}")
+    gpu = _gpu_accumulator(x, y, 3, "SVCCA")
+    if gpu is not None:
+        return _finite(gpu.svcca(variance=variance, convention=convention), "SVCCA")
     xa, ya = as_pair(x, y, min_n=3, what="SVCCA")
     return _finite(
         _core.cca_statistic(xa, ya, "mean", float(variance), _SVCCA_CONVENTIONS[convention]), "SVCCA"
@@ -130,6 +240,9 @@ def pwcca(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> float:
     """
     if convention not in _PWCCA_CONVENTIONS:
         raise ValueError(f"convention must be one of {sorted(_PWCCA_CONVENTIONS)}, got {convention!r}")
+    gpu = _gpu_accumulator(x, y, 3, "PWCCA")
+    if gpu is not None:
+        return _finite(gpu.pwcca(convention=convention), "PWCCA")
     xa, ya = as_pair(x, y, min_n=3, what="PWCCA")
     return _finite(_core.cca_statistic(xa, ya, _PWCCA_CONVENTIONS[convention]), "PWCCA")
 
@@ -155,6 +268,9 @@ def procrustes_distance(x: ArrayLike, y: ArrayLike, *, angular: bool = False) ->
     ``angular=True`` ``arccos ‖xᵀy‖_*`` in [0, π/2] (Williams et al. 2021), which is a metric.
     Symmetric; invariant to orthogonal transforms, isotropic scaling and translation.
     """
+    gpu = _gpu_accumulator(x, y, 2, "the Procrustes distance")
+    if gpu is not None:
+        return _finite(gpu.procrustes_distance(angular=bool(angular)), "Procrustes distance")
     xa, ya = as_pair(x, y, min_n=2, what="the Procrustes distance")
     nuc = _core.procrustes_nuclear(xa, ya)
     return float(_nuclear_to_distance(nuc, xa.dtype, bool(angular)))

@@ -17,8 +17,8 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 def as_representation(a: Any, name: str) -> np.ndarray:
     """Return `a` as a 2-D float32/float64 numpy array, without copying when it already is one."""
-    if hasattr(a, "detach") and hasattr(a, "cpu") and type(a).__module__.startswith("torch"):
-        a = a.detach().cpu().numpy()
+    if type(a).__module__.startswith("torch") and hasattr(a, "detach"):
+        a = _torch_to_numpy(a, name)
     if isinstance(a, (str, bytes)) or a is None:
         raise TypeError(f"{name} must be an array of numbers of shape (n_samples, n_features), got {type(a).__name__}")
     try:
@@ -48,6 +48,21 @@ def as_representation(a: Any, name: str) -> np.ndarray:
     if any(s < 0 or s % arr.itemsize for s in arr.strides):
         arr = np.ascontiguousarray(arr)
     return arr
+
+
+def _torch_to_numpy(t: Any, name: str) -> np.ndarray:
+    """A CPU tensor as a numpy view (no copy for float32/float64); float16/bfloat16 become float32."""
+    import torch
+
+    t = t.detach()
+    if t.device.type != "cpu":
+        raise TypeError(
+            f"{name} is a tensor on {t.device}; the numpy API takes CPU tensors or arrays (use "
+            "reprsim.torch for tensors on a GPU)"
+        )
+    if t.is_floating_point() and t.dtype not in (torch.float32, torch.float64):
+        t = t.to(torch.float32)  # numpy has no bfloat16
+    return t.numpy()
 
 
 def _common_dtype(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -10,6 +10,7 @@ import numpy as np
 
 from . import _metrics
 from ._registry import METRICS
+from ._validation import as_pair
 
 
 def _all_metrics(x: np.ndarray, y: np.ndarray) -> list[tuple[str, str]]:
@@ -69,6 +70,7 @@ def _load(path: str) -> np.ndarray:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     x, y = _load(args.a), _load(args.b)
+    as_pair(x, y)  # shape and value errors are reported once, not once per metric
     print(f"{args.a} {x.shape} vs {args.b} {y.shape}\n")
     rows = _all_metrics(x, y)
     _print_table([r[0] for r in rows], ["distance"], [[r[1]] for r in rows])

@@ -32,6 +32,14 @@ void syrk_t(Index n, Index p, const T* a, Index lda, T* c, Index ldc);
 template <class T>
 void syrk_n(Index n, Index p, const T* a, Index lda, T* c, Index ldc);
 
+// Column-major general product C (m×k) = op(A)·op(B), op transposing when the flag is set.
+void dgemm_col(bool ta, bool tb, Index m, Index k, Index inner, const double* a, Index lda, const double* b, Index ldb,
+               double* c, Index ldc);
+
+// Reciprocal condition number (1-norm estimate) of an upper-triangular column-major (n×n) matrix
+// (LAPACK dtrcon).
+double trcon_upper(Index n, const double* a, Index lda);
+
 // Column-pivoted Householder QR (LAPACK dgeqp3) of a column-major (m×n) matrix, in place.
 // jpvt receives 0-based pivots. Returns nothing; throws std::runtime_error on a LAPACK failure.
 void geqp3(Index m, Index n, double* a, Index lda, int* jpvt, double* tau);
@@ -46,6 +54,12 @@ void gesdd(Index m, Index n, double* a, Index lda, double* s, double* u, double*
 // Cholesky factorisation (upper, column-major, LAPACK dpotrf). Returns LAPACK's info: 0 on
 // success, i > 0 when the leading minor of order i is not positive definite.
 int potrf_upper(Index n, double* a, Index lda);
+
+// Cholesky factorisation with complete pivoting of a positive semi-definite matrix (upper,
+// column-major, LAPACK dpstrf): Pᵀ·A·P = UᵀU. It stops once the largest remaining diagonal entry is
+// at most `tol` (absolute); returns the number of steps taken (the computed rank). piv receives the
+// 0-based pivots. Only the leading rank rows of U are meaningful.
+Index pstrf_upper(Index n, double* a, Index lda, int* piv, double tol);
 
 // Symmetric eigendecomposition (LAPACK dsyevd, column-major, upper): eigenvalues ascending in w,
 // eigenvectors overwrite a when vectors is true.

@@ -14,9 +14,14 @@ namespace reprsim {
 template <class T>
 VecD column_means(const View<T>& v, const char* name) {
     VecD sum = VecD::Zero(v.p);
+    double* s = sum.data();
     for (Index i = 0; i < v.n; ++i) {
         const T* row = v.data + i * v.row_stride;
-        for (Index j = 0; j < v.p; ++j) sum[j] += static_cast<double>(row[j * v.col_stride]);
+        if (v.col_stride == 1) {  // contiguous rows: a loop the compiler vectorises
+            for (Index j = 0; j < v.p; ++j) s[j] += static_cast<double>(row[j]);
+        } else {
+            for (Index j = 0; j < v.p; ++j) s[j] += static_cast<double>(row[j * v.col_stride]);
+        }
     }
     for (Index j = 0; j < v.p; ++j) {
         if (!std::isfinite(sum[j])) {
@@ -28,14 +33,18 @@ VecD column_means(const View<T>& v, const char* name) {
     return sum / static_cast<double>(v.n);
 }
 
-// out (n×p, row-major, type T) = v − column means, each difference formed in float64.
+// out (n×p, row-major with leading dimension ld ≥ p, type T) = v − column means, each difference
+// formed in float64.
 template <class T>
-void center_into(const View<T>& v, const VecD& mean, T* out) {
+void center_into(const View<T>& v, const VecD& mean, T* out, Index ld) {
+    const double* m = mean.data();
     for (Index i = 0; i < v.n; ++i) {
         const T* row = v.data + i * v.row_stride;
-        T* dst = out + i * v.p;
-        for (Index j = 0; j < v.p; ++j) {
-            dst[j] = static_cast<T>(static_cast<double>(row[j * v.col_stride]) - mean[j]);
+        T* dst = out + i * ld;
+        if (v.col_stride == 1) {
+            for (Index j = 0; j < v.p; ++j) dst[j] = static_cast<T>(static_cast<double>(row[j]) - m[j]);
+        } else {
+            for (Index j = 0; j < v.p; ++j) dst[j] = static_cast<T>(static_cast<double>(row[j * v.col_stride]) - m[j]);
         }
     }
 }
@@ -45,7 +54,7 @@ MatR<T> centered(const View<T>& v, const char* name) {
     check_blas_dims(name, v.n, v.p);
     const VecD mean = column_means(v, name);
     MatR<T> out(v.n, v.p);
-    center_into(v, mean, out.data());
+    center_into(v, mean, out.data(), v.p);
     return out;
 }
 
@@ -62,12 +71,12 @@ MatD centered_colmajor_f64(const View<T>& v, const char* name) {
     return out;
 }
 
-// Float64 squared Euclidean norm of each row of a contiguous row-major (n×p) matrix.
+// Float64 squared Euclidean norm of each row of a row-major (n×p) matrix with leading dimension ld.
 template <class T>
-VecD row_sq_norms(const T* x, Index n, Index p) {
+VecD row_sq_norms(const T* x, Index n, Index p, Index ld) {
     VecD d(n);
     for (Index i = 0; i < n; ++i) {
-        const T* row = x + i * p;
+        const T* row = x + i * ld;
         double s = 0.0;
         for (Index j = 0; j < p; ++j) s += static_cast<double>(row[j]) * static_cast<double>(row[j]);
         d[i] = s;

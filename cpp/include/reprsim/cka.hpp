@@ -3,11 +3,13 @@
 // Every representation is reduced once to a factor holding what any comparison needs; a pair then
 // costs one cross term. Two equivalent forms:
 //   feature space: the centred features Xc (n×p); cross term ‖XcᵀYc‖²_F costs 2·n·p1·p2.
-//   Gram space:    the centred Gram K = XcXcᵀ (n×n); cross term ⟨K, L⟩ costs n².
+//   Gram space:    the centred Gram K = XcXcᵀ (n×n); cross term ⟨K, L⟩ costs 2·n².
 // Feature space is cheaper when the widths are below n, Gram space when they are above.
 #pragma once
 
 #include "reprsim/common.hpp"
+
+#include <vector>
 
 namespace reprsim {
 
@@ -19,29 +21,45 @@ struct LinearFactor {
     Index n = 0;
     Index p = 0;
     MatR<T> xc;    // centred features (feature space only)
-    MatR<T> gram;  // centred Gram, upper triangle valid (Gram space only)
+    // Gram space only: the upper triangle of the centred Gram K, row by row, off-diagonal entries scaled
+    // by √2, so that ⟨K, L⟩ is the plain dot product of two packed vectors (n(n+1)/2 entries each).
+    Eigen::Matrix<T, Eigen::Dynamic, 1> packed;
     VecD d;        // squared norms of the centred rows = diagonal of the centred Gram
     double sum_d = 0.0;
     double self_biased = 0.0;    // ‖XcᵀXc‖²_F = ⟨K, K⟩
     double self_debiased = 0.0;  // n(n−3)·HSIC₁(K, K)
 };
 
-// The cheaper form for comparing representations of widths p1, p2 over n samples, and of
-// `pairs_per_factor` pair evaluations per factor (1 for a single comparison).
-Space choose_space(Index n, Index p1, Index p2, std::size_t itemsize, double pairs_per_factor = 1.0);
+// The cheaper form for comparing k1 representations of width up to p1 with k2 of width up to p2
+// over n samples (k1 = k2 = 1 for a single comparison). Gram space is avoided when its n×n matrices
+// would need more than `gram_budget_bytes` together and the feature form needs less.
+Space choose_space(Index n, Index p1, Index p2, std::size_t itemsize, Index k1 = 1, Index k2 = 1,
+                   double gram_budget_bytes = 4.0 * double(1ull << 30));
 
 template <class T>
 LinearFactor<T> linear_factor(const View<T>& x, Space space, bool need_debiased, const char* name);
 
-// ‖XcᵀYc‖²_F = ⟨K, L⟩ (n²·HSIC₀ up to the (n−1)² normalisation).
+// One comparison in feature space: x and y are centred side by side into one (n × (p1+p2)) buffer
+// and a single syrk yields XcᵀXc, YcᵀYc and XcᵀYc (4·n·p² flops for p1 = p2 = p).
 template <class T>
-double linear_cross(const LinearFactor<T>& fx, const LinearFactor<T>& fy);
+double linear_cka_joint(const View<T>& x, const View<T>& y, bool debiased);
 
 // n(n−3)·HSIC₁ from the biased cross term and the row norms (centred features; Kornblith et al.).
 double debiased_from_cross(double cross, const VecD& d, const VecD& e, double sum_d, double sum_e, Index n);
 
+// The same from sums alone: cross = ‖XcᵀYc‖²_F, sum_de = Σ d_i e_i, sum_d = Σ d_i, sum_e = Σ e_i, with
+// d_i, e_i the squared norms of the centred rows.
+double debiased_from_sums(double cross, double sum_de, double sum_d, double sum_e, double n);
+
+// CKA from a cross term ‖XcᵀYc‖²_F and the two factors' self terms.
 template <class T>
-double linear_cka_pair(const LinearFactor<T>& fx, const LinearFactor<T>& fy, bool debiased);
+double linear_cka_from_cross(double cross, const LinearFactor<T>& fx, const LinearFactor<T>& fy, bool debiased);
+
+// k1×k2 matrix (row-major) of the cross terms ‖XcᵀYc‖²_F of every pair. Feature space: one gemm of
+// each x against all y side by side. Gram space: all ⟨K_i, L_j⟩ at once, reading each Gram once in
+// blocks (gemm over blocks of the packed triangles, accumulated in float64 across blocks).
+template <class T>
+MatR<double> linear_cross_matrix(const std::vector<LinearFactor<T>>& fx, const std::vector<LinearFactor<T>>& fy);
 
 // n(n−3)·HSIC₁(K, L) of two general (uncentred, symmetric, full) kernel matrices.
 double hsic_unbiased_gram(const MatD& k, const MatD& l);

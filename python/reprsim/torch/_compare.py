@@ -1,0 +1,210 @@
+"""compare(): two models, one loader, a layer × layer similarity matrix from exact streaming accumulators."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._registry import METRICS
+from ._hooks import Selector, capture
+
+_SIMILARITY_METHOD = {
+    "cka": ("cka", {}),
+    "debiased_cka": ("cka", {"debiased": True}),
+    "mean_cca": ("mean_cca", {}),
+    "mean_sq_cca": ("mean_sq_cca", {}),
+    "svcca": ("svcca", {}),
+    "pwcca": ("pwcca", {}),
+}
+COMPARE_METRICS = tuple(METRICS) + ("minibatch_cka",)
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """A layer × layer matrix: ``values[i, j]`` compares ``layers_a[i]`` with ``layers_b[j]``.
+
+    For similarity metrics ("cka", "debiased_cka", "mean_cca", "mean_sq_cca", "svcca", "pwcca",
+    "minibatch_cka") the values are similarities, as the function of the same name returns; for
+    "procrustes" and "angular_procrustes" they are distances.
+    """
+
+    values: np.ndarray
+    layers_a: list[str]
+    layers_b: list[str]
+    metric: str
+    n_samples: int
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_pandas(self) -> Any:
+        """The matrix as a pandas DataFrame indexed by layer names (requires pandas)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("CompareResult.to_pandas needs pandas: pip install pandas") from None
+        return pd.DataFrame(self.values, index=self.layers_a, columns=self.layers_b)
+
+    def plot(self, ax: Any = None, *, cmap: str = "magma", annotate: bool = False) -> Any:
+        """Draw the matrix as a heatmap (requires matplotlib); returns the Axes."""
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ImportError("CompareResult.plot needs matplotlib: pip install matplotlib") from None
+        if ax is None:
+            _, ax = plt.subplots(figsize=(max(4.5, 1.8 + 0.5 * len(self.layers_b)),
+                                          max(3.8, 1.2 + 0.5 * len(self.layers_a))))
+        im = ax.imshow(self.values, cmap=cmap, origin="lower", aspect="auto")
+        ax.set_xticks(range(len(self.layers_b)), self.layers_b, rotation=45 if len(self.layers_b) > 6 else 0,
+                      ha="right" if len(self.layers_b) > 6 else "center")
+        ax.set_yticks(range(len(self.layers_a)), self.layers_a)
+        ax.set_xlabel("model b")
+        ax.set_ylabel("model a")
+        ax.figure.colorbar(im, ax=ax, label=self.metric)
+        if annotate:
+            lo, hi = float(self.values.min()), float(self.values.max())
+            for i in range(self.values.shape[0]):
+                for j in range(self.values.shape[1]):
+                    v = self.values[i, j]
+                    color = "black" if v > (lo + hi) / 2 else "white"  # readable on both ends of the colormap
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color=color)
+        return ax
+
+
+def _call(model: torch.nn.Module, batch: Any, device: torch.device) -> torch.Tensor | None:
+    """Feed one batch to a model; returns the attention mask of dict batches, if any."""
+    if isinstance(batch, Mapping):
+        inputs = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()
+                  if k not in ("labels", "label")}
+        model(**inputs)
+        return inputs.get("attention_mask")
+    if isinstance(batch, (tuple, list)):
+        if not batch:
+            raise ValueError("the loader yielded an empty batch")
+        batch = batch[0]  # (inputs, labels, ...)
+    if not isinstance(batch, torch.Tensor):
+        raise TypeError(f"cannot feed a batch of type {type(batch).__name__}; yield tensors, tuples or dicts")
+    model(batch.to(device))
+    return None
+
+
+def _default_device(model: torch.nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def _progress(iterable: Iterable[Any], enabled: bool, total: int | None) -> Iterable[Any]:
+    if not enabled:
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return iterable
+    return tqdm(iterable, total=total, desc="reprsim.compare", unit="batch")
+
+
+def _as_numpy(t: torch.Tensor) -> np.ndarray:
+    if t.dtype not in (torch.float32, torch.float64):
+        t = t.to(torch.float64 if not t.is_floating_point() else torch.float32)
+    return t.cpu().numpy()
+
+
+@torch.no_grad()
+def compare(
+    model_a: torch.nn.Module,
+    model_b: torch.nn.Module,
+    loader: Iterable[Any],
+    layers_a: Sequence[str],
+    layers_b: Sequence[str],
+    *,
+    metric: str = "cka",
+    device: str | torch.device | None = None,
+    max_batches: int | None = None,
+    pool: str | None = None,
+    select: Selector = None,
+    progress: bool = True,
+    **options: Any,
+) -> CompareResult:
+    """Compare every layer of `model_a` with every layer of `model_b` over the samples of `loader`.
+
+    Each batch is fed once to both models (in ``eval()`` mode, under ``torch.no_grad()``; the models'
+    training flags are restored afterwards), the activations of the named layers go into exact streaming
+    accumulators, and the result is the full-dataset value of `metric` for every layer pair — the same
+    number the in-memory function gives on all activations at once, with memory independent of the number
+    of samples.
+
+    Parameters
+    ----------
+    model_a, model_b : torch.nn.Module
+    loader : iterable of batches
+        Tensors, ``(inputs, labels, ...)`` tuples, or dicts of model keyword arguments (HF style; an
+        ``attention_mask`` entry is used by ``pool="mean"``/``"last"``; ``labels`` is not passed on).
+    layers_a, layers_b : list of str
+        Module names as in ``named_modules()``.
+    metric : str
+        A name of ``reprsim.METRICS`` or ``"minibatch_cka"`` (Nguyen et al. 2021's estimator over the
+        loader's batches). Similarities for CKA and the CCA family, distances for Procrustes.
+    device : optional
+        Where to run the models (they are moved there); default: where model_a's parameters are.
+        On a CUDA device the accumulators stay on the GPU (torch ops, float64 accumulation).
+    max_batches : int, optional
+        Stop after this many batches.
+    pool, select :
+        How layer outputs become (batch, features) matrices; see :func:`reprsim.torch.capture`.
+    progress : bool
+        Show a tqdm progress bar when tqdm is installed.
+    **options :
+        Passed to the metric (e.g. ``convention=`` for "pwcca", ``variance=`` for "svcca").
+
+    When ``torch.distributed`` is initialised, every rank streams its own shard of the data and the
+    accumulator states are gathered and merged exactly, so every rank returns the full-data matrix.
+    """
+    from ._stream import make_accumulator
+
+    if metric not in COMPARE_METRICS:
+        raise ValueError(f"unknown metric {metric!r}; known metrics: {', '.join(COMPARE_METRICS)}")
+    if max_batches is not None and (not isinstance(max_batches, int) or max_batches < 1):
+        raise ValueError(f"max_batches must be a positive integer or None, got {max_batches!r}")
+    dev = torch.device(device) if device is not None else _default_device(model_a)
+    if device is not None:
+        model_a.to(dev)
+        model_b.to(dev)
+    modes = (model_a.training, model_b.training)
+    model_a.eval()
+    model_b.eval()
+    acc = make_accumulator(metric, len(layers_a), len(layers_b), dev, options)
+    try:
+        with capture(model_a, layers_a, pool=pool, select=select) as cap_a, \
+                capture(model_b, layers_b, pool=pool, select=select) as cap_b:
+            total = None
+            if max_batches is not None:
+                total = max_batches
+            elif hasattr(loader, "__len__"):
+                total = len(loader)  # type: ignore[arg-type]
+            for k, batch in enumerate(_progress(loader, progress, total)):
+                if max_batches is not None and k >= max_batches:
+                    break
+                mask_a = _call(model_a, batch, dev)
+                mask_b = _call(model_b, batch, dev)
+                acts_a = cap_a.take(attention_mask=mask_a)
+                acts_b = cap_b.take(attention_mask=mask_b)
+                xs = [acts_a[name] for name in layers_a]
+                ys = [acts_b[name] for name in layers_b]
+                sizes = {t.shape[0] for t in xs + ys}
+                if len(sizes) != 1:
+                    raise ValueError(
+                        f"the captured layers saw different numbers of samples in batch {k}: {sorted(sizes)}; "
+                        "every layer must give one row per input sample (check pool= for sequence outputs)"
+                    )
+                acc.update(xs, ys)
+    finally:
+        model_a.train(modes[0])
+        model_b.train(modes[1])
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        acc.all_reduce()
+    values, n = acc.result()
+    return CompareResult(np.asarray(values, dtype=np.float64), list(layers_a), list(layers_b), metric, n,
+                         dict(options))

@@ -1,0 +1,59 @@
+"""The metrics on tensors that live on a GPU: moments accumulated there with torch ops (products in the
+input dtype over row chunks, float64 accumulation, exact centring), finalised on the CPU by the same code
+as the streaming accumulators. Only the small p×p statistics leave the device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._streaming import StreamingSimilarity
+from ._device import DeviceMoments
+from ._stream import moments_to_state
+
+# Rows per product: float32 sums over at most this many terms inside one matmul, then float64 across chunks.
+CHUNK_ROWS = 4096
+
+
+def _check(t: Any, name: str) -> torch.Tensor:
+    if t.dim() != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {tuple(t.shape)}")
+    if t.shape[0] == 0 or t.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(t.shape)}); it needs at least one sample and one feature")
+    if t.is_complex():
+        raise TypeError(f"{name} has complex dtype {t.dtype}; pass real-valued activations")
+    if t.dtype not in (torch.float32, torch.float64):
+        t = t.to(torch.float32 if t.is_floating_point() else torch.float64)
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or Inf; remove or replace them before comparing")
+    return t.detach()
+
+
+def device_accumulator(x: Any, y: Any, min_n: int, what: str) -> StreamingSimilarity:
+    """An accumulator holding the full-data moments of two GPU tensors."""
+    if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)) or x.device != y.device:
+        raise TypeError(
+            "x and y must both be tensors on the same device for the GPU path; got "
+            f"{type(x).__name__} on {getattr(x, 'device', 'cpu')} and {type(y).__name__} on {getattr(y, 'device', 'cpu')}"
+        )
+    x, y = _check(x, "x"), _check(y, "y")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"x and y must have the same number of samples (rows): x has shape {tuple(x.shape)}, "
+            f"y has shape {tuple(y.shape)}"
+        )
+    if x.shape[0] < min_n:
+        raise ValueError(f"x and y have n = {x.shape[0]} samples; {what} needs at least {min_n}")
+    if x.dtype != y.dtype:
+        x, y = x.to(torch.float64), y.to(torch.float64)
+    m = DeviceMoments(1, 1)
+    for s in range(0, x.shape[0], CHUNK_ROWS):
+        m.update([x[s : s + CHUNK_ROWS]], [y[s : s + CHUNK_ROWS]])
+    eps = float(np.finfo(np.float32 if x.dtype == torch.float32 else np.float64).eps)
+    return StreamingSimilarity.from_state(moments_to_state(m, eps, multi=False))
+
+
+def is_gpu_tensor(a: Any) -> bool:
+    return isinstance(a, torch.Tensor) and a.device.type != "cpu"

@@ -1,0 +1,553 @@
+"""StreamingSimilarity and minibatch CKA: streamed values equal the in-memory ones, state, bad input."""
+
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import reprsim
+from reprsim import StreamingMinibatchCKA, StreamingSimilarity, minibatch_cka
+
+RTOL = 1e-9
+LINEAR_METRICS = [
+    "cka",
+    "debiased_cka",
+    "mean_cca",
+    "mean_sq_cca",
+    "svcca",
+    "pwcca",
+    "procrustes",
+    "angular_procrustes",
+]
+
+
+def related_pair(rng, n=60, p1=6, p2=5, offset=3.0):
+    """x and y sharing a few directions, with nonzero means (so centring matters)."""
+    z = rng.standard_normal((n, 3))
+    x = z @ rng.standard_normal((3, p1)) + 0.7 * rng.standard_normal((n, p1)) + offset
+    y = z @ rng.standard_normal((3, p2)) + 0.7 * rng.standard_normal((n, p2)) - offset
+    return x, y
+
+
+def streamed(x, y, bounds):
+    acc = StreamingSimilarity()
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        acc.update(x[a:b], y[a:b])
+    return acc
+
+
+def assert_all_metrics_match(acc, x, y):
+    for metric in LINEAR_METRICS:
+        expected = reprsim.distance(x, y, metric=metric)
+        np.testing.assert_allclose(acc.distance(metric), expected, rtol=RTOL, atol=1e-14, err_msg=metric)
+
+
+# -- independent numpy references (written from the formulas) ---------------------------------------
+
+
+def np_linear_cka(x, y, debiased=False):
+    n = x.shape[0]
+    k = x @ x.T
+    l = y @ y.T
+    if not debiased:
+        h = np.eye(n) - 1.0 / n
+        kc, lc = h @ k @ h, h @ l @ h
+        return np.sum(kc * lc) / np.sqrt(np.sum(kc * kc) * np.sum(lc * lc))
+
+    def hsic1(a, b):
+        a = a - np.diag(np.diag(a))
+        b = b - np.diag(np.diag(b))
+        one = np.ones(n)
+        return (
+            np.trace(a @ b)
+            + (one @ a @ one) * (one @ b @ one) / ((n - 1) * (n - 2))
+            - 2.0 / (n - 2) * (one @ a @ b @ one)
+        ) / (n * (n - 3))
+
+    return hsic1(k, l) / np.sqrt(hsic1(k, k) * hsic1(l, l))
+
+
+def np_canonical_correlations(x, y):
+    qx = np.linalg.qr(x - x.mean(0))[0]
+    qy = np.linalg.qr(y - y.mean(0))[0]
+    return np.linalg.svd(qx.T @ qy, compute_uv=False)
+
+
+def np_procrustes(x, y):
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    xc, yc = xc / np.linalg.norm(xc), yc / np.linalg.norm(yc)
+    return 2.0 - 2.0 * np.linalg.svd(xc.T @ yc, compute_uv=False).sum()
+
+
+# -- equality with the in-memory functions ---------------------------------------------------------
+
+
+def test_uneven_batches_match_in_memory_for_every_linear_metric(rng):
+    x, y = related_pair(rng)
+    acc = streamed(x, y, [0, 1, 2, 9, 10, 33, 34, 59, 60])
+    assert acc.n_seen == 60
+    assert_all_metrics_match(acc, x, y)
+
+
+def test_batches_of_one_row_match_in_memory(rng):
+    x, y = related_pair(rng, n=30, p1=4, p2=3)
+    acc = streamed(x, y, list(range(31)))
+    assert_all_metrics_match(acc, x, y)
+
+
+def test_similarity_methods_match_functions_of_the_same_name(rng):
+    x, y = related_pair(rng)
+    acc = streamed(x, y, [0, 17, 40, 60])
+    np.testing.assert_allclose(acc.cka(), reprsim.cka(x, y), rtol=RTOL)
+    np.testing.assert_allclose(acc.cka(debiased=True), reprsim.cka(x, y, debiased=True), rtol=RTOL)
+    np.testing.assert_allclose(acc.canonical_correlations(), reprsim.canonical_correlations(x, y), rtol=RTOL)
+    np.testing.assert_allclose(acc.mean_cca(), reprsim.mean_cca(x, y), rtol=RTOL)
+    np.testing.assert_allclose(acc.mean_sq_cca(), reprsim.mean_sq_cca(x, y), rtol=RTOL)
+    for conv in ("x", "y", "smaller"):
+        np.testing.assert_allclose(acc.pwcca(convention=conv), reprsim.pwcca(x, y, convention=conv), rtol=RTOL)
+    for conv in ("variance", "singular_values"):
+        for v in (0.5, 0.9, 0.99, 1.0):
+            np.testing.assert_allclose(
+                acc.svcca(variance=v, convention=conv), reprsim.svcca(x, y, variance=v, convention=conv), rtol=RTOL
+            )
+    np.testing.assert_allclose(acc.procrustes_distance(), reprsim.procrustes_distance(x, y), rtol=RTOL)
+    np.testing.assert_allclose(
+        acc.procrustes_distance(angular=True), reprsim.procrustes_distance(x, y, angular=True), rtol=RTOL
+    )
+
+
+def test_streamed_values_match_independent_numpy_formulas(rng):
+    x, y = related_pair(rng, n=40)
+    acc = streamed(x, y, [0, 5, 6, 23, 40])
+    np.testing.assert_allclose(acc.cka(), np_linear_cka(x, y), rtol=1e-10)
+    np.testing.assert_allclose(acc.cka(debiased=True), np_linear_cka(x, y, debiased=True), rtol=1e-10)
+    np.testing.assert_allclose(acc.canonical_correlations(), np_canonical_correlations(x, y), rtol=1e-10)
+    np.testing.assert_allclose(acc.procrustes_distance(), np_procrustes(x, y), rtol=1e-10)
+
+
+def test_large_offset_does_not_spoil_centring(rng):
+    # Means 1e6 times the spread: summing raw products and subtracting the mean afterwards would lose
+    # about 12 digits here.
+    x, y = related_pair(rng, n=50, offset=1e6)
+    acc = streamed(x, y, [0, 7, 8, 30, 50])
+    assert_all_metrics_match(acc, x, y)
+
+
+def test_float32_batches_are_accumulated_in_float64(rng):
+    x, y = related_pair(rng, n=40)
+    x32, y32 = x.astype(np.float32), y.astype(np.float32)
+    acc = streamed(x32, y32, [0, 13, 14, 40])
+    x64, y64 = x32.astype(np.float64), y32.astype(np.float64)
+    for metric in ("cka", "debiased_cka", "procrustes", "mean_cca", "pwcca"):
+        np.testing.assert_allclose(acc.distance(metric), reprsim.distance(x64, y64, metric=metric), rtol=RTOL)
+
+
+def test_rank_deficient_input_gets_the_in_memory_rank(rng):
+    x, y = related_pair(rng, n=40, p1=4)
+    x = np.column_stack([x, x[:, 0] + 2.0 * x[:, 1]])  # an exactly dependent column
+    acc = streamed(x, y, [0, 11, 12, 40])
+    rho = acc.canonical_correlations()
+    expected = reprsim.canonical_correlations(x, y)
+    assert rho.shape == expected.shape == (4,)
+    np.testing.assert_allclose(rho, expected, rtol=1e-8)
+    for metric in ("mean_cca", "mean_sq_cca", "pwcca", "svcca"):
+        np.testing.assert_allclose(acc.distance(metric), reprsim.distance(x, y, metric=metric), rtol=1e-8)
+
+
+def test_wide_input_with_rank_reaching_n_minus_1_is_refused_like_in_memory(rng):
+    x = rng.standard_normal((8, 10))
+    y = rng.standard_normal((8, 3))
+    acc = streamed(x, y, [0, 3, 8])
+    with pytest.raises(ValueError, match="trivially 1"):
+        reprsim.mean_cca(x, y)
+    with pytest.raises(ValueError, match="trivially 1"):
+        acc.mean_cca()
+    # Procrustes and CKA are defined for p > n and still agree.
+    np.testing.assert_allclose(acc.distance("procrustes"), reprsim.distance(x, y, "procrustes"), rtol=RTOL)
+    np.testing.assert_allclose(acc.cka(), reprsim.cka(x, y), rtol=RTOL)
+
+
+@st.composite
+def splits_and_merge_tree(draw):
+    n = draw(st.integers(12, 40))
+    cuts = sorted(draw(st.sets(st.integers(1, n - 1), max_size=min(8, n - 1))))
+    bounds = [0, *cuts, n]
+    n_chunks = len(bounds) - 1
+    # A random merge tree: repeatedly merge two neighbouring partial results, at a drawn position.
+    order = [draw(st.integers(0, k - 2)) for k in range(n_chunks, 1, -1)]
+    # Some chunks are built by updates into one accumulator, others each into their own.
+    grouped = draw(st.lists(st.booleans(), min_size=n_chunks, max_size=n_chunks))
+    p1 = draw(st.integers(1, 5))
+    p2 = draw(st.integers(1, 5))
+    seed = draw(st.integers(0, 2**32 - 1))
+    return n, bounds, order, grouped, p1, p2, seed
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(splits_and_merge_tree())
+def test_any_batch_split_and_merge_tree_matches_in_memory(case):
+    n, bounds, order, grouped, p1, p2, seed = case
+    rng = np.random.default_rng(seed)
+    x, y = related_pair(rng, n=n, p1=p1, p2=p2, offset=rng.uniform(-5, 5))
+    parts = []
+    for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        if grouped[k] and parts:
+            parts[-1].update(x[a:b], y[a:b])  # keeps row order: the last part ends at a
+        else:
+            parts.append(StreamingSimilarity().update(x[a:b], y[a:b]))
+    for pos in order:
+        if len(parts) == 1:
+            break
+        pos = min(pos, len(parts) - 2)
+        merged = parts[pos].merge(parts[pos + 1])
+        parts[pos : pos + 2] = [merged]
+    (acc,) = parts
+    assert acc.n_seen == n
+    assert_all_metrics_match(acc, x, y)
+
+
+def test_merge_order_does_not_matter_and_leaves_the_other_unchanged(rng):
+    x, y = related_pair(rng)
+    a = StreamingSimilarity().update(x[:20], y[:20])
+    b = StreamingSimilarity().update(x[20:], y[20:])
+    b_before = b.state()
+    ab = pickle.loads(pickle.dumps(a)).merge(b)
+    ba = pickle.loads(pickle.dumps(b)).merge(a)
+    for key, value in b.state().items():
+        np.testing.assert_array_equal(value, b_before[key])
+    for metric in LINEAR_METRICS:
+        np.testing.assert_allclose(ab.distance(metric), ba.distance(metric), rtol=RTOL)
+    np.testing.assert_allclose(ab.cka(), reprsim.cka(x, y), rtol=RTOL)
+
+
+def test_merging_an_empty_accumulator_changes_nothing(rng):
+    x, y = related_pair(rng)
+    acc = StreamingSimilarity().update(x, y)
+    acc.merge(StreamingSimilarity())
+    empty = StreamingSimilarity().merge(acc)
+    np.testing.assert_allclose(empty.cka(), reprsim.cka(x, y), rtol=RTOL)
+    np.testing.assert_allclose(acc.cka(), reprsim.cka(x, y), rtol=RTOL)
+
+
+# -- several layers ---------------------------------------------------------------------------------
+
+
+def test_all_pairs_of_layers_match_pairwise_distances(rng):
+    x, y = related_pair(rng, n=50, p1=6, p2=5)
+    xs = [x, x[:, :3] ** 2, x[:, 2:]]
+    ys = [y, np.tanh(y[:, :4])]
+    acc = StreamingSimilarity(layers_x=3, layers_y=2)
+    for a, b in ((0, 1), (1, 20), (20, 21), (21, 50)):
+        acc.update([v[a:b] for v in xs], [v[a:b] for v in ys])
+    for metric in LINEAR_METRICS:
+        got = acc.distance(metric)
+        assert got.shape == (3, 2)
+        np.testing.assert_allclose(got, reprsim.pairwise(xs, ys, metric=metric), rtol=RTOL, err_msg=metric)
+    rho = acc.canonical_correlations()
+    assert rho.shape == (3, 2)
+    np.testing.assert_allclose(rho[2, 1], reprsim.canonical_correlations(xs[2], ys[1]), rtol=RTOL)
+
+
+def test_all_pairs_state_round_trips_and_pickles(rng):
+    x, y = related_pair(rng, n=30)
+    acc = StreamingSimilarity(layers_x=2, layers_y=2).update([x, x[:, :2]], [y, y[:, 1:]])
+    state = acc.state()
+    assert {"layers", "cxy[1,0]", "mean_x[1]", "sum_ye[1]"} <= set(state)
+    again = StreamingSimilarity.from_state(state)
+    np.testing.assert_array_equal(again.cka(debiased=True), acc.cka(debiased=True))
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(acc)).distance("pwcca"), acc.distance("pwcca"))
+
+
+# -- state ----------------------------------------------------------------------------------------
+
+
+def test_state_fields_are_the_documented_moments(rng):
+    x, y = related_pair(rng, n=25, p1=3, p2=4)
+    acc = streamed(x, y, [0, 4, 5, 25])
+    s = acc.state()
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    d, e = np.sum(xc**2, axis=1), np.sum(yc**2, axis=1)
+    expected = {
+        "n": 25.0,
+        "mean_x": x.mean(0),
+        "mean_y": y.mean(0),
+        "cxx": xc.T @ xc,
+        "cyy": yc.T @ yc,
+        "cxy": xc.T @ yc,
+        "sum_d2": d @ d,
+        "sum_e2": e @ e,
+        "sum_de": d @ e,
+        "sum_xd": xc.T @ d,
+        "sum_xe": xc.T @ e,
+        "sum_yd": yc.T @ d,
+        "sum_ye": yc.T @ e,
+        "rank_eps": np.finfo(np.float64).eps,
+    }
+    assert set(s) == set(expected)
+    for key, value in expected.items():
+        assert s[key].dtype == np.float64
+        np.testing.assert_allclose(s[key], value, rtol=1e-10, atol=1e-10 * np.max(np.abs(value)), err_msg=key)
+
+
+def test_state_round_trip_and_pickle_give_identical_values(rng):
+    x, y = related_pair(rng)
+    acc = streamed(x, y, [0, 31, 60])
+    again = StreamingSimilarity.from_state(acc.state())
+    unpickled = pickle.loads(pickle.dumps(acc))
+    for metric in LINEAR_METRICS:
+        assert again.distance(metric) == acc.distance(metric)
+        assert unpickled.distance(metric) == acc.distance(metric)
+    # and the restored accumulator keeps accumulating
+    more = rng.standard_normal((5, 6)), rng.standard_normal((5, 5))
+    unpickled.update(*more)
+    acc.update(*more)
+    assert unpickled.cka() == acc.cka()
+
+
+def test_reset_and_empty_state(rng):
+    x, y = related_pair(rng)
+    acc = streamed(x, y, [0, 60])
+    acc.reset()
+    assert acc.n_seen == 0
+    assert set(acc.state()) == {"n", "rank_eps"}
+    assert StreamingSimilarity.from_state(acc.state()).n_seen == 0
+    acc.update(x[:, :2], y[:, :1])  # a reset accumulator accepts new widths
+    assert acc.n_seen == 60
+
+
+def test_from_state_rejects_malformed_states(rng):
+    x, y = related_pair(rng)
+    state = streamed(x, y, [0, 60]).state()
+    with pytest.raises(ValueError, match="missing the field 'cxy'"):
+        StreamingSimilarity.from_state({k: v for k, v in state.items() if k != "cxy"})
+    with pytest.raises(ValueError, match="disagree on its width"):
+        StreamingSimilarity.from_state({**state, "cxx": np.eye(3)})
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        StreamingSimilarity.from_state({**state, "sum_de": np.nan})
+    with pytest.raises(ValueError, match="non-negative integer"):
+        StreamingSimilarity.from_state({**state, "n": 2.5})
+    with pytest.raises(TypeError):
+        StreamingSimilarity.from_state([1, 2])
+
+
+# -- bad input ------------------------------------------------------------------------------------
+
+
+def _bad_batches(rng):
+    x, y = rng.standard_normal((5, 6)), rng.standard_normal((5, 5))
+    nan_x = x.copy()
+    nan_x[2, 3] = np.nan
+    inf_y = y.copy()
+    inf_y[0, 0] = np.inf
+    return {
+        "width of x changes": ((x[:, :4], y), "earlier batches had 6 features"),
+        "width of y changes": ((x, y[:, :2]), "earlier batches had 5 features"),
+        "n differs between x and y": ((x, y[:4]), "same number of rows"),
+        "NaN": ((nan_x, y), "NaN or Inf"),
+        "Inf": ((x, inf_y), "NaN or Inf"),
+        "empty": ((x[:0], y[:0]), "empty"),
+        "3-D": ((x[None], y), "2-D"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["width of x changes", "width of y changes", "n differs between x and y", "NaN", "Inf", "empty", "3-D"],
+)
+def test_bad_batch_raises_and_leaves_the_state_unchanged(rng, case):
+    x, y = related_pair(rng, n=20)
+    acc = StreamingSimilarity().update(x, y)
+    before = acc.state()
+    (bx, by), message = _bad_batches(rng)[case]
+    with pytest.raises(ValueError, match=message):
+        acc.update(bx, by)
+    after = acc.state()
+    assert set(after) == set(before)
+    for key in before:
+        np.testing.assert_array_equal(after[key], before[key])
+    np.testing.assert_allclose(acc.cka(), reprsim.cka(x, y), rtol=RTOL)
+
+
+def test_nan_in_the_last_layer_leaves_every_pair_unchanged(rng):
+    x, y = related_pair(rng, n=20)
+    acc = StreamingSimilarity(layers_x=2, layers_y=2).update([x, x[:, :2]], [y, y[:, :3]])
+    before = acc.state()
+    bad = y[:5, :3].copy()
+    bad[4, 2] = np.inf
+    with pytest.raises(ValueError, match=r"y\[1\] contains NaN or Inf"):
+        acc.update([x[:5], x[:5, :2]], [y[:5], bad])
+    for key, value in acc.state().items():
+        np.testing.assert_array_equal(value, before[key])
+
+
+def test_bad_layer_lists_raise(rng):
+    acc = StreamingSimilarity(layers_x=2, layers_y=1)
+    x = rng.standard_normal((5, 3))
+    with pytest.raises(TypeError, match="list of 2 arrays"):
+        acc.update(x, [x])
+    with pytest.raises(ValueError, match="must hold 2 arrays"):
+        acc.update([x], [x])
+    with pytest.raises(ValueError, match=r"x\[1\] has shape \(4, 3\)"):
+        acc.update([x, x[:4]], [x])
+    with pytest.raises(TypeError, match="both layers_x and layers_y"):
+        StreamingSimilarity(layers_x=2)
+    with pytest.raises(ValueError, match="positive integer"):
+        StreamingSimilarity(layers_x=0, layers_y=1)
+    with pytest.raises(ValueError, match="different layers"):
+        acc.merge(StreamingSimilarity())
+
+
+def test_merge_of_different_widths_raises(rng):
+    a = StreamingSimilarity().update(rng.standard_normal((5, 3)), rng.standard_normal((5, 2)))
+    b = StreamingSimilarity().update(rng.standard_normal((5, 4)), rng.standard_normal((5, 2)))
+    with pytest.raises(ValueError, match="width"):
+        a.merge(b)
+    with pytest.raises(TypeError, match="StreamingSimilarity"):
+        a.merge("b")
+
+
+@pytest.mark.parametrize(
+    ("rows", "call", "message"),
+    [
+        (0, lambda a: a.cka(), "needs at least 2"),
+        (1, lambda a: a.cka(), "needs at least 2"),
+        (3, lambda a: a.cka(debiased=True), "needs at least 4"),
+        (2, lambda a: a.mean_cca(), "needs at least 3"),
+        (1, lambda a: a.procrustes_distance(), "needs at least 2"),
+        (3, lambda a: a.distance("debiased_cka"), "needs at least 4"),
+    ],
+)
+def test_too_few_rows_raise(rng, rows, call, message):
+    acc = StreamingSimilarity()
+    if rows:
+        acc.update(rng.standard_normal((rows, 3)), rng.standard_normal((rows, 2)))
+    with pytest.raises(ValueError, match=message):
+        call(acc)
+
+
+def test_constant_representation_raises_like_in_memory(rng):
+    x = np.ones((10, 3))
+    y = rng.standard_normal((10, 2))
+    acc = StreamingSimilarity().update(x[:4], y[:4]).update(x[4:], y[4:])
+    for call in (acc.cka, acc.mean_cca, acc.procrustes_distance):
+        with pytest.raises(ValueError, match="zero variance"):
+            call()
+
+
+def test_unknown_metric_and_options_raise(rng):
+    x, y = related_pair(rng)
+    acc = streamed(x, y, [0, 60])
+    with pytest.raises(ValueError, match="unknown metric"):
+        acc.distance("rbf_cka")
+    with pytest.raises(TypeError, match="takes no options"):
+        acc.distance("cka", debiased=True)
+    with pytest.raises(ValueError, match="convention"):
+        acc.pwcca(convention="z")
+
+
+# -- minibatch CKA ----------------------------------------------------------------------------------
+
+
+def np_minibatch_cka(x, y, batch_size, debiased):
+    """Nguyen, Raghu & Kornblith (2021) from the formula: sums of per-batch HSIC over Gram matrices."""
+
+    def hsic(k, l):
+        n = k.shape[0]
+        if debiased:
+            k = k - np.diag(np.diag(k))
+            l = l - np.diag(np.diag(l))
+            one = np.ones(n)
+            return (
+                np.trace(k @ l)
+                + (one @ k @ one) * (one @ l @ one) / ((n - 1) * (n - 2))
+                - 2.0 / (n - 2) * (one @ k @ l @ one)
+            ) / (n * (n - 3))
+        h = np.eye(n) - 1.0 / n
+        return np.trace(k @ h @ l @ h) / (n - 1) ** 2
+
+    xy = xx = yy = 0.0
+    for s in range(0, x.shape[0], batch_size):
+        k = x[s : s + batch_size] @ x[s : s + batch_size].T
+        l = y[s : s + batch_size] @ y[s : s + batch_size].T
+        xy += hsic(k, l)
+        xx += hsic(k, k)
+        yy += hsic(l, l)
+    return xy / np.sqrt(xx * yy)
+
+
+@pytest.mark.parametrize("debiased", [True, False])
+@pytest.mark.parametrize(("n", "batch_size"), [(60, 12), (65, 12), (67, 7), (30, 40)])
+def test_minibatch_cka_matches_numpy_reference(rng, debiased, n, batch_size):
+    x, y = related_pair(rng, n=n, p1=6, p2=9)  # widths on both sides of the batch size
+    np.testing.assert_allclose(
+        minibatch_cka(x, y, batch_size=batch_size, debiased=debiased),
+        np_minibatch_cka(x, y, batch_size, debiased),
+        rtol=1e-10,
+    )
+
+
+def test_minibatch_cka_with_one_batch_equals_full_data_cka(rng):
+    x, y = related_pair(rng, n=40)
+    np.testing.assert_allclose(minibatch_cka(x, y, batch_size=40), reprsim.cka(x, y, debiased=True), rtol=1e-10)
+    np.testing.assert_allclose(
+        minibatch_cka(x, y, batch_size=100, debiased=False), reprsim.cka(x, y), rtol=1e-10
+    )
+
+
+def test_minibatch_cka_differs_from_full_data_cka(rng):
+    x, y = related_pair(rng, n=120)
+    assert abs(minibatch_cka(x, y, batch_size=10, debiased=False) - reprsim.cka(x, y)) > 1e-3
+
+
+def test_streaming_minibatch_cka_merges_and_pickles_to_the_function_value(rng):
+    x, y = related_pair(rng, n=60)
+    a, b = StreamingMinibatchCKA(), StreamingMinibatchCKA()
+    for s in range(0, 30, 10):
+        a.update(x[s : s + 10], y[s : s + 10])
+    for s in range(30, 60, 10):
+        b.update(x[s : s + 10], y[s : s + 10])
+    merged = pickle.loads(pickle.dumps(b)).merge(a)
+    assert merged.n_batches == 6 and merged.n_seen == 60
+    np.testing.assert_allclose(merged.result(), minibatch_cka(x, y, batch_size=10), rtol=1e-12)
+    np.testing.assert_allclose(
+        StreamingMinibatchCKA.from_state(merged.state()).result(), merged.result(), rtol=0
+    )
+
+
+def test_streaming_minibatch_cka_for_all_pairs_of_layers(rng):
+    x, y = related_pair(rng, n=40)
+    xs, ys = [x, x[:, :2]], [y, y**2, x]
+    acc = StreamingMinibatchCKA(layers_x=2, layers_y=3, debiased=False)
+    for s in range(0, 40, 8):
+        acc.update([v[s : s + 8] for v in xs], [v[s : s + 8] for v in ys])
+    got = acc.result()
+    assert got.shape == (2, 3)
+    for i in range(2):
+        for j in range(3):
+            np.testing.assert_allclose(got[i, j], np_minibatch_cka(xs[i], ys[j], 8, False), rtol=1e-10)
+
+
+def test_minibatch_cka_bad_input(rng):
+    x, y = related_pair(rng, n=62)
+    with pytest.raises(ValueError, match="last minibatch of 2 rows"):
+        minibatch_cka(x, y, batch_size=10)
+    with pytest.raises(ValueError, match="batch_size must be an integer of at least 4"):
+        minibatch_cka(x, y, batch_size=3)
+    with pytest.raises(ValueError, match="same number of samples"):
+        minibatch_cka(x, y[:-1], batch_size=10)
+    acc = StreamingMinibatchCKA().update(x[:10], y[:10])
+    before = acc.state()
+    with pytest.raises(ValueError, match="needs at least 4 rows"):
+        acc.update(x[:3], y[:3])
+    with pytest.raises(ValueError, match="earlier batches had 6 features"):
+        acc.update(x[:10, :2], y[:10])
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        acc.update(np.full((5, 6), np.nan), y[:5])
+    for key, value in acc.state().items():
+        np.testing.assert_array_equal(value, before[key])
+    with pytest.raises(ValueError, match="no minibatch"):
+        StreamingMinibatchCKA().result()
+    with pytest.raises(ValueError, match="not positive"):
+        StreamingMinibatchCKA(debiased=False).update(np.ones((5, 2)), y[:5]).result()

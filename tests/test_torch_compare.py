@@ -1,0 +1,248 @@
+"""reprsim.torch.compare and the device (GPU-path) accumulator, run on the CPU with small models."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import reprsim  # noqa: E402
+from reprsim.torch import compare  # noqa: E402
+from reprsim.torch._gpu import device_accumulator  # noqa: E402
+
+
+def mlp(seed):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Linear(10, 32), torch.nn.ReLU(), torch.nn.Linear(32, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)
+    )
+
+
+class SmallCNN(torch.nn.Module):
+    def __init__(self, seed):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv1 = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(4, 6, 3, padding=1)
+        self.fc = torch.nn.Linear(6 * 4 * 4, 5)
+
+    def forward(self, x):
+        h = torch.relu(self.conv1(x))
+        h = torch.nn.functional.max_pool2d(torch.relu(self.conv2(h)), 2)
+        return self.fc(h.flatten(1))
+
+
+def loader(n=120, batch=32, shape=(10,), seed=0, labels=True):
+    g = torch.Generator().manual_seed(seed)
+    data = torch.randn(n, *shape, generator=g)
+    y = torch.randint(0, 3, (n,), generator=g)
+    return [((data[i:i + batch], y[i:i + batch]) if labels else data[i:i + batch]) for i in range(0, n, batch)], data
+
+
+def by_hand(model, data, names):
+    acts = {}
+    hooks = [dict(model.named_modules())[nm].register_forward_hook(
+        lambda m, i, o, nm=nm: acts.__setitem__(nm, o.detach().reshape(o.shape[0], -1))) for nm in names]
+    with torch.no_grad():
+        model.eval()
+        model(data)
+    for h in hooks:
+        h.remove()
+    return [acts[nm].numpy() for nm in names]
+
+
+LAYERS = ["0", "2", "4"]
+
+
+def test_compare_model_with_itself_gives_one_on_the_diagonal():
+    batches, _ = loader()
+    res = compare(mlp(0), mlp(0), batches, LAYERS, LAYERS, progress=False)
+    np.testing.assert_allclose(np.diag(res.values), 1.0, rtol=1e-10)
+    assert res.n_samples == 120 and res.layers_a == LAYERS and res.values.shape == (3, 3)
+
+
+@pytest.mark.parametrize("metric", ["cka", "debiased_cka", "mean_cca", "mean_sq_cca", "svcca", "pwcca",
+                                    "procrustes", "angular_procrustes"])
+def test_compare_equals_numpy_api_on_activations_collected_by_hand(metric):
+    batches, data = loader(n=150, batch=40)
+    a, b = mlp(1), mlp(2)
+    res = compare(a, b, batches, LAYERS, LAYERS, metric=metric, progress=False)
+    xs, ys = by_hand(a, data, LAYERS), by_hand(b, data, LAYERS)
+    expected = np.array([[reprsim.distance(x, y, metric=metric) for y in ys] for x in xs])
+    if metric in ("procrustes", "angular_procrustes"):
+        want = expected
+    else:
+        want = 1.0 - expected
+    # Activations are float32; the streaming accumulator multiplies in float64, the in-memory path in float32.
+    np.testing.assert_allclose(res.values, want, rtol=2e-5, atol=2e-5)
+
+
+def test_compare_cnn_flattens_conv_maps_and_accepts_unlabelled_batches():
+    batches, data = loader(n=64, batch=16, shape=(1, 8, 8), labels=False)
+    a, b = SmallCNN(0), SmallCNN(1)
+    res = compare(a, b, batches, ["conv1", "conv2"], ["conv2", "fc"], progress=False)
+    xs, ys = by_hand(a, data, ["conv1", "conv2"]), by_hand(b, data, ["conv2", "fc"])
+    want = [[reprsim.cka(x, y) for y in ys] for x in xs]
+    np.testing.assert_allclose(res.values, want, rtol=2e-5)
+
+
+def test_compare_transformer_with_mean_pooling_over_a_dict_loader():
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(d_model=8, nhead=2, dim_feedforward=16, batch_first=True, dropout=0.0)
+    enc = torch.nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+
+    class Wrap(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc = enc
+
+        def forward(self, inputs, attention_mask):
+            return self.enc(inputs, src_key_padding_mask=attention_mask == 0)
+
+    model = Wrap()
+    g = torch.Generator().manual_seed(3)
+    inputs = torch.randn(24, 5, 8, generator=g)
+    mask = torch.ones(24, 5, dtype=torch.long)
+    mask[::3, 3:] = 0
+    batches = [{"inputs": inputs[i:i + 8], "attention_mask": mask[i:i + 8], "labels": torch.zeros(8)}
+               for i in range(0, 24, 8)]
+    names = ["enc.layers.0", "enc.layers.1"]
+    res = compare(model, model, batches, names, names, pool="mean", progress=False)
+    np.testing.assert_allclose(np.diag(res.values), 1.0, rtol=1e-9)
+    # Hand computation of the masked mean of layer 0 and layer 1.
+    acts = {}
+    hooks = [dict(model.named_modules())[nm].register_forward_hook(
+        lambda m, i, o, nm=nm: acts.setdefault(nm, []).append(o.detach())) for nm in names]
+    with torch.no_grad():
+        model.eval()
+        for bt in batches:
+            model(bt["inputs"], bt["attention_mask"])
+    for h in hooks:
+        h.remove()
+    pooled = []
+    for nm in names:
+        h = torch.cat(acts[nm])
+        w = mask.unsqueeze(-1).to(h.dtype)
+        pooled.append(((h * w).sum(1) / w.sum(1)).numpy())
+    assert res.values[0, 1] == pytest.approx(reprsim.cka(pooled[0], pooled[1]), rel=2e-5)
+
+
+def test_compare_restores_training_mode_and_honours_max_batches():
+    batches, data = loader(n=100, batch=20)
+    a, b = mlp(0), mlp(1)
+    a.train()
+    b.eval()
+    res = compare(a, b, batches, ["2"], ["2"], max_batches=2, progress=False)
+    assert a.training and not b.training
+    assert res.n_samples == 40
+    xs, ys = by_hand(a, data[:40], ["2"]), by_hand(b, data[:40], ["2"])
+    assert res.values[0, 0] == pytest.approx(reprsim.cka(xs[0], ys[0]), rel=2e-5)
+
+
+def test_compare_minibatch_cka_equals_function_on_same_batches():
+    batches, data = loader(n=96, batch=32)
+    a, b = mlp(0), mlp(3)
+    res = compare(a, b, batches, ["2"], ["4"], metric="minibatch_cka", progress=False)
+    x, y = by_hand(a, data, ["2"])[0], by_hand(b, data, ["4"])[0]
+    assert res.values[0, 0] == pytest.approx(reprsim.minibatch_cka(x, y, batch_size=32), rel=2e-5)
+
+
+def test_compare_rejects_unknown_metric_and_layer():
+    batches, _ = loader()
+    with pytest.raises(ValueError, match="unknown metric 'kca'"):
+        compare(mlp(0), mlp(0), batches, LAYERS, LAYERS, metric="kca")
+    with pytest.raises(ValueError, match="no module named '9'"):
+        compare(mlp(0), mlp(0), batches, ["9"], LAYERS, progress=False)
+
+
+def test_compare_result_to_pandas_and_plot(tmp_path):
+    batches, _ = loader()
+    res = compare(mlp(0), mlp(1), batches, LAYERS, LAYERS, progress=False)
+    pd = pytest.importorskip("pandas")
+    df = res.to_pandas()
+    assert isinstance(df, pd.DataFrame) and list(df.index) == LAYERS
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    ax = res.plot()
+    ax.figure.savefig(tmp_path / "heatmap.png")
+    assert (tmp_path / "heatmap.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("dtype,rtol", [(torch.float64, 1e-9), (torch.float32, 1e-5)])
+def test_device_accumulator_matches_cpu_path(dtype, rtol):
+    # The GPU path's torch arithmetic, run here on CPU tensors, against the C++ in-memory path.
+    g = torch.Generator().manual_seed(0)
+    n = 9000  # more than one row chunk
+    x = (torch.randn(n, 12, generator=g, dtype=torch.float64) + 50.0).to(dtype)
+    y = (x[:, :7].to(torch.float64) @ torch.randn(7, 9, generator=g, dtype=torch.float64)
+         + torch.randn(n, 9, generator=g, dtype=torch.float64)).to(dtype)
+    acc = device_accumulator(x, y, 4, "test")
+    xn, yn = x.numpy(), y.numpy()
+    checks = {
+        "cka": (acc.cka(), reprsim.cka(xn, yn)),
+        "debiased": (acc.cka(debiased=True), reprsim.cka(xn, yn, debiased=True)),
+        "mean_cca": (acc.mean_cca(), reprsim.mean_cca(xn, yn)),
+        "pwcca": (acc.pwcca(), reprsim.pwcca(xn, yn)),
+        "svcca": (acc.svcca(), reprsim.svcca(xn, yn)),
+        "procrustes": (acc.procrustes_distance(), reprsim.procrustes_distance(xn, yn)),
+    }
+    for name, (got, want) in checks.items():
+        assert got == pytest.approx(want, rel=rtol, abs=rtol), name
+
+
+def test_device_accumulator_rejects_bad_tensors():
+    x = torch.randn(10, 3)
+    with pytest.raises(ValueError, match="same number of samples"):
+        device_accumulator(x, torch.randn(9, 3), 2, "CKA")
+    bad = x.clone()
+    bad[2, 1] = float("nan")
+    with pytest.raises(ValueError, match="y contains NaN"):
+        device_accumulator(x, bad, 2, "CKA")
+    with pytest.raises(ValueError, match="2-D"):
+        device_accumulator(x, torch.randn(10), 2, "CKA")
+
+
+def _distributed_worker(rank, world, port, path):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        batches, _ = loader(n=120, batch=20)
+        mine = batches[rank::world]  # each rank streams its own shard
+        res = compare(mlp(0), mlp(1), mine, LAYERS, LAYERS, metric="debiased_cka", progress=False)
+        np.save(f"{path}/rank{rank}.npy", np.append(res.values.ravel(), res.n_samples))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_compare_merges_shards_across_torch_distributed_ranks(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_distributed_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    batches, _ = loader(n=120, batch=20)
+    full = compare(mlp(0), mlp(1), batches, LAYERS, LAYERS, metric="debiased_cka", progress=False)
+    for rank in range(2):
+        got = np.load(tmp_path / f"rank{rank}.npy")
+        assert got[-1] == 120
+        np.testing.assert_allclose(got[:-1].reshape(3, 3), full.values, rtol=1e-9)
+
+
+def test_compare_tiny_bert_with_attention_mask():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=16)
+    torch.manual_seed(0)
+    bert = transformers.BertModel(config)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 50, (24, 8), generator=g)
+    mask = torch.ones(24, 8, dtype=torch.long)
+    mask[::2, 5:] = 0
+    batches = [{"input_ids": ids[i:i + 8], "attention_mask": mask[i:i + 8]} for i in range(0, 24, 8)]
+    names = ["encoder.layer.0", "encoder.layer.1"]
+    res = compare(bert, bert, batches, names, names, pool="mean", progress=False)
+    np.testing.assert_allclose(np.diag(res.values), 1.0, rtol=1e-9)
+    assert np.all(np.isfinite(res.values))
