@@ -14,7 +14,7 @@ try:  # the OpenBLAS library the kernels link to; importing it loads it where RP
 except ImportError:  # pragma: no cover
     pass
 
-from . import _core
+from . import _core, benchmark
 from ._inference import (
     BootstrapResult,
     CalibratedCKAResult,
@@ -65,6 +65,7 @@ __all__ = [
     "PermutationTestResult",
     "StreamingMinibatchCKA",
     "StreamingSimilarity",
+    "benchmark",
     "bootstrap",
     "calibrated_cka",
     "canonical_correlations",

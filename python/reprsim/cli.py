@@ -1,4 +1,4 @@
-"""The ``reprsim`` command: ``reprsim demo`` and ``reprsim compare a.npy b.npy``."""
+"""The ``reprsim`` command: ``reprsim demo``, ``reprsim compare a.npy b.npy`` and ``reprsim benchmark``."""
 
 from __future__ import annotations
 
@@ -77,6 +77,32 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    try:
+        from .benchmark import suite
+    except ImportError as exc:  # pragma: no cover - scipy missing
+        print(f"reprsim benchmark: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        print(
+            'reprsim benchmark: scikit-learn is needed for the data set; install it with '
+            'pip install "reprsim[benchmark]"',
+            file=sys.stderr,
+        )
+        return 2
+    config = suite.quick_or_full(args.quick, args.seed)
+    records = suite.run_suite(config)
+    print(suite.format_table(records))
+    if args.json:
+        suite.write_json(records, args.json)
+        print(f"\nwrote {args.json}", file=sys.stderr)
+    if args.figure and suite.plot_records(records, args.figure):
+        print(f"wrote {args.figure}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reprsim", description="Compare neural-network representations.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -91,6 +117,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("a", help="first .npy file, shape (n, p1)")
     p.add_argument("b", help="second .npy file, shape (n, p2)")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "benchmark",
+        help="which metric to trust? score every metric against functional differences (Ding et al. 2021)",
+        description="Train small ReLU networks on scikit-learn's digits, then score every metric by the rank "
+        "correlation between its dissimilarities and functional differences (Ding, Denain & Steinhardt 2021).",
+    )
+    p.add_argument("--quick", action="store_true", help="a reduced run (under a minute) for CI")
+    p.add_argument("--json", metavar="PATH", help="write the records (one per test and metric) as JSON")
+    p.add_argument("--figure", metavar="PATH", help="write a PNG figure (needs matplotlib)")
+    p.add_argument("--seed", type=int, default=None, help="base seed (default 0, the published table)")
+    p.set_defaults(func=cmd_benchmark)
 
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
