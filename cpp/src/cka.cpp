@@ -78,8 +78,7 @@ LinearFactor<T> linear_factor(const View<T>& x, Space space, bool need_debiased,
     f.space = space;
     f.n = x.n;
     f.p = x.p;
-    MatR<T> xc = centered(x, name);
-    f.d = row_sq_norms(xc.data(), x.n, x.p, x.p);
+    MatR<T> xc = centered(x, name, &f.d);
     f.sum_d = f.d.sum();
     if (space == Space::Feature) {
         MatR<T> c(x.p, x.p);
@@ -119,12 +118,15 @@ double linear_cka_joint(const View<T>& x, const View<T>& y, bool debiased) {
     const Index n = x.n, p1 = x.p, p2 = y.p, p = p1 + p2;
     const VecD mx = column_means(x, "x"), my = column_means(y, "y");
     MatR<T> z(n, p);
-    center_into(x, mx, z.data(), p);
-    center_into(y, my, z.data() + p1, p);
     LinearFactor<T> fx, fy;  // self terms only; the features stay in z
     fx.n = fy.n = n;
-    fx.d = row_sq_norms(z.data(), n, p1, p);
-    fy.d = row_sq_norms(z.data() + p1, n, p2, p);
+    // The biased estimator needs no row norms; the debiased one gets them from the centring pass.
+    if (debiased) {
+        fx.d.resize(n);
+        fy.d.resize(n);
+    }
+    center_into(x, mx, z.data(), p, debiased ? fx.d.data() : nullptr);
+    center_into(y, my, z.data() + p1, p, debiased ? fy.d.data() : nullptr);
     fx.sum_d = fx.d.sum();
     fy.sum_d = fy.d.sum();
     MatR<T> c(p, p);

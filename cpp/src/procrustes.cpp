@@ -11,8 +11,9 @@ ProcrustesFactor<T> procrustes_factor(const View<T>& x, const char* name) {
     ProcrustesFactor<T> f;
     f.n = x.n;
     f.p = x.p;
-    MatR<T> xc = centered(x, name);
-    f.norm = std::sqrt(row_sq_norms(xc.data(), x.n, x.p, x.p).sum());
+    VecD d;
+    MatR<T> xc = centered(x, name, &d);
+    f.norm = std::sqrt(d.sum());
     if (f.norm == 0.0) {
         fail(name, " has zero variance (every column is constant over the ", x.n,
              " samples): it cannot be scaled to unit norm, so the Procrustes distance is undefined");
