@@ -246,3 +246,36 @@ def test_compare_tiny_bert_with_attention_mask():
     res = compare(bert, bert, batches, names, names, pool="mean", progress=False)
     np.testing.assert_allclose(np.diag(res.values), 1.0, rtol=1e-9)
     assert np.all(np.isfinite(res.values))
+
+
+def test_streaming_similarity_device_path_equals_cpu_path(monkeypatch):
+    # Tensors on a GPU take the torch path; forcing it here runs the same code on CPU tensors.
+    import reprsim._streaming as streaming
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(300, 6, generator=g, dtype=torch.float64) + 20.0
+    y = x[:, :4] @ torch.randn(4, 5, generator=g, dtype=torch.float64) + torch.randn(300, 5, generator=g,
+                                                                                       dtype=torch.float64)
+    cpu = reprsim.StreamingSimilarity()
+    for s in range(0, 300, 70):
+        cpu.update(x[s:s + 70].numpy(), y[s:s + 70].numpy())
+    monkeypatch.setattr(streaming, "_has_gpu_tensor", lambda a: isinstance(a, torch.Tensor) or (
+        isinstance(a, list) and all(isinstance(t, torch.Tensor) for t in a)))
+    dev = reprsim.StreamingSimilarity()
+    for s in range(0, 300, 70):
+        dev.update(x[s:s + 70], y[s:s + 70])
+    assert dev._dev is not None and dev.n_seen == 300
+    for metric in sorted(reprsim.METRICS):
+        assert dev.distance(metric) == pytest.approx(cpu.distance(metric), rel=1e-9, abs=1e-12), metric
+    bad = y[:10].clone()
+    bad[3, 2] = float("inf")
+    with pytest.raises(ValueError, match="y contains NaN or Inf"):
+        dev.update(x[:10], bad)
+    assert dev.n_seen == 300
+    with pytest.raises(ValueError, match="earlier batches had 6 features"):
+        dev.update(x[:10, :5], y[:10])
+    # Device moments merge with CPU moments and survive a state round trip.
+    half = reprsim.StreamingSimilarity().update(x[:150].numpy(), y[:150].numpy())
+    rest = reprsim.StreamingSimilarity().update(x[150:], y[150:])
+    merged = reprsim.StreamingSimilarity.from_state(half.merge(rest).state())
+    assert merged.cka(debiased=True) == pytest.approx(cpu.cka(debiased=True), rel=1e-9)

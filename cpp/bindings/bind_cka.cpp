@@ -22,7 +22,9 @@ template <class T>
 std::vector<LinearFactor<T>> factors(const std::vector<View<T>>& views, const std::vector<std::string>& names,
                                      Space s, bool debiased) {
     std::vector<LinearFactor<T>> out;
-    for (std::size_t i = 0; i < views.size(); ++i) out.push_back(linear_factor(views[i], s, debiased, names[i].c_str()));
+    MatR<T> work;  // one Gram-sized scratch buffer for every factor
+    for (std::size_t i = 0; i < views.size(); ++i)
+        out.push_back(linear_factor(views[i], s, debiased, names[i].c_str(), &work));
     return out;
 }
 
@@ -38,8 +40,9 @@ void bind_cka(py::module_& m) {
                 py::gil_scoped_release release;
                 const Space s = parse_space(space, vx.n, vx.p, vy.p, sizeof(T), 1, 1);
                 if (s == Space::Feature) return linear_cka_joint(vx, vy, debiased);
-                const std::vector<LinearFactor<T>> fx{linear_factor(vx, s, debiased, "x")};
-                const std::vector<LinearFactor<T>> fy{linear_factor(vy, s, debiased, "y")};
+                MatR<T> work;
+                const std::vector<LinearFactor<T>> fx{linear_factor(vx, s, debiased, "x", &work)};
+                const std::vector<LinearFactor<T>> fy{linear_factor(vy, s, debiased, "y", &work)};
                 return linear_cka_from_cross(linear_cross_matrix(fx, fy)(0, 0), fx[0], fy[0], debiased);
             });
         },

@@ -60,6 +60,12 @@ def _batch(x: Any, y: Any, multi: bool, k1: int, k2: int) -> tuple[list[np.ndarr
     return both[:k1], both[k1:], names_x, names_y
 
 
+def _has_gpu_tensor(a: Any) -> bool:
+    items = a if isinstance(a, (list, tuple)) else [a]
+    return any(type(t).__module__.startswith("torch") and getattr(getattr(t, "device", None), "type", "cpu") != "cpu"
+               for t in items)
+
+
 def _check_widths(seen: tuple[list[int], list[int]], xs: list[np.ndarray], ys: list[np.ndarray],
                   names_x: list[str], names_y: list[str]) -> None:
     wx, wy = seen
@@ -147,6 +153,8 @@ class StreamingSimilarity:
     def __init__(self, *, layers_x: int | None = None, layers_y: int | None = None) -> None:
         self._multi, self._k1, self._k2 = _check_layers(layers_x, layers_y)
         self._state = _core.StreamState(self._k1, self._k2)
+        self._dev: Any = None  # moments of batches that arrived as GPU tensors, kept on that device
+        self._dev_eps = 0.0
         self._names_x = [f"x[{i}]" for i in range(self._k1)] if self._multi else ["x"]
         self._names_y = [f"y[{j}]" for j in range(self._k2)] if self._multi else ["y"]
 
@@ -155,7 +163,7 @@ class StreamingSimilarity:
     @property
     def n_seen(self) -> int:
         """Number of rows accumulated so far."""
-        return int(self._state.n)
+        return int(self._st().n)
 
     @property
     def layers(self) -> tuple[int, int] | None:
@@ -170,10 +178,58 @@ class StreamingSimilarity:
         batches, whose arrays differ in n, that holds NaN/Inf, or that is empty; the accumulator is then
         left exactly as it was.
         """
+        if _has_gpu_tensor(x) or _has_gpu_tensor(y):
+            self._update_on_device(x, y)
+            return self
         xs, ys, names_x, names_y = _batch(x, y, self._multi, self._k1, self._k2)
-        _check_widths(self._state.widths(), xs, ys, names_x, names_y)
+        _check_widths(self._st().widths(), xs, ys, names_x, names_y)
         self._state.update(xs, ys, names_x, names_y)
         return self
+
+    def _update_on_device(self, x: Any, y: Any) -> None:
+        """A batch of torch tensors on a GPU: its moments are computed and merged there (torch ops,
+        products in the input dtype, float64 accumulation), and stay there until a value is asked for."""
+        import torch
+
+        from .torch._device import DeviceMoments
+        from .torch._gpu import check_tensor
+
+        xs_in, ys_in = (x, y) if self._multi else ([x], [y])
+        for name, b, k in (("x", xs_in, self._k1), ("y", ys_in, self._k2)):
+            if not isinstance(b, Sequence) or len(b) != k:
+                raise ValueError(f"{name} must hold {k} tensors (one per layer)")
+        names_x, names_y = self._names_x, self._names_y
+        xs = [check_tensor(t, nm) for t, nm in zip(xs_in, names_x)]
+        ys = [check_tensor(t, nm) for t, nm in zip(ys_in, names_y)]
+        devices = {t.device for t in xs + ys}
+        if len(devices) != 1:
+            raise ValueError(f"every tensor of a batch must be on one device, got {sorted(map(str, devices))}")
+        n = xs[0].shape[0]
+        for t, nm in zip(xs + ys, names_x + names_y):
+            if t.shape[0] != n:
+                raise ValueError(f"every array of a batch must have the same number of rows: {names_x[0]} has {n} "
+                                 f"rows, {nm} has shape {tuple(t.shape)}; pass aligned batches of x and y")
+        _check_widths(self._st().widths(), xs, ys, names_x, names_y)
+        if len({t.dtype for t in xs + ys}) > 1:
+            xs, ys = [t.to(torch.float64) for t in xs], [t.to(torch.float64) for t in ys]
+        device = devices.pop()
+        if self._dev is None:
+            self._dev = DeviceMoments(self._k1, self._k2)
+        elif self._dev.layer and self._dev.layer[0]["mean"].device != device:
+            raise ValueError(f"this accumulator keeps its device moments on {self._dev.layer[0]['mean'].device}; "
+                             f"got a batch on {device}")
+        self._dev.update(xs, ys)
+        eps = np.finfo(np.float32 if xs[0].dtype == torch.float32 else np.float64).eps
+        self._dev_eps = max(self._dev_eps, float(eps))
+
+    def _st(self) -> Any:
+        """The C++ state of every row seen: the CPU moments merged with those kept on a device."""
+        if self._dev is None or self._dev.n == 0:
+            return self._state
+        from .torch._stream import moments_to_state
+
+        on_device = StreamingSimilarity.from_state(moments_to_state(self._dev, self._dev_eps, multi=self._multi))
+        return on_device._state if self._state.n == 0 else self._state.merged(on_device._state)
 
     def merge(self, other: StreamingSimilarity) -> StreamingSimilarity:
         """Absorb the rows of ``other`` (which is not modified); returns self.
@@ -187,18 +243,21 @@ class StreamingSimilarity:
             raise ValueError(
                 f"cannot merge accumulators over different layers: layers {self.layers} and {other.layers}"
             )
-        self._state = self._state.merged(other._state)
+        self._state = self._st().merged(other._st())  # device moments, if any, are merged on the CPU
+        self._dev = None
         return self
 
     def reset(self) -> None:
         """Forget every row seen."""
         self._state = _core.StreamState(self._k1, self._k2)
+        self._dev = None
+        self._dev_eps = 0.0
 
     # -- state ---------------------------------------------------------------------------------------
 
     def state(self) -> dict[str, np.ndarray]:
         """The sufficient statistics as a dict of float64 numpy arrays (fields: see the class docstring)."""
-        raw = self._state.to_dict()
+        raw = self._st().to_dict()
         out: dict[str, np.ndarray] = {"n": np.float64(raw["n"]), "rank_eps": np.float64(raw["rank_eps"])}
         out = {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
         if self._multi:
@@ -291,11 +350,11 @@ class StreamingSimilarity:
         (Song et al. 2012; needs n ≥ 4). A float, or a k1 × k2 array for several layers.
         """
         self._need(4 if debiased else 2, "debiased CKA" if debiased else "CKA")
-        return self._out(self._state.cka(bool(debiased), self._names_x, self._names_y), "CKA")
+        return self._out(self._st().cka(bool(debiased), self._names_x, self._names_y), "CKA")
 
     def _cca(self, stat: str, keep: float = 0.0, on_variance: bool = True) -> np.ndarray:
         self._need(3, "CCA")
-        return self._state.cca_statistic(stat, float(keep), bool(on_variance), self._names_x, self._names_y)
+        return self._st().cca_statistic(stat, float(keep), bool(on_variance), self._names_x, self._names_y)
 
     def canonical_correlations(self) -> Any:
         """Canonical correlations of all rows seen, descending (see :func:`reprsim.canonical_correlations`).
@@ -303,7 +362,7 @@ class StreamingSimilarity:
         An array, or for several layers a k1 × k2 object array of arrays.
         """
         self._need(3, "CCA")
-        values = self._state.canonical_correlations(self._names_x, self._names_y)
+        values = self._st().canonical_correlations(self._names_x, self._names_y)
         out = np.empty((self._k1, self._k2), dtype=object)
         for k, rho in enumerate(values):
             rho = np.asarray(rho, dtype=np.float64)
@@ -343,7 +402,7 @@ class StreamingSimilarity:
         With ``angular=True``, arccos ‖x̂ᵀŷ‖_* in [0, π/2] (Williams et al. 2021), a metric.
         """
         self._need(2, "the Procrustes distance")
-        nuc = np.asarray(self._state.procrustes_nuclear(self._names_x, self._names_y), dtype=np.float64)
+        nuc = np.asarray(self._st().procrustes_nuclear(self._names_x, self._names_y), dtype=np.float64)
         if not np.all(np.isfinite(nuc)):
             raise FloatingPointError("Procrustes nuclear norm came out non-finite; please report this input")
         if angular:

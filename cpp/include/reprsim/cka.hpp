@@ -36,8 +36,10 @@ struct LinearFactor {
 Space choose_space(Index n, Index p1, Index p2, std::size_t itemsize, Index k1 = 1, Index k2 = 1,
                    double gram_budget_bytes = 4.0 * double(1ull << 30));
 
+// gram_work: an optional n×n scratch buffer for the Gram space, reused across factors of one call.
 template <class T>
-LinearFactor<T> linear_factor(const View<T>& x, Space space, bool need_debiased, const char* name);
+LinearFactor<T> linear_factor(const View<T>& x, Space space, bool need_debiased, const char* name,
+                              MatR<T>* gram_work = nullptr);
 
 // One comparison in feature space: x and y are centred side by side into one (n × (p1+p2)) buffer
 // and a single syrk yields XcᵀXc, YcᵀYc and XcᵀYc (4·n·p² flops for p1 = p2 = p).

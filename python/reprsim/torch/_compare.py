@@ -175,7 +175,7 @@ def compare(
     modes = (model_a.training, model_b.training)
     model_a.eval()
     model_b.eval()
-    acc = make_accumulator(metric, len(layers_a), len(layers_b), dev, options)
+    acc = make_accumulator(metric, len(layers_a), len(layers_b), options)
     try:
         with capture(model_a, layers_a, pool=pool, select=select) as cap_a, \
                 capture(model_b, layers_b, pool=pool, select=select) as cap_b:

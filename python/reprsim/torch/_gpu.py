@@ -17,7 +17,8 @@ from ._stream import moments_to_state
 CHUNK_ROWS = 4096
 
 
-def _check(t: Any, name: str) -> torch.Tensor:
+def check_tensor(t: Any, name: str) -> torch.Tensor:
+    """A 2-D, finite, float32/float64 tensor (other real dtypes promoted), detached; raises naming `name`."""
     if t.dim() != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {tuple(t.shape)}")
     if t.shape[0] == 0 or t.shape[1] == 0:
@@ -38,7 +39,7 @@ def device_accumulator(x: Any, y: Any, min_n: int, what: str) -> StreamingSimila
             "x and y must both be tensors on the same device for the GPU path; got "
             f"{type(x).__name__} on {getattr(x, 'device', 'cpu')} and {type(y).__name__} on {getattr(y, 'device', 'cpu')}"
         )
-    x, y = _check(x, "x"), _check(y, "y")
+    x, y = check_tensor(x, "x"), check_tensor(y, "y")
     if x.shape[0] != y.shape[0]:
         raise ValueError(
             f"x and y must have the same number of samples (rows): x has shape {tuple(x.shape)}, "

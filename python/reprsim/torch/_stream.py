@@ -30,10 +30,6 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
 
 
-def _eps(t: torch.Tensor) -> float:
-    return float(np.finfo(np.float64 if t.dtype == torch.float64 else np.float32).eps)
-
-
 def moments_to_state(m: DeviceMoments, rank_eps: float, multi: bool = True) -> dict[str, np.ndarray]:
     """DeviceMoments in the field layout of ``StreamingSimilarity.state()`` (float64, CPU)."""
     out: dict[str, np.ndarray] = {"n": np.float64(m.n), "rank_eps": np.float64(rank_eps)}
@@ -82,38 +78,26 @@ def _no_options(metric: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Moments:
-    """Exact full-data moments: C++ accumulator for CPU tensors, DeviceMoments on a GPU."""
+    """Exact full-data moments in a StreamingSimilarity: CPU activations go to the C++ core, GPU
+    activations stay on their device (see StreamingSimilarity.update)."""
 
-    def __init__(self, metric: str, k1: int, k2: int, device: torch.device, options: dict[str, Any]):
-        self.metric, self.k1, self.k2, self.options = metric, k1, k2, options
-        self.on_device = device.type != "cpu"
-        self.cpu = StreamingSimilarity(layers_x=k1, layers_y=k2)
-        self.dev = DeviceMoments(k1, k2) if self.on_device else None
-        self.rank_eps = 0.0
+    def __init__(self, metric: str, k1: int, k2: int, options: dict[str, Any]):
+        self.metric, self.options = metric, options
+        self.acc = StreamingSimilarity(layers_x=k1, layers_y=k2)
 
     def update(self, xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor]) -> None:
-        if self.on_device:
-            self.rank_eps = max([self.rank_eps] + [_eps(t) for t in list(xs) + list(ys)])
-            self.dev.update(list(xs), list(ys))
-        else:
-            self.cpu.update([_numpy(t) for t in xs], [_numpy(t) for t in ys])
-
-    def _accumulator(self) -> StreamingSimilarity:
-        if self.on_device:
-            return StreamingSimilarity.from_state(moments_to_state(self.dev, self.rank_eps))
-        return self.cpu
+        self.acc.update(list(xs), list(ys))
 
     def all_reduce(self) -> None:
         states: list[Any] = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(states, self._accumulator().state())
+        torch.distributed.all_gather_object(states, self.acc.state())
         merged = StreamingSimilarity.from_state(states[0])
         for s in states[1:]:
             merged.merge(StreamingSimilarity.from_state(s))
-        self.on_device, self.cpu = False, merged
+        self.acc = merged
 
     def result(self) -> tuple[np.ndarray, int]:
-        acc = self._accumulator()
-        return finalise(acc, self.metric, self.options), acc.n_seen
+        return finalise(self.acc, self.metric, self.options), self.acc.n_seen
 
 
 class _Minibatch:
@@ -139,8 +123,8 @@ class _Minibatch:
         return self.acc.result(), self.acc.n_seen
 
 
-def make_accumulator(metric: str, k1: int, k2: int, device: torch.device, options: dict[str, Any]) -> Any:
+def make_accumulator(metric: str, k1: int, k2: int, options: dict[str, Any]) -> Any:
     options = dict(options)
     if metric == "minibatch_cka":
         return _Minibatch(k1, k2, options)
-    return _Moments(metric, k1, k2, device, options)
+    return _Moments(metric, k1, k2, options)
