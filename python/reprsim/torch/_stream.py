@@ -77,6 +77,16 @@ def _no_options(metric: str, options: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def _gather_and_merge(acc: Any) -> Any:
+    """Every rank's accumulator state, gathered and merged in rank order (the same result on every rank)."""
+    states: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(states, acc.state())
+    merged = type(acc).from_state(states[0])
+    for s in states[1:]:
+        merged.merge(type(acc).from_state(s))
+    return merged
+
+
 class _Moments:
     """Exact full-data moments in a StreamingSimilarity: CPU activations go to the C++ core, GPU
     activations stay on their device (see StreamingSimilarity.update)."""
@@ -89,12 +99,7 @@ class _Moments:
         self.acc.update(list(xs), list(ys))
 
     def all_reduce(self) -> None:
-        states: list[Any] = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(states, self.acc.state())
-        merged = StreamingSimilarity.from_state(states[0])
-        for s in states[1:]:
-            merged.merge(StreamingSimilarity.from_state(s))
-        self.acc = merged
+        self.acc = _gather_and_merge(self.acc)
 
     def result(self) -> tuple[np.ndarray, int]:
         return finalise(self.acc, self.metric, self.options), self.acc.n_seen
@@ -112,12 +117,7 @@ class _Minibatch:
         self.acc.update([_numpy(t) for t in xs], [_numpy(t) for t in ys])
 
     def all_reduce(self) -> None:
-        states: list[Any] = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(states, self.acc.state())
-        merged = StreamingMinibatchCKA.from_state(states[0])
-        for s in states[1:]:
-            merged.merge(StreamingMinibatchCKA.from_state(s))
-        self.acc = merged
+        self.acc = _gather_and_merge(self.acc)
 
     def result(self) -> tuple[np.ndarray, int]:
         return self.acc.result(), self.acc.n_seen
