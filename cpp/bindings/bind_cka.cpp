@@ -22,7 +22,7 @@ template <class T>
 std::vector<LinearFactor<T>> factors(const std::vector<View<T>>& views, const std::vector<std::string>& names,
                                      Space s, bool debiased) {
     std::vector<LinearFactor<T>> out;
-    MatR<T> work;  // one Gram-sized scratch buffer for every factor
+    GramWork<T> work;  // one set of Gram-space scratch buffers for every factor
     for (std::size_t i = 0; i < views.size(); ++i)
         out.push_back(linear_factor(views[i], s, debiased, names[i].c_str(), &work));
     return out;
@@ -40,7 +40,7 @@ void bind_cka(py::module_& m) {
                 py::gil_scoped_release release;
                 const Space s = parse_space(space, vx.n, vx.p, vy.p, sizeof(T), 1, 1);
                 if (s == Space::Feature) return linear_cka_joint(vx, vy, debiased);
-                MatR<T> work;
+                GramWork<T> work;
                 const std::vector<LinearFactor<T>> fx{linear_factor(vx, s, debiased, "x", &work)};
                 const std::vector<LinearFactor<T>> fy{linear_factor(vy, s, debiased, "y", &work)};
                 return linear_cka_from_cross(linear_cross_matrix(fx, fy)(0, 0), fx[0], fy[0], debiased);

@@ -36,16 +36,14 @@ double block_sq_norm(const T* c, Index m, Index k, Index ld) {
 // The packed, √2-scaled upper triangle of the centred Gram K = Xc·Xcᵀ (one syrk into `work`, an n×n
 // buffer that callers reuse across factors), and ⟨K, K⟩ summed while packing.
 template <class T>
-double packed_gram(const MatR<T>& xc, MatR<T>& work, Eigen::Matrix<T, Eigen::Dynamic, 1>& packed) {
-    const Index n = xc.rows(), p = xc.cols();
-    if (work.rows() != n || work.cols() != n) work.resize(n, n);
-    blas::syrk_n<T>(n, p, xc.data(), p, work.data(), n);
+double packed_gram(const T* xc, Index n, Index p, T* work, Eigen::Matrix<T, Eigen::Dynamic, 1>& packed) {
+    blas::syrk_n<T>(n, p, xc, p, work, n);
     const double root2 = std::sqrt(2.0);
     packed.resize(n * (n + 1) / 2);
     T* o = packed.data();
     double off = 0.0, diag = 0.0;
     for (Index i = 0; i < n; ++i) {
-        const T* row = work.data() + i * n;
+        const T* row = work + i * n;
         diag += static_cast<double>(row[i]) * static_cast<double>(row[i]);
         *o++ = row[i];
         double off0 = 0.0, off1 = 0.0;  // two chains: half the latency of one
@@ -95,22 +93,29 @@ Space choose_space(Index n, Index p1, Index p2, std::size_t itemsize, Index k1, 
 
 template <class T>
 LinearFactor<T> linear_factor(const View<T>& x, Space space, bool need_debiased, const char* name,
-                              MatR<T>* gram_work) {
+                              GramWork<T>* work) {
     LinearFactor<T> f;
     f.space = space;
     f.n = x.n;
     f.p = x.p;
-    MatR<T> xc = centered(x, name, &f.d);
-    f.sum_d = f.d.sum();
     if (space == Space::Feature) {
+        MatR<T> xc = centered(x, name, &f.d);
         MatR<T> c(x.p, x.p);
         blas::syrk_t<T>(x.n, x.p, xc.data(), x.p, c.data(), x.p);
         f.self_biased = sym_sq_norm_upper(c.data(), x.p, x.p);
         f.xc = std::move(xc);
     } else {
-        MatR<T> local;
-        f.self_biased = packed_gram(xc, gram_work ? *gram_work : local, f.packed);
+        // The centred copy is only needed for the Gram: both live in scratch space.
+        check_blas_dims(name, x.n, x.p);
+        GramWork<T> local;
+        GramWork<T>& w = work ? *work : local;
+        T* xc = GramWork<T>::get(w.centred, std::size_t(x.n) * std::size_t(x.p));
+        T* gram = GramWork<T>::get(w.gram, std::size_t(x.n) * std::size_t(x.n));
+        f.d.resize(x.n);
+        center_into(x, column_means(x, name), xc, x.p, f.d.data());
+        f.self_biased = packed_gram(xc, x.n, x.p, gram, f.packed);
     }
+    f.sum_d = f.d.sum();
     if (need_debiased) f.self_debiased = debiased_from_cross(f.self_biased, f.d, f.d, f.sum_d, f.sum_d, x.n);
     check_self(f.self_biased, f.self_debiased, need_debiased, x.n, name);
     return f;
@@ -136,7 +141,7 @@ double linear_cka_joint(const View<T>& x, const View<T>& y, bool debiased) {
     check_blas_dims("x", x.n, x.p + y.p);
     const Index n = x.n, p1 = x.p, p2 = y.p, p = p1 + p2;
     const VecD mx = column_means(x, "x"), my = column_means(y, "y");
-    MatR<T> z(n, p);
+    Buffer<T> z(std::size_t(n) * std::size_t(p));
     LinearFactor<T> fx, fy;  // self terms only; the features stay in z
     fx.n = fy.n = n;
     // The biased estimator needs no row norms; the debiased one gets them from the centring pass.
@@ -216,7 +221,7 @@ double hsic_unbiased_gram(const MatD& k, const MatD& l) {
 }
 
 #define REPRSIM_INSTANTIATE(T)                                                                                   \
-    template LinearFactor<T> linear_factor<T>(const View<T>&, Space, bool, const char*, MatR<T>*);                      \
+    template LinearFactor<T> linear_factor<T>(const View<T>&, Space, bool, const char*, GramWork<T>*);                      \
     template double linear_cka_joint<T>(const View<T>&, const View<T>&, bool);                                 \
     template double linear_cka_from_cross<T>(double, const LinearFactor<T>&, const LinearFactor<T>&, bool);    \
     template MatR<double> linear_cross_matrix<T>(const std::vector<LinearFactor<T>>&,                          \

@@ -9,6 +9,7 @@
 
 #include "reprsim/common.hpp"
 
+#include <memory>
 #include <vector>
 
 namespace reprsim {
@@ -36,10 +37,20 @@ struct LinearFactor {
 Space choose_space(Index n, Index p1, Index p2, std::size_t itemsize, Index k1 = 1, Index k2 = 1,
                    double gram_budget_bytes = 4.0 * double(1ull << 30));
 
-// gram_work: an optional n×n scratch buffer for the Gram space, reused across factors of one call.
+// Scratch space of the Gram-space factors (an n×n Gram, a centred copy), kept across the factors of
+// one call so that only the first pays for fresh memory.
+template <class T>
+struct GramWork {
+    std::unique_ptr<Buffer<T>> gram, centred;
+    static T* get(std::unique_ptr<Buffer<T>>& b, std::size_t count) {
+        if (!b || b->size() < count) b = std::make_unique<Buffer<T>>(count);
+        return b->data();
+    }
+};
+
 template <class T>
 LinearFactor<T> linear_factor(const View<T>& x, Space space, bool need_debiased, const char* name,
-                              MatR<T>* gram_work = nullptr);
+                              GramWork<T>* work = nullptr);
 
 // One comparison in feature space: x and y are centred side by side into one (n × (p1+p2)) buffer
 // and a single syrk yields XcᵀXc, YcᵀYc and XcᵀYc (4·n·p² flops for p1 = p2 = p).

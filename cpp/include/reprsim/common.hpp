@@ -8,12 +8,19 @@
 
 #include <Eigen/Core>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <new>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 namespace reprsim {
 
@@ -59,5 +66,44 @@ inline void check_blas_dims(const char* name, Index n, Index p) {
         fail(name, " has shape ", shape_str(n, p), ": each dimension must be below 2**31 for the BLAS kernels");
     }
 }
+
+// A large scratch array: 2 MiB-aligned and, on Linux, backed by transparent huge pages when it is big
+// enough, so that first touching a fresh buffer of tens of MB does not cost a page fault every 4 KiB
+// (numpy does the same for its large arrays). Uninitialised.
+template <class T>
+class Buffer {
+public:
+    explicit Buffer(std::size_t count) : size_(count) {
+        const std::size_t bytes = std::max<std::size_t>(count * sizeof(T), 64);
+        const std::size_t align = bytes >= (std::size_t(4) << 20) ? (std::size_t(2) << 20) : 64;
+        void* p = nullptr;
+#if defined(_WIN32)
+        p = _aligned_malloc(bytes, align);
+#else
+        if (posix_memalign(&p, align, bytes) != 0) p = nullptr;
+#endif
+        if (!p) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+        if (align > 64) madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+        data_ = static_cast<T*>(p);
+    }
+    ~Buffer() {
+#if defined(_WIN32)
+        _aligned_free(data_);
+#else
+        std::free(data_);
+#endif
+    }
+    Buffer(const Buffer&) = delete;
+    Buffer& operator=(const Buffer&) = delete;
+    T* data() { return data_; }
+    const T* data() const { return data_; }
+    std::size_t size() const { return size_; }
+
+private:
+    T* data_ = nullptr;
+    std::size_t size_ = 0;
+};
 
 }  // namespace reprsim
