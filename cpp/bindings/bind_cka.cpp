@@ -40,10 +40,7 @@ void bind_cka(py::module_& m) {
                 py::gil_scoped_release release;
                 const Space s = parse_space(space, vx.n, vx.p, vy.p, sizeof(T), 1, 1);
                 if (s == Space::Feature) return linear_cka_joint(vx, vy, debiased);
-                GramWork<T> work;
-                const std::vector<LinearFactor<T>> fx{linear_factor(vx, s, debiased, "x", &work)};
-                const std::vector<LinearFactor<T>> fy{linear_factor(vy, s, debiased, "y", &work)};
-                return linear_cka_from_cross(linear_cross_matrix(fx, fy)(0, 0), fx[0], fy[0], debiased);
+                return linear_cka_gram_pair(vx, vy, debiased);
             });
         },
         py::arg("x"), py::arg("y"), py::arg("debiased"), py::arg("space") = "auto");

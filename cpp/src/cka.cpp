@@ -168,6 +168,53 @@ double linear_cka_joint(const View<T>& x, const View<T>& y, bool debiased) {
 }
 
 template <class T>
+double linear_cka_gram_pair(const View<T>& x, const View<T>& y, bool debiased) {
+    check_blas_dims("x", x.n, x.p);
+    check_blas_dims("y", y.n, y.p);
+    const Index n = x.n;
+    const std::size_t nn = std::size_t(n) * std::size_t(n);
+    LinearFactor<T> fx, fy;  // self terms only
+    fx.n = fy.n = n;
+    fx.d.resize(n);
+    fy.d.resize(n);
+    Buffer<T> k(nn), l(nn);
+    {
+        Buffer<T> xc(std::size_t(n) * std::size_t(x.p)), yc(std::size_t(n) * std::size_t(y.p));
+        center_into(x, column_means(x, "x"), xc.data(), x.p, fx.d.data());
+        center_into(y, column_means(y, "y"), yc.data(), y.p, fy.d.data());
+        blas::syrk_n<T>(n, x.p, xc.data(), x.p, k.data(), n);
+        blas::syrk_n<T>(n, y.p, yc.data(), y.p, l.data(), n);
+    }
+    // ⟨K, L⟩, ⟨K, K⟩ and ⟨L, L⟩ in one pass over the two upper triangles.
+    double kl = 0.0, kk = 0.0, ll = 0.0, kl_d = 0.0, kk_d = 0.0, ll_d = 0.0;
+    for (Index i = 0; i < n; ++i) {
+        const T* rk = k.data() + std::size_t(i) * n;
+        const T* rl = l.data() + std::size_t(i) * n;
+        const double a = rk[i], b = rl[i];
+        kl_d += a * b;
+        kk_d += a * a;
+        ll_d += b * b;
+        for (Index j = i + 1; j < n; ++j) {
+            const double u = rk[j], v = rl[j];
+            kl += u * v;
+            kk += u * u;
+            ll += v * v;
+        }
+    }
+    fx.sum_d = fx.d.sum();
+    fy.sum_d = fy.d.sum();
+    fx.self_biased = 2.0 * kk + kk_d;
+    fy.self_biased = 2.0 * ll + ll_d;
+    if (debiased) {
+        fx.self_debiased = debiased_from_cross(fx.self_biased, fx.d, fx.d, fx.sum_d, fx.sum_d, n);
+        fy.self_debiased = debiased_from_cross(fy.self_biased, fy.d, fy.d, fy.sum_d, fy.sum_d, n);
+    }
+    check_self(fx.self_biased, fx.self_debiased, debiased, n, "x");
+    check_self(fy.self_biased, fy.self_debiased, debiased, n, "y");
+    return linear_cka_from_cross(2.0 * kl + kl_d, fx, fy, debiased);
+}
+
+template <class T>
 MatR<double> linear_cross_matrix(const std::vector<LinearFactor<T>>& fx, const std::vector<LinearFactor<T>>& fy) {
     const Index k1 = Index(fx.size()), k2 = Index(fy.size());
     MatR<double> out = MatR<double>::Zero(k1, k2);
@@ -223,6 +270,7 @@ double hsic_unbiased_gram(const MatD& k, const MatD& l) {
 #define REPRSIM_INSTANTIATE(T)                                                                                   \
     template LinearFactor<T> linear_factor<T>(const View<T>&, Space, bool, const char*, GramWork<T>*);                      \
     template double linear_cka_joint<T>(const View<T>&, const View<T>&, bool);                                 \
+    template double linear_cka_gram_pair<T>(const View<T>&, const View<T>&, bool);                                 \
     template double linear_cka_from_cross<T>(double, const LinearFactor<T>&, const LinearFactor<T>&, bool);    \
     template MatR<double> linear_cross_matrix<T>(const std::vector<LinearFactor<T>>&,                          \
                                                  const std::vector<LinearFactor<T>>&);

@@ -128,17 +128,4 @@ MatD centered_colmajor_f64(const View<T>& v, const char* name) {
     return out;
 }
 
-// Float64 squared Euclidean norm of each row of a row-major (n×p) matrix with leading dimension ld.
-template <class T>
-VecD row_sq_norms(const T* x, Index n, Index p, Index ld) {
-    VecD d(n);
-    for (Index i = 0; i < n; ++i) {
-        const T* row = x + i * ld;
-        double s = 0.0;
-        for (Index j = 0; j < p; ++j) s += static_cast<double>(row[j]) * static_cast<double>(row[j]);
-        d[i] = s;
-    }
-    return d;
-}
-
 }  // namespace reprsim

@@ -57,6 +57,11 @@ LinearFactor<T> linear_factor(const View<T>& x, Space space, bool need_debiased,
 template <class T>
 double linear_cka_joint(const View<T>& x, const View<T>& y, bool debiased);
 
+// One comparison in Gram space: the two centred Grams by syrk, then ⟨K, L⟩, ⟨K, K⟩, ⟨L, L⟩ in a
+// single float64 pass over their upper triangles (2·n²·p flops for p1 = p2 = p; 2·n² entries of memory).
+template <class T>
+double linear_cka_gram_pair(const View<T>& x, const View<T>& y, bool debiased);
+
 // n(n−3)·HSIC₁ from the biased cross term and the row norms (centred features; Kornblith et al.).
 double debiased_from_cross(double cross, const VecD& d, const VecD& e, double sum_d, double sum_e, Index n);
 
