@@ -12,14 +12,6 @@ import torch
 from .._registry import METRICS
 from ._hooks import Selector, capture
 
-_SIMILARITY_METHOD = {
-    "cka": ("cka", {}),
-    "debiased_cka": ("cka", {"debiased": True}),
-    "mean_cca": ("mean_cca", {}),
-    "mean_sq_cca": ("mean_sq_cca", {}),
-    "svcca": ("svcca", {}),
-    "pwcca": ("pwcca", {}),
-}
 COMPARE_METRICS = tuple(METRICS) + ("minibatch_cka",)
 
 
@@ -104,12 +96,6 @@ def _progress(iterable: Iterable[Any], enabled: bool, total: int | None) -> Iter
     except ImportError:
         return iterable
     return tqdm(iterable, total=total, desc="reprsim.compare", unit="batch")
-
-
-def _as_numpy(t: torch.Tensor) -> np.ndarray:
-    if t.dtype not in (torch.float32, torch.float64):
-        t = t.to(torch.float64 if not t.is_floating_point() else torch.float32)
-    return t.cpu().numpy()
 
 
 @torch.no_grad()
