@@ -21,6 +21,22 @@ _PWCCA_CONVENTIONS = {"x": "pwcca_x", "y": "pwcca_y", "smaller": "pwcca_smaller"
 _NUCLEAR_SLACK = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 
 
+def svcca_mode(variance: Any, convention: str) -> tuple[float, bool]:
+    """Checked SVCCA options as the kernels take them: (share to keep, measured on Σσ² or not)."""
+    if convention not in _SVCCA_CONVENTIONS:
+        raise ValueError(f"convention must be one of {sorted(_SVCCA_CONVENTIONS)}, got {convention!r}")
+    if not (isinstance(variance, (int, float)) and 0.0 < variance <= 1.0):
+        raise ValueError(f"variance must be a number in (0, 1], got {variance!r}")
+    return float(variance), _SVCCA_CONVENTIONS[convention]
+
+
+def pwcca_stat(convention: str) -> str:
+    """The kernels' name of the PWCCA statistic for a checked weighting convention."""
+    if convention not in _PWCCA_CONVENTIONS:
+        raise ValueError(f"convention must be one of {sorted(_PWCCA_CONVENTIONS)}, got {convention!r}")
+    return _PWCCA_CONVENTIONS[convention]
+
+
 def _gpu_accumulator(x: Any, y: Any, min_n: int, what: str) -> Any:
     """The device accumulator when x or y is a torch tensor on a GPU, else None (the C++ path)."""
     if not any(type(a).__module__.startswith("torch") and getattr(a, "device", None) is not None
@@ -213,16 +229,13 @@ def svcca(x: ArrayLike, y: ArrayLike, *, variance: float = 0.99, convention: str
         "variance" (default) measures the share by Σσ² (explained variance); "singular_values" by Σσ,
         as in google/svcca's tutorials.
     """
-    if convention not in _SVCCA_CONVENTIONS:
-        raise ValueError(f"convention must be one of {sorted(_SVCCA_CONVENTIONS)}, got {convention!r}")
-    if not (isinstance(variance, (int, float)) and 0.0 < variance <= 1.0):
-        raise ValueError(f"variance must be a number in (0, 1], got {variance!r}")
+    keep, on_variance = svcca_mode(variance, convention)
     gpu = _gpu_accumulator(x, y, 3, "SVCCA")
     if gpu is not None:
         return _finite(gpu.svcca(variance=variance, convention=convention), "SVCCA")
     xa, ya = as_pair(x, y, min_n=3, what="SVCCA")
     return _finite(
-        _core.cca_statistic(xa, ya, "mean", float(variance), _SVCCA_CONVENTIONS[convention]), "SVCCA"
+        _core.cca_statistic(xa, ya, "mean", keep, on_variance), "SVCCA"
     )
 
 
@@ -239,13 +252,12 @@ def pwcca(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> float:
         Ding et al.'s protocol), "y", or "smaller", the input with fewer features (ties: x), as
         google/svcca's ``compute_pwcca`` chooses.
     """
-    if convention not in _PWCCA_CONVENTIONS:
-        raise ValueError(f"convention must be one of {sorted(_PWCCA_CONVENTIONS)}, got {convention!r}")
+    stat = pwcca_stat(convention)
     gpu = _gpu_accumulator(x, y, 3, "PWCCA")
     if gpu is not None:
         return _finite(gpu.pwcca(convention=convention), "PWCCA")
     xa, ya = as_pair(x, y, min_n=3, what="PWCCA")
-    return _finite(_core.cca_statistic(xa, ya, _PWCCA_CONVENTIONS[convention]), "PWCCA")
+    return _finite(_core.cca_statistic(xa, ya, stat), "PWCCA")
 
 
 def _nuclear_to_distance(nuc: np.ndarray | float, dtype: np.dtype, angular: bool) -> Any:
@@ -321,17 +333,11 @@ def pairwise(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) ->
         variance = options.pop("variance", 0.99)
         convention = options.pop("convention", "variance")
         _no_options(metric, options)
-        if convention not in _SVCCA_CONVENTIONS:
-            raise ValueError(f"convention must be one of {sorted(_SVCCA_CONVENTIONS)}, got {convention!r}")
-        if not (isinstance(variance, (int, float)) and 0.0 < variance <= 1.0):
-            raise ValueError(f"variance must be a number in (0, 1], got {variance!r}")
-        return 1.0 - _core.cca_matrix(xl, yl, "mean", float(variance), _SVCCA_CONVENTIONS[convention])
+        return 1.0 - _core.cca_matrix(xl, yl, "mean", *svcca_mode(variance, convention))
     if metric == "pwcca":
         convention = options.pop("convention", "x")
         _no_options(metric, options)
-        if convention not in _PWCCA_CONVENTIONS:
-            raise ValueError(f"convention must be one of {sorted(_PWCCA_CONVENTIONS)}, got {convention!r}")
-        return 1.0 - _core.cca_matrix(xl, yl, _PWCCA_CONVENTIONS[convention])
+        return 1.0 - _core.cca_matrix(xl, yl, pwcca_stat(convention))
     _no_options(metric, options)
     return 1.0 - _core.cca_matrix(xl, yl, "mean" if metric == "mean_cca" else "mean_sq")
 

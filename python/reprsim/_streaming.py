@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._metrics import _NUCLEAR_SLACK, _PWCCA_CONVENTIONS, _SVCCA_CONVENTIONS, _no_options
+from ._metrics import _NUCLEAR_SLACK, _no_options, pwcca_stat, svcca_mode
 from ._registry import check_metric
 from ._validation import _common_dtype, as_pair, as_representation, check_n
 
@@ -381,20 +381,14 @@ class StreamingSimilarity:
 
     def svcca(self, *, variance: float = 0.99, convention: str = "variance") -> Any:
         """SVCCA of all rows seen (Raghu et al. 2017): a similarity in [0, 1]; see :func:`reprsim.svcca`."""
-        if convention not in _SVCCA_CONVENTIONS:
-            raise ValueError(f"convention must be one of {sorted(_SVCCA_CONVENTIONS)}, got {convention!r}")
-        if not (isinstance(variance, (int, float)) and 0.0 < variance <= 1.0):
-            raise ValueError(f"variance must be a number in (0, 1], got {variance!r}")
-        return self._out(self._cca("mean", float(variance), _SVCCA_CONVENTIONS[convention]), "SVCCA")
+        return self._out(self._cca("mean", *svcca_mode(variance, convention)), "SVCCA")
 
     def pwcca(self, *, convention: str = "x") -> Any:
         """Projection-weighted CCA of all rows seen (Morcos et al. 2018): a similarity in [0, 1].
 
         See :func:`reprsim.pwcca` for ``convention``.
         """
-        if convention not in _PWCCA_CONVENTIONS:
-            raise ValueError(f"convention must be one of {sorted(_PWCCA_CONVENTIONS)}, got {convention!r}")
-        return self._out(self._cca(_PWCCA_CONVENTIONS[convention]), "PWCCA")
+        return self._out(self._cca(pwcca_stat(convention)), "PWCCA")
 
     def procrustes_distance(self, *, angular: bool = False) -> Any:
         """Orthogonal Procrustes distance of all rows seen (Ding et al. 2021): 2 − 2‖x̂ᵀŷ‖_* in [0, 2].
