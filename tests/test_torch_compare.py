@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch")
 
 import reprsim  # noqa: E402
 from reprsim.torch import compare  # noqa: E402
-from reprsim.torch._gpu import device_accumulator  # noqa: E402
+from reprsim.torch._gpu import device_accumulator, device_cka  # noqa: E402
 
 
 def mlp(seed):
@@ -189,6 +189,37 @@ def test_device_accumulator_matches_cpu_path(dtype, rtol):
         assert got == pytest.approx(want, rel=rtol, abs=rtol), name
 
 
+def test_device_cca_of_rank_deficient_float32_activations_equals_the_cpu_path():
+    # A 64-wide layer computed from 16 inputs has rank 16. Float32 cross-products leave rounding noise of
+    # ~√ε₃₂ relative in its null space, which whitening amplifies: the CCA family's products on the device
+    # run in float64, like the C++ path's.
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2048, 16, generator=g)
+    x = z @ torch.randn(16, 64, generator=g) + torch.randn(64, generator=g)
+    y = z[:, :12] @ torch.randn(12, 32, generator=g) + 0.1 * torch.randn(2048, 32, generator=g)
+    acc = device_accumulator(x, y, 3, "CCA", float64_products=True)
+    xn, yn = x.numpy(), y.numpy()
+    assert acc.mean_cca() == pytest.approx(reprsim.mean_cca(xn, yn), rel=1e-9)
+    assert acc.pwcca() == pytest.approx(reprsim.pwcca(xn, yn), rel=1e-9)
+    assert acc.svcca() == pytest.approx(reprsim.svcca(xn, yn), rel=1e-9)
+    # The same data with float32 products is visibly wrong (the reason for the rule above).
+    assert abs(device_accumulator(x, y, 3, "CCA").mean_cca() - reprsim.mean_cca(xn, yn)) > 1e-2
+
+
+@pytest.mark.parametrize("dtype,rtol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_device_cka_reduces_on_the_device_and_matches_the_cpu_path(dtype, rtol):
+    g = torch.Generator().manual_seed(3)
+    x = (torch.randn(9000, 20, generator=g, dtype=torch.float64) + 100.0).to(dtype)  # several row chunks
+    y = (x[:, :10].to(torch.float64) @ torch.randn(10, 15, generator=g, dtype=torch.float64)).to(dtype)
+    for debiased in (False, True):
+        want = reprsim.cka(x.numpy(), y.numpy(), debiased=debiased)
+        assert device_cka(x, y, debiased) == pytest.approx(want, rel=rtol), debiased
+    with pytest.raises(ValueError, match="x has zero variance"):
+        device_cka(torch.ones(50, 3, dtype=dtype), y[:50], False)
+    with pytest.raises(ValueError, match="needs at least 4"):
+        device_cka(x[:3], y[:3], True)
+
+
 def test_device_accumulator_rejects_bad_tensors():
     x = torch.randn(10, 3)
     with pytest.raises(ValueError, match="same number of samples"):
@@ -279,3 +310,16 @@ def test_streaming_similarity_device_path_equals_cpu_path(monkeypatch):
     rest = reprsim.StreamingSimilarity().update(x[150:], y[150:])
     merged = reprsim.StreamingSimilarity.from_state(half.merge(rest).state())
     assert merged.cka(debiased=True) == pytest.approx(cpu.cka(debiased=True), rel=1e-9)
+
+
+@pytest.mark.parametrize("metric", ["pwcca", "mean_cca", "cka", "procrustes"])
+def test_compare_device_path_on_rank_deficient_layers_equals_cpu_path(monkeypatch, metric):
+    # Layer "0" maps 10 inputs to 32 units (rank 10): the device path must make the CPU path's rank decisions.
+    import reprsim._streaming as streaming
+
+    batches, _ = loader(n=400, batch=50)
+    want = compare(mlp(0), mlp(1), batches, LAYERS, LAYERS, metric=metric, progress=False).values
+    monkeypatch.setattr(streaming, "_has_gpu_tensor", lambda a: isinstance(a, torch.Tensor) or (
+        isinstance(a, list) and all(isinstance(t, torch.Tensor) for t in a)))
+    got = compare(mlp(0), mlp(1), batches, LAYERS, LAYERS, metric=metric, progress=False).values
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)

@@ -269,6 +269,26 @@ void bind_stream(py::module_& m) {
             });
         },
         py::arg("xs"), py::arg("ys"), py::arg("debiased"), py::arg("names_x"), py::arg("names_y"));
+
+    m.def(
+        "cka_from_sums",
+        [](double n, double cross, double sxx, double syy, double tx, double ty, double sum_d2, double sum_e2,
+           double sum_de, bool debiased, const std::string& name_x, const std::string& name_y) {
+            CKASums sums;
+            sums.n = n;
+            sums.cross = cross;
+            sums.sxx = sxx;
+            sums.syy = syy;
+            sums.tx = tx;
+            sums.ty = ty;
+            sums.sum_d2 = sum_d2;
+            sums.sum_e2 = sum_e2;
+            sums.sum_de = sum_de;
+            return cka_from_sums(sums, debiased, name_x, name_y);
+        },
+        py::arg("n"), py::arg("cross"), py::arg("sxx"), py::arg("syy"), py::arg("tx"), py::arg("ty"),
+        py::arg("sum_d2"), py::arg("sum_e2"), py::arg("sum_de"), py::arg("debiased"), py::arg("name_x"),
+        py::arg("name_y"));
 }
 
 }  // namespace reprsim::bind

@@ -238,30 +238,45 @@ void require_rows(const StreamState& s, double min_n, const char* what) {
 
 }  // namespace
 
-double stream_cka(const StreamState& s, Index i, Index j, bool debiased, const std::string& name_x,
-                  const std::string& name_y) {
-    require_rows(s, debiased ? 4.0 : 2.0, debiased ? "debiased CKA" : "CKA");
-    const LayerMoments& x = s.x[i];
-    const LayerMoments& y = s.y[j];
-    const PairMoments& p = s.pair(i, j);
-    const double cross = p.cxy.squaredNorm();
-    const double sx = x.c.squaredNorm(), sy = y.c.squaredNorm();
+double cka_from_sums(const CKASums& m, bool debiased, const std::string& name_x, const std::string& name_y) {
+    const double min_n = debiased ? 4.0 : 2.0;
+    if (m.n < min_n) {
+        fail("the accumulator has seen n = ", m.n, " rows; ", debiased ? "debiased CKA" : "CKA", " needs at least ",
+             min_n);
+    }
     const char* why = "CKA is undefined for a constant representation; drop it or check how it was collected";
-    if (sx == 0.0) zero_variance(name_x, s.n, why);
-    if (sy == 0.0) zero_variance(name_y, s.n, why);
-    if (!debiased) return cross / std::sqrt(sx * sy);
-    const double tx = x.c.trace(), ty = y.c.trace();
-    const double hx = debiased_from_sums(sx, x.sum_d2, tx, tx, s.n);
-    const double hy = debiased_from_sums(sy, y.sum_d2, ty, ty, s.n);
+    if (m.sxx == 0.0) zero_variance(name_x, m.n, why);
+    if (m.syy == 0.0) zero_variance(name_y, m.n, why);
+    if (!debiased) return m.cross / std::sqrt(m.sxx * m.syy);
+    const double hx = debiased_from_sums(m.sxx, m.sum_d2, m.tx, m.tx, m.n);
+    const double hy = debiased_from_sums(m.syy, m.sum_e2, m.ty, m.ty, m.n);
     auto require_positive = [&](double h, const std::string& name) {
         if (!(h > 0.0)) {
-            fail("the debiased HSIC of ", name, " with itself is ", h, " (not positive) with n = ", s.n,
+            fail("the debiased HSIC of ", name, " with itself is ", h, " (not positive) with n = ", m.n,
                  " rows, so debiased CKA is undefined; use more rows or debiased=False");
         }
     };
     require_positive(hx, name_x);
     require_positive(hy, name_y);
-    return debiased_from_sums(cross, p.sum_de, tx, ty, s.n) / std::sqrt(hx * hy);
+    return debiased_from_sums(m.cross, m.sum_de, m.tx, m.ty, m.n) / std::sqrt(hx * hy);
+}
+
+double stream_cka(const StreamState& s, Index i, Index j, bool debiased, const std::string& name_x,
+                  const std::string& name_y) {
+    const LayerMoments& x = s.x[i];
+    const LayerMoments& y = s.y[j];
+    const PairMoments& p = s.pair(i, j);
+    CKASums m;
+    m.n = s.n;
+    m.cross = p.cxy.squaredNorm();
+    m.sxx = x.c.squaredNorm();
+    m.syy = y.c.squaredNorm();
+    m.tx = x.c.trace();
+    m.ty = y.c.trace();
+    m.sum_d2 = x.sum_d2;
+    m.sum_e2 = y.sum_d2;
+    m.sum_de = p.sum_de;
+    return cka_from_sums(m, debiased, name_x, name_y);
 }
 
 double stream_procrustes_nuclear(const StreamState& s, Index i, Index j, const std::string& name_x,

@@ -37,14 +37,19 @@ def pwcca_stat(convention: str) -> str:
     return _PWCCA_CONVENTIONS[convention]
 
 
-def _gpu_accumulator(x: Any, y: Any, min_n: int, what: str) -> Any:
+def _on_gpu(x: Any, y: Any) -> bool:
+    """Whether x or y is a torch tensor on a GPU (then the torch device path runs, not the C++ kernels)."""
+    return any(type(a).__module__.startswith("torch") and getattr(a, "device", None) is not None
+               and a.device.type != "cpu" for a in (x, y))
+
+
+def _gpu_accumulator(x: Any, y: Any, min_n: int, what: str, float64_products: bool = False) -> Any:
     """The device accumulator when x or y is a torch tensor on a GPU, else None (the C++ path)."""
-    if not any(type(a).__module__.startswith("torch") and getattr(a, "device", None) is not None
-               and a.device.type != "cpu" for a in (x, y)):
+    if not _on_gpu(x, y):
         return None
     from .torch._gpu import device_accumulator
 
-    return device_accumulator(x, y, min_n, what)
+    return device_accumulator(x, y, min_n, what, float64_products)
 
 
 def _finite(value: float, what: str) -> float:
@@ -134,9 +139,10 @@ def cka(
         if threshold != 1.0 or not (isinstance(bandwidth, str) and bandwidth == "median"):
             raise ValueError("threshold and bandwidth apply to kernel='rbf' only; drop them for linear CKA")
         min_n = 4 if debiased else 2
-        gpu = _gpu_accumulator(x, y, min_n, what)
-        if gpu is not None:
-            return _finite(gpu.cka(debiased=bool(debiased)), "CKA")
+        if _on_gpu(x, y):
+            from .torch._gpu import device_cka
+
+            return _finite(device_cka(x, y, bool(debiased)), "CKA")
         xa, ya = as_pair(x, y, min_n=min_n, what=what)
         return _finite(_core.linear_cka(xa, ya, bool(debiased)), "CKA")
 
@@ -183,7 +189,7 @@ def canonical_correlations(x: ArrayLike, y: ArrayLike) -> np.ndarray:
     Raises ValueError when a rank reaches n − 1 (every correlation would be trivially 1), or for the
     bad inputs listed under :func:`cka`.
     """
-    gpu = _gpu_accumulator(x, y, 3, "CCA")
+    gpu = _gpu_accumulator(x, y, 3, "CCA", float64_products=True)
     if gpu is not None:
         return np.asarray(gpu.canonical_correlations())
     xa, ya = as_pair(x, y, min_n=3, what="CCA")
@@ -198,7 +204,7 @@ def mean_cca(x: ArrayLike, y: ArrayLike) -> float:
 
     See :func:`canonical_correlations` for the computation and the rank rule. Ding et al. 2021.
     """
-    gpu = _gpu_accumulator(x, y, 3, "CCA")
+    gpu = _gpu_accumulator(x, y, 3, "CCA", float64_products=True)
     if gpu is not None:
         return _finite(gpu.mean_cca(), "mean CCA")
     xa, ya = as_pair(x, y, min_n=3, what="CCA")
@@ -207,7 +213,7 @@ def mean_cca(x: ArrayLike, y: ArrayLike) -> float:
 
 def mean_sq_cca(x: ArrayLike, y: ArrayLike) -> float:
     """Mean squared canonical correlation R²_CCA (similarity in [0, 1]). Ding et al. 2021."""
-    gpu = _gpu_accumulator(x, y, 3, "CCA")
+    gpu = _gpu_accumulator(x, y, 3, "CCA", float64_products=True)
     if gpu is not None:
         return _finite(gpu.mean_sq_cca(), "mean squared CCA")
     xa, ya = as_pair(x, y, min_n=3, what="CCA")
@@ -230,7 +236,7 @@ def svcca(x: ArrayLike, y: ArrayLike, *, variance: float = 0.99, convention: str
         as in google/svcca's tutorials.
     """
     keep, on_variance = svcca_mode(variance, convention)
-    gpu = _gpu_accumulator(x, y, 3, "SVCCA")
+    gpu = _gpu_accumulator(x, y, 3, "SVCCA", float64_products=True)
     if gpu is not None:
         return _finite(gpu.svcca(variance=variance, convention=convention), "SVCCA")
     xa, ya = as_pair(x, y, min_n=3, what="SVCCA")
@@ -253,7 +259,7 @@ def pwcca(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> float:
         google/svcca's ``compute_pwcca`` chooses.
     """
     stat = pwcca_stat(convention)
-    gpu = _gpu_accumulator(x, y, 3, "PWCCA")
+    gpu = _gpu_accumulator(x, y, 3, "PWCCA", float64_products=True)
     if gpu is not None:
         return _finite(gpu.pwcca(convention=convention), "PWCCA")
     xa, ya = as_pair(x, y, min_n=3, what="PWCCA")

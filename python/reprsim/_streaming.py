@@ -154,6 +154,9 @@ class StreamingSimilarity:
         self._multi, self._k1, self._k2 = _check_layers(layers_x, layers_y)
         self._state = _core.StreamState(self._k1, self._k2)
         self._dev: Any = None  # moments of batches that arrived as GPU tensors, kept on that device
+        # Products of GPU batches in float64 (as the C++ path computes them), which the CCA family's rank
+        # decisions need; reprsim.torch.compare turns this off for CKA and Procrustes.
+        self._dev_float64_products = True
         self._dev_eps = 0.0
         self._names_x = [f"x[{i}]" for i in range(self._k1)] if self._multi else ["x"]
         self._names_y = [f"y[{j}]" for j in range(self._k2)] if self._multi else ["y"]
@@ -188,7 +191,7 @@ class StreamingSimilarity:
 
     def _update_on_device(self, x: Any, y: Any) -> None:
         """A batch of torch tensors on a GPU: its moments are computed and merged there (torch ops,
-        products in the input dtype, float64 accumulation), and stay there until a value is asked for."""
+        float64 products and accumulation), and stay there until a value is asked for."""
         import torch
 
         from .torch._device import DeviceMoments
@@ -214,7 +217,8 @@ class StreamingSimilarity:
             xs, ys = [t.to(torch.float64) for t in xs], [t.to(torch.float64) for t in ys]
         device = devices.pop()
         if self._dev is None:
-            self._dev = DeviceMoments(self._k1, self._k2)
+            self._dev = DeviceMoments(self._k1, self._k2,
+                                      product_dtype=torch.float64 if self._dev_float64_products else None)
         elif self._dev.layer and self._dev.layer[0]["mean"].device != device:
             raise ValueError(f"this accumulator keeps its device moments on {self._dev.layer[0]['mean'].device}; "
                              f"got a batch on {device}")

@@ -3,7 +3,8 @@
 The same sufficient statistics as the C++ streaming accumulator, with the same exact centring: each batch's
 moments are taken about the batch mean (centred before the products), then merged into the running state by
 shifting both to the combined mean (Chan et al.'s pairwise update, extended to the debiased-HSIC terms).
-Products run in the input dtype (float32 stays float32 on the GPU, TF32 off) and are accumulated in float64.
+Products run in the input dtype (float32 stays float32 on the GPU, TF32 off) or, where the metric makes rank
+decisions (the CCA family), in float64, and are accumulated in float64.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from collections.abc import Sequence
 import torch
 
 
-def _moments(x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Moments of one batch about its own mean: mean, C = UᵀU, d = ‖u_i‖², Σd², Uᵀd (U = x − mean)."""
-    mean = x.to(torch.float64).mean(dim=0)
-    u = (x.to(torch.float64) - mean).to(x.dtype)  # centred in float64, multiplied in the input dtype
-    d = u.to(torch.float64).pow(2).sum(dim=1)
-    return {"mean": mean, "u": u, "d": d}
+def _moments(x: torch.Tensor, product_dtype: torch.dtype | None,
+             mean: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Moments of one batch about `mean` (default: its own mean): mean, U = x − mean in the product dtype,
+    d = ‖u_i‖² in float64."""
+    x64 = x.to(torch.float64)
+    if mean is None:
+        mean = x64.mean(dim=0)
+    u64 = x64 - mean  # centred in float64, multiplied in the product dtype
+    return {"mean": mean, "u": u64.to(product_dtype or x.dtype), "u64": u64, "d": u64.pow(2).sum(dim=1)}
 
 
 class DeviceMoments:
@@ -29,39 +33,82 @@ class DeviceMoments:
     C_xy = Σ(x−x̄)(y−ȳ)ᵀ, Σde, Σ(x−x̄)e, Σ(y−ȳ)d.
     """
 
-    def __init__(self, k1: int, k2: int, debiased: bool = True):
-        self.k1, self.k2, self.debiased = k1, k2, debiased
+    def __init__(self, k1: int, k2: int, debiased: bool = True, product_dtype: torch.dtype | None = None):
+        self.k1, self.k2, self.debiased, self.product_dtype = k1, k2, debiased, product_dtype
         self.n = 0
         self.layer: list[dict[str, torch.Tensor]] = []  # x layers then y layers
         self.pair: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
 
     @torch.no_grad()
     def update(self, xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor]) -> None:
-        mats = list(xs) + list(ys)
-        nb = mats[0].shape[0]
-        mom = [_moments(m) for m in mats]
-        batch_layer = []
+        """Absorb one batch (every tensor with the same rows): its moments about its own mean, merged in."""
+        nb = xs[0].shape[0]
+        batch_layer, batch_pair = self._sums([_moments(m, self.product_dtype) for m in list(xs) + list(ys)])
+        if self.n == 0:
+            self.layer, self.pair, self.n = batch_layer, batch_pair, nb
+            return
+        self._merge(nb, batch_layer, batch_pair)
+
+    def _sums(self, mom: list[dict[str, torch.Tensor]]
+              ) -> tuple[list[dict[str, torch.Tensor]], dict[tuple[int, int], dict[str, torch.Tensor]]]:
+        """Per-layer and per-pair sums of centred batches (see the class docstring)."""
+        layer = []
         for m in mom:
             u = m["u"]
             entry = {"mean": m["mean"], "c": (u.T @ u).to(torch.float64), "sd": m["d"].sum()}
             if self.debiased:
                 entry["sdd"] = (m["d"] * m["d"]).sum()
-                entry["xd"] = (u.to(torch.float64).T @ m["d"])
-            batch_layer.append(entry)
-        batch_pair = {}
+                entry["xd"] = m["u64"].T @ m["d"]
+            layer.append(entry)
+        pair = {}
         for i in range(self.k1):
             for j in range(self.k2):
                 a, b = mom[i], mom[self.k1 + j]
                 entry = {"c": (a["u"].T @ b["u"]).to(torch.float64)}
                 if self.debiased:
                     entry["sde"] = (a["d"] * b["d"]).sum()
-                    entry["xe"] = a["u"].to(torch.float64).T @ b["d"]
-                    entry["yd"] = b["u"].to(torch.float64).T @ a["d"]
-                batch_pair[(i, j)] = entry
-        if self.n == 0:
-            self.layer, self.pair, self.n = batch_layer, batch_pair, nb
-            return
-        self._merge(nb, batch_layer, batch_pair)
+                    entry["xe"] = a["u64"].T @ b["d"]
+                    entry["yd"] = b["u64"].T @ a["d"]
+                pair[(i, j)] = entry
+        return layer, pair
+
+    @classmethod
+    @torch.no_grad()
+    def from_tensors(cls, xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], chunk_rows: int,
+                     debiased: bool = True, product_dtype: torch.dtype | None = None) -> DeviceMoments:
+        """Moments of whole tensors held in memory: float64 column means first, then the rows in chunks of
+        `chunk_rows`, each centred about those means, so the chunk sums add up with no shifts."""
+        out = cls(len(xs), len(ys), debiased, product_dtype)
+        mats = list(xs) + list(ys)
+        n = mats[0].shape[0]
+        means = [sum(m[s:s + chunk_rows].to(torch.float64).sum(dim=0) for s in range(0, n, chunk_rows)) / n
+                 for m in mats]
+        for s in range(0, n, chunk_rows):
+            layer, pair = out._sums([_moments(m[s:s + chunk_rows], product_dtype, mean)
+                                     for m, mean in zip(mats, means)])
+            if out.n == 0:
+                out.layer, out.pair = layer, pair
+            else:
+                for acc, add in zip(out.layer, layer):
+                    for key in acc:
+                        if key != "mean":
+                            acc[key] += add[key]
+                for key_ij, add in pair.items():
+                    for key in add:
+                        out.pair[key_ij][key] += add[key]
+            out.n += min(chunk_rows, n - s)
+        return out
+
+    def cka_sums(self, i: int, j: int) -> dict[str, float]:
+        """The scalars linear CKA of pair (i, j) needs (see reprsim._core.cka_from_sums), reduced on the device."""
+        x, y, p = self.layer[i], self.layer[self.k1 + j], self.pair[(i, j)]
+        vals = [p["c"].pow(2).sum(), x["c"].pow(2).sum(), y["c"].pow(2).sum(), x["c"].trace(), y["c"].trace()]
+        if self.debiased:
+            vals += [x["sdd"], y["sdd"], p["sde"]]
+        host = torch.stack(vals).cpu().tolist()
+        host += [0.0] * (8 - len(host))
+        keys = ("cross", "sxx", "syy", "tx", "ty", "sum_d2", "sum_e2", "sum_de")
+        return {"n": float(self.n), **dict(zip(keys, host))}
 
     def _merge(self, nb: int, blayer: list[dict[str, torch.Tensor]],
                bpair: dict[tuple[int, int], dict[str, torch.Tensor]]) -> None:

@@ -1,6 +1,12 @@
-"""The metrics on tensors that live on a GPU: moments accumulated there with torch ops (products in the
-input dtype over row chunks, float64 accumulation, exact centring), finalised on the CPU by the same code
-as the streaming accumulators. Only the small p×p statistics leave the device."""
+"""The metrics on tensors that live on a GPU: moments accumulated there with torch ops (float64 column means,
+rows centred about them, products over row chunks accumulated in float64), finalised by the same code as the
+streaming accumulators. Linear CKA needs only a few scalars, reduced on the device; the other metrics move
+the p×p statistics to the CPU.
+
+Products run in the input dtype for CKA and Procrustes (continuous functions of the moments: float32
+products cost ~1e-7 relative) and in float64 for the CCA family, whose rank decisions need float64 cross-
+products exactly as the CPU streaming path computes them (float32 products leave rounding noise of
+~√ε₃₂ relative in the null space of rank-deficient activations, which whitening would amplify)."""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import _core
 from .._streaming import StreamingSimilarity
 from ._device import DeviceMoments
 from ._stream import moments_to_state
@@ -32,8 +39,7 @@ def check_tensor(t: Any, name: str) -> torch.Tensor:
     return t.detach()
 
 
-def device_accumulator(x: Any, y: Any, min_n: int, what: str) -> StreamingSimilarity:
-    """An accumulator holding the full-data moments of two GPU tensors."""
+def _checked_pair(x: Any, y: Any, min_n: int, what: str) -> tuple[torch.Tensor, torch.Tensor]:
     if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)) or x.device != y.device:
         raise TypeError(
             "x and y must both be tensors on the same device for the GPU path; got "
@@ -49,11 +55,22 @@ def device_accumulator(x: Any, y: Any, min_n: int, what: str) -> StreamingSimila
         raise ValueError(f"x and y have n = {x.shape[0]} samples; {what} needs at least {min_n}")
     if x.dtype != y.dtype:
         x, y = x.to(torch.float64), y.to(torch.float64)
-    m = DeviceMoments(1, 1)
-    for s in range(0, x.shape[0], CHUNK_ROWS):
-        m.update([x[s : s + CHUNK_ROWS]], [y[s : s + CHUNK_ROWS]])
+    return x, y
+
+
+def device_accumulator(x: Any, y: Any, min_n: int, what: str, float64_products: bool = False) -> StreamingSimilarity:
+    """An accumulator holding the full-data moments of two GPU tensors."""
+    x, y = _checked_pair(x, y, min_n, what)
+    m = DeviceMoments.from_tensors([x], [y], CHUNK_ROWS, product_dtype=torch.float64 if float64_products else None)
     eps = float(np.finfo(np.float32 if x.dtype == torch.float32 else np.float64).eps)
     return StreamingSimilarity.from_state(moments_to_state(m, eps, multi=False))
+
+
+def device_cka(x: Any, y: Any, debiased: bool) -> float:
+    """Linear CKA of two GPU tensors; only the scalars of the estimator leave the device."""
+    x, y = _checked_pair(x, y, 4 if debiased else 2, "debiased CKA" if debiased else "CKA")
+    m = DeviceMoments.from_tensors([x], [y], CHUNK_ROWS, debiased=debiased)
+    return float(_core.cka_from_sums(**m.cka_sums(0, 0), debiased=debiased, name_x="x", name_y="y"))
 
 
 def is_gpu_tensor(a: Any) -> bool:

@@ -94,6 +94,8 @@ class _Moments:
     def __init__(self, metric: str, k1: int, k2: int, options: dict[str, Any]):
         self.metric, self.options = metric, options
         self.acc = StreamingSimilarity(layers_x=k1, layers_y=k2)
+        # GPU activations: float32 products suffice for CKA and Procrustes (no rank decisions).
+        self.acc._dev_float64_products = metric not in ("cka", "debiased_cka", "procrustes", "angular_procrustes")
 
     def update(self, xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor]) -> None:
         self.acc.update(list(xs), list(ys))
