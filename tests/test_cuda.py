@@ -137,7 +137,7 @@ def test_compare_on_the_device_equals_compare_on_the_cpu():
         cpu = compare(a, b, batches, layers, layers, metric=metric, device="cpu", progress=False).values
         gpu = compare(a, b, batches, layers, layers, metric=metric, device="cuda", progress=False).values
         np.testing.assert_allclose(gpu, cpu, rtol=1e-5, atol=1e-6, err_msg=metric)
-    assert next(a.parameters()).device.type == "cpu"  # the last call moved the models back, as documented
+    assert next(a.parameters()).device.type == "cuda"  # compare moved the models to the device, as documented
 
 
 def test_bad_cuda_inputs_raise_clear_errors():

@@ -14,15 +14,18 @@ from collections.abc import Sequence
 import torch
 
 
-def _moments(x: torch.Tensor, product_dtype: torch.dtype | None,
-             mean: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def _moments(x: torch.Tensor, product_dtype: torch.dtype | None, mean: torch.Tensor | None = None,
+             row_norms: bool = True) -> dict[str, torch.Tensor]:
     """Moments of one batch about `mean` (default: its own mean): mean, U = x − mean in the product dtype,
-    d = ‖u_i‖² in float64."""
+    and (with `row_norms`) U in float64 and d = ‖u_i‖² in float64."""
     x64 = x.to(torch.float64)
     if mean is None:
         mean = x64.mean(dim=0)
     u64 = x64 - mean  # centred in float64, multiplied in the product dtype
-    return {"mean": mean, "u": u64.to(product_dtype or x.dtype), "u64": u64, "d": u64.pow(2).sum(dim=1)}
+    out = {"mean": mean, "u": u64.to(product_dtype or x.dtype)}
+    if row_norms:
+        out["u64"], out["d"] = u64, u64.pow(2).sum(dim=1)
+    return out
 
 
 class DeviceMoments:
@@ -55,7 +58,9 @@ class DeviceMoments:
         layer = []
         for m in mom:
             u = m["u"]
-            entry = {"mean": m["mean"], "c": (u.T @ u).to(torch.float64), "sd": m["d"].sum()}
+            entry = {"mean": m["mean"], "c": (u.T @ u).to(torch.float64)}
+            if "d" in m:
+                entry["sd"] = m["d"].sum()
             if self.debiased:
                 entry["sdd"] = (m["d"] * m["d"]).sum()
                 entry["xd"] = m["u64"].T @ m["d"]
@@ -84,7 +89,8 @@ class DeviceMoments:
         means = [sum(m[s:s + chunk_rows].to(torch.float64).sum(dim=0) for s in range(0, n, chunk_rows)) / n
                  for m in mats]
         for s in range(0, n, chunk_rows):
-            layer, pair = out._sums([_moments(m[s:s + chunk_rows], product_dtype, mean)
+            # Row norms serve only the debiased estimator (no shifts are needed here).
+            layer, pair = out._sums([_moments(m[s:s + chunk_rows], product_dtype, mean, row_norms=debiased)
                                      for m, mean in zip(mats, means)])
             if out.n == 0:
                 out.layer, out.pair = layer, pair
