@@ -146,3 +146,14 @@ def test_set_num_threads_validates_and_round_trips():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match=r"positive integer"):
             reprsim.set_num_threads(bad)
+
+
+def test_cca_summary_rejects_bad_input():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((30, 4))
+    with pytest.raises(ValueError, match="convention must be one of"):
+        reprsim.cca_summary(x, x, convention="z")
+    with pytest.raises(ValueError, match="same number of samples"):
+        reprsim.cca_summary(x, x[:20])
+    with pytest.raises(ValueError, match="trivially 1"):
+        reprsim.cca_summary(rng.standard_normal((10, 12)), x[:10])

@@ -67,6 +67,22 @@ def test_cca_summaries_match_reference(shape, dtype):
     close(reprsim.pwcca(x, y, convention="smaller"), smaller, 1e-8)
 
 
+@pytest.mark.parametrize("shape", CCA_SHAPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cca_summary_matches_reference_in_one_call(shape, dtype):
+    x, y = ref.random_pair(np.random.default_rng(sum(shape) + 3), *shape, dtype=dtype)
+    rho = ref.canonical_correlations(x, y)
+    for convention in ("x", "y", "smaller"):
+        s = reprsim.cca_summary(x, y, convention=convention)
+        close(s.correlations, rho, 1e-9)
+        close(s.mean_cca, rho.mean(), 1e-9)
+        close(s.mean_sq_cca, np.mean(rho**2), 1e-9)
+        if shape[1] + shape[2] < shape[0] - 1:  # PWCCA is unique there (see above)
+            want = {"x": ref.pwcca(x, y), "y": ref.pwcca(y, x),
+                    "smaller": ref.pwcca(x, y) if shape[1] <= shape[2] else ref.pwcca(y, x)}[convention]
+            close(s.pwcca, want, 1e-8)
+
+
 @pytest.mark.parametrize("shape", CCA_SHAPES + [(30, 60, 80)])
 @pytest.mark.parametrize("variance", [0.5, 0.9, 0.99])
 @pytest.mark.parametrize("convention", ["variance", "singular_values"])

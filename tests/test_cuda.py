@@ -67,6 +67,9 @@ def test_public_functions_on_cuda_equal_the_cpu_path():
                reprsim.procrustes_distance):
         assert fn(xg, yg) == pytest.approx(fn(xn, yn), rel=1e-5), fn.__name__
     assert reprsim.cka(xg, yg, debiased=True) == pytest.approx(reprsim.cka(xn, yn, debiased=True), rel=1e-5)
+    got, want = reprsim.cca_summary(xg, yg), reprsim.cca_summary(xn, yn)
+    np.testing.assert_allclose(got.correlations, want.correlations, rtol=1e-5, atol=1e-6)
+    assert (got.mean_cca, got.pwcca) == pytest.approx((want.mean_cca, want.pwcca), rel=1e-5)
 
 
 def test_invariances_hold_on_the_device():

@@ -55,6 +55,26 @@ void bind_cca(py::module_& m) {
         py::arg("allow_cholesky") = true);
 
     m.def(
+        "cca_summary",
+        [](const py::array& x, const py::array& y) {
+            return dispatch(ArrayList{x, y}, [&](auto tag) {
+                using T = decltype(tag);
+                const View<T> vx = view_of<T>(x, "x"), vy = view_of<T>(y, "y");
+                CCASummary s;
+                {
+                    py::gil_scoped_release release;
+                    const CCAFactor fx = make_factor(vx, "x", 0.0, true);
+                    const CCAFactor fy = make_factor(vy, "y", 0.0, true);
+                    s = cca_summary(fx, fy);
+                }
+                py::array_t<double> rho(s.rho.size());
+                std::copy(s.rho.data(), s.rho.data() + s.rho.size(), rho.mutable_data());
+                return py::make_tuple(rho, s.mean, s.mean_sq, s.pwcca_x, s.pwcca_y);
+            });
+        },
+        py::arg("x"), py::arg("y"));
+
+    m.def(
         "cca_route",
         [](const py::array& x) {
             return dispatch(ArrayList{x}, [&](auto tag) {

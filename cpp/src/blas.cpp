@@ -142,6 +142,13 @@ double trcon_upper(Index n, const double* a, Index lda) {
     return rcond;
 }
 
+int trtri_upper(Index n, double* a, Index lda) {
+    SmallWork guard(D(n) * D(n) * D(n) / 3);
+    const lapack_int info = scipy_LAPACKE_dtrtri(LAPACK_COL_MAJOR, 'U', 'N', I(n), a, I(lda));
+    if (info < 0) lapack_check(info, "dtrtri");
+    return int(info);
+}
+
 void geqp3(Index m, Index n, double* a, Index lda, int* jpvt, double* tau) {
     SmallWork guard(4 * D(m) * D(n) * D(n));
     for (Index j = 0; j < n; ++j) jpvt[j] = 0;  // 0: every column is free to pivot

@@ -33,8 +33,10 @@ bool cholesky_factor(const MatD& xc, CCAFactor& f) {
     for (Index j = 0; j < p; ++j)
         for (Index i = j + 1; i < p; ++i) u(i, j) = 0.0;
     if (blas::trcon_upper(p, u.data(), p) * kCholeskyMaxCondition < 1.0) return false;
+    MatD t = u;
+    if (blas::trtri_upper(p, t.data(), p) != 0) return false;
     f.rank = p;
-    f.t = u.triangularView<Eigen::Upper>().solve(MatD::Identity(p, p));
+    f.t = std::move(t);  // upper triangle U⁻¹; its zero lower triangle was copied from u
     f.r = std::move(u);
     f.cholesky = true;
     return true;
@@ -173,6 +175,19 @@ double cca_statistic_from_m(MatD m, const MatD& rx, const MatD& ry, Index px, In
     const bool from_x = stat == CCAStat::PWCCAX || (stat == CCAStat::PWCCASmaller && px <= py);
     const VecD w = from_x ? projection_weights(rx, res.a) : projection_weights(ry, res.b);
     return w.dot(rho) / w.sum();
+}
+
+CCASummary cca_summary(const CCAFactor& fx, const CCAFactor& fy) {
+    const CCAResult res = cca_from_m(cross_m(fx, fy), true);
+    if (res.rho.size() == 0) throw std::logic_error("cca_summary: no canonical correlations");
+    CCASummary out;
+    out.rho = res.rho;
+    out.mean = res.rho.mean();
+    out.mean_sq = res.rho.array().square().mean();
+    const VecD wx = projection_weights(fx.r, res.a), wy = projection_weights(fy.r, res.b);
+    out.pwcca_x = wx.dot(res.rho) / wx.sum();
+    out.pwcca_y = wy.dot(res.rho) / wy.sum();
+    return out;
 }
 
 template CCAFactor cca_factor<float>(const View<float>&, double, const char*, bool);

@@ -25,7 +25,9 @@ from ._inference import (
     permutation_test,
 )
 from ._metrics import (
+    CCASummary,
     canonical_correlations,
+    cca_summary,
     cka,
     distance,
     mean_cca,
@@ -59,6 +61,7 @@ def get_num_threads() -> int:
 __all__ = [
     "METRICS",
     "BootstrapResult",
+    "CCASummary",
     "CalibratedCKAResult",
     "ConfidenceInterval",
     "MetricInfo",
@@ -69,6 +72,7 @@ __all__ = [
     "bootstrap",
     "calibrated_cka",
     "canonical_correlations",
+    "cca_summary",
     "cka",
     "distance",
     "get_num_threads",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -264,6 +265,56 @@ def pwcca(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> float:
         return _finite(gpu.pwcca(convention=convention), "PWCCA")
     xa, ya = as_pair(x, y, min_n=3, what="PWCCA")
     return _finite(_core.cca_statistic(xa, ya, stat), "PWCCA")
+
+
+@dataclass(frozen=True)
+class CCASummary:
+    """Every summary of the canonical correlations of one pair (see :func:`cca_summary`)."""
+
+    correlations: np.ndarray  #: canonical correlations, descending
+    mean_cca: float  #: their mean (:func:`mean_cca`)
+    mean_sq_cca: float  #: their mean square (:func:`mean_sq_cca`)
+    pwcca: float  #: projection-weighted CCA with the requested convention (:func:`pwcca`)
+
+
+def cca_summary(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> CCASummary:
+    """The canonical correlations and every CCA summary of them from one factorisation.
+
+    Equal to calling :func:`canonical_correlations`, :func:`mean_cca`, :func:`mean_sq_cca` and
+    :func:`pwcca` one after the other, at the cost of one call: each input is factored once and M = QxᵀQy
+    has one SVD, whose singular vectors serve PWCCA's projection weights.
+
+    Parameters
+    ----------
+    x, y : array_like, shape (n_samples, p1) and (n_samples, p2)
+        Representations of the same samples, rows aligned (numpy arrays, CPU or GPU torch tensors).
+    convention : {"x", "y", "smaller"}
+        PWCCA's weighting side, as in :func:`pwcca`.
+
+    Returns
+    -------
+    CCASummary
+        ``correlations`` (descending, min(rank x, rank y) of them), ``mean_cca``, ``mean_sq_cca`` and
+        ``pwcca``; all similarities in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        A rank reaching n − 1 (every correlation trivially 1), or the bad inputs listed under :func:`cka`.
+    """
+    stat = pwcca_stat(convention)
+    gpu = _gpu_accumulator(x, y, 3, "CCA", float64_products=True)
+    if gpu is not None:
+        return CCASummary(np.asarray(gpu.canonical_correlations()), _finite(gpu.mean_cca(), "mean CCA"),
+                          _finite(gpu.mean_sq_cca(), "mean squared CCA"),
+                          _finite(gpu.pwcca(convention=convention), "PWCCA"))
+    xa, ya = as_pair(x, y, min_n=3, what="CCA")
+    rho, mean, mean_sq, pw_x, pw_y = _core.cca_summary(xa, ya)
+    if not np.all(np.isfinite(rho)):
+        raise FloatingPointError("canonical correlations came out non-finite; please report this input")
+    from_x = stat == "pwcca_x" or (stat == "pwcca_smaller" and xa.shape[1] <= ya.shape[1])
+    return CCASummary(rho, _finite(mean, "mean CCA"), _finite(mean_sq, "mean squared CCA"),
+                      _finite(pw_x if from_x else pw_y, "PWCCA"))
 
 
 def _nuclear_to_distance(nuc: np.ndarray | float, dtype: np.dtype, angular: bool) -> Any:

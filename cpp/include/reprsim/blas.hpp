@@ -40,6 +40,10 @@ void dgemm_col(bool ta, bool tb, Index m, Index k, Index inner, const double* a,
 // (LAPACK dtrcon).
 double trcon_upper(Index n, const double* a, Index lda);
 
+// Inverse of an upper-triangular column-major (n×n) matrix, in place (LAPACK dtrtri); the strictly
+// lower triangle is not referenced. Returns LAPACK's info (i > 0: U_ii is exactly zero).
+int trtri_upper(Index n, double* a, Index lda);
+
 // Column-pivoted Householder QR (LAPACK dgeqp3) of a column-major (m×n) matrix, in place.
 // jpvt receives 0-based pivots. Returns nothing; throws std::runtime_error on a LAPACK failure.
 void geqp3(Index m, Index n, double* a, Index lda, int* jpvt, double* tau);

@@ -94,6 +94,14 @@ CCAStat cca_stat_from_name(const std::string& name);
 // weights from x, from y, or from the narrower input (ties: x).
 double cca_statistic(const CCAFactor& fx, const CCAFactor& fy, CCAStat stat);
 
+// Every summary of a pair from one factorisation and one SVD: the correlations, their mean and mean
+// square, and PWCCA with projection weights from x and from y.
+struct CCASummary {
+    VecD rho;
+    double mean = 0, mean_sq = 0, pwcca_x = 0, pwcca_y = 0;
+};
+CCASummary cca_summary(const CCAFactor& fx, const CCAFactor& fy);
+
 // The same statistic from M = Qxᵀ·Qy and the R factors of inputs of widths px and py.
 double cca_statistic_from_m(MatD m, const MatD& rx, const MatD& ry, Index px, Index py, CCAStat stat);
 
