@@ -112,7 +112,7 @@ LinearFactor<T> linear_factor(const View<T>& x, Space space, bool need_debiased,
         T* xc = GramWork<T>::get(w.centred, std::size_t(x.n) * std::size_t(x.p));
         T* gram = GramWork<T>::get(w.gram, std::size_t(x.n) * std::size_t(x.n));
         f.d.resize(x.n);
-        center_into(x, column_means(x, name), xc, x.p, f.d.data());
+        center_scaled_into(x, name, xc, x.p, f.d.data());
         f.self_biased = packed_gram(xc, x.n, x.p, gram, f.packed);
     }
     f.sum_d = f.d.sum();
@@ -131,16 +131,17 @@ double debiased_from_sums(double cross, double sum_de, double sum_d, double sum_
 
 template <class T>
 double linear_cka_from_cross(double cross, const LinearFactor<T>& fx, const LinearFactor<T>& fy, bool debiased) {
-    if (!debiased) return cross / std::sqrt(fx.self_biased * fy.self_biased);
+    // Square roots taken apart: the product of the two self terms can leave the float64 range when
+    // the two inputs differ widely in scale.
+    if (!debiased) return cross / (std::sqrt(fx.self_biased) * std::sqrt(fy.self_biased));
     const double num = debiased_from_cross(cross, fx.d, fy.d, fx.sum_d, fy.sum_d, fx.n);
-    return num / std::sqrt(fx.self_debiased * fy.self_debiased);
+    return num / (std::sqrt(fx.self_debiased) * std::sqrt(fy.self_debiased));
 }
 
 template <class T>
 double linear_cka_joint(const View<T>& x, const View<T>& y, bool debiased) {
     check_blas_dims("x", x.n, x.p + y.p);
     const Index n = x.n, p1 = x.p, p2 = y.p, p = p1 + p2;
-    const VecD mx = column_means(x, "x"), my = column_means(y, "y");
     Buffer<T> z(std::size_t(n) * std::size_t(p));
     LinearFactor<T> fx, fy;  // self terms only; the features stay in z
     fx.n = fy.n = n;
@@ -149,8 +150,8 @@ double linear_cka_joint(const View<T>& x, const View<T>& y, bool debiased) {
         fx.d.resize(n);
         fy.d.resize(n);
     }
-    center_into(x, mx, z.data(), p, debiased ? fx.d.data() : nullptr);
-    center_into(y, my, z.data() + p1, p, debiased ? fy.d.data() : nullptr);
+    center_scaled_into(x, "x", z.data(), p, debiased ? fx.d.data() : nullptr);
+    center_scaled_into(y, "y", z.data() + p1, p, debiased ? fy.d.data() : nullptr);
     fx.sum_d = fx.d.sum();
     fy.sum_d = fy.d.sum();
     MatR<T> c(p, p);
@@ -180,8 +181,8 @@ double linear_cka_gram_pair(const View<T>& x, const View<T>& y, bool debiased) {
     Buffer<T> k(nn), l(nn);
     {
         Buffer<T> xc(std::size_t(n) * std::size_t(x.p)), yc(std::size_t(n) * std::size_t(y.p));
-        center_into(x, column_means(x, "x"), xc.data(), x.p, fx.d.data());
-        center_into(y, column_means(y, "y"), yc.data(), y.p, fy.d.data());
+        center_scaled_into(x, "x", xc.data(), x.p, fx.d.data());
+        center_scaled_into(y, "y", yc.data(), y.p, fy.d.data());
         blas::syrk_n<T>(n, x.p, xc.data(), x.p, k.data(), n);
         blas::syrk_n<T>(n, y.p, yc.data(), y.p, l.data(), n);
     }
