@@ -383,6 +383,34 @@ def test_streaming_refuses_magnitudes_its_moments_cannot_hold():
             reprsim.minibatch_cka(x, y, batch_size=4), rel=1e-9)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_degenerate_debiased_self_term_is_not_divided_by(dtype):
+    # Found by tests/fuzz_atheris.py: at n = 4, x with a single non-zero row has a debiased HSIC with
+    # itself of exactly 0, but float32 rounding left ~2e-5 against terms of ~2e6, and debiased CKA came
+    # out 2.23 (outside [-1, 1]). A self term within rounding of 0 is now "not positive".
+    x = np.zeros((4, 4), dtype)
+    x[3] = [-3.8655580e31, -3.8655884e31, 8.7512490e-41, 0.0]
+    y = np.zeros((4, 4), dtype)
+    y[2, 0] = 3.4051553e-43
+    y[3, 1:] = -3.8655884e31
+    for f in (lambda a, b: reprsim.cka(a, b, debiased=True),
+              lambda a, b: reprsim.StreamingSimilarity().update(a, b).cka(debiased=True),
+              lambda a, b: reprsim.pairwise([a, b], metric="debiased_cka")):
+        with pytest.raises(ValueError, match=r"debiased HSIC of (x|xs\[0\]) with itself .*not positive beyond rounding"):
+            f(x, y)
+
+
+def test_pairwise_diagonal_is_exactly_zero():
+    # Found by tests/fuzz_atheris.py: pairwise debiased CKA of a near-degenerate x with itself (n = 4,
+    # entries ~5.85e170 differing in their last digits) came out 1 − 1.0000145 = −1.4e-5, outside [0, 2].
+    x = np.array([[0.0] * 4, [0.0] * 4, [5.853637718687906e170, 5.399076274318925e-310, 0.0, 0.0],
+                  [5.853637718687906e170] * 4])
+    y = np.random.default_rng(0).standard_normal((4, 3))
+    for metric in ("cka", "debiased_cka", "procrustes", "angular_procrustes"):
+        m = reprsim.pairwise([x, y], metric=metric)
+        assert m[0, 0] == m[1, 1] == 0.0 and m[0, 1] == m[1, 0] >= 0.0
+
+
 def test_lapack_failures_surface_as_floating_point_error():
     # A LAPACK routine that does not converge (or meets a non-finite intermediate) used to raise a bare
     # RuntimeError; it is a FloatingPointError now, like every other "please report" failure.
