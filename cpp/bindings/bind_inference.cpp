@@ -59,6 +59,13 @@ void bind_inference(py::module_& m) {
                                })
         .def_property_readonly("n", &LinearCKANull::n)
         .def_property_readonly("exact_null_mean", &LinearCKANull::exact_null_mean);
+
+    m.def(
+        "choose_null_space",
+        [](Index n, Index p1, Index p2, std::size_t itemsize, double n_permutations) {
+            return choose_null_space(n, p1, p2, itemsize, n_permutations) == Space::Gram ? "gram" : "feature";
+        },
+        py::arg("n"), py::arg("p1"), py::arg("p2"), py::arg("itemsize"), py::arg("n_permutations"));
 }
 
 }  // namespace reprsim::bind

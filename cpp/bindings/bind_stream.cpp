@@ -102,6 +102,23 @@ void bind_stream(py::module_& m) {
                 });
             },
             py::arg("xs"), py::arg("ys"), py::arg("names_x"), py::arg("names_y"))
+        // Absorbs another state in place (Chan et al.'s update), leaving `other` empty. Used to add a
+        // batch whose moments were computed on their own, so that the accumulator is touched only
+        // for the O(p²) merge.
+        .def(
+            "absorb",
+            [](StreamState& s, StreamState& other) {
+                if (&s == &other) fail("absorb: a state cannot absorb itself");
+                py::gil_scoped_release release;
+                check_compatible(s, other, "update");
+                merge_into(s, std::move(other));
+                other.n = 0.0;
+                other.rank_eps = 0.0;
+                other.x.clear();
+                other.y.clear();
+                other.xy.clear();
+            },
+            py::arg("other"))
         .def(
             "merged",
             [](const StreamState& a, const StreamState& b) {

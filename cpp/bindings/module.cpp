@@ -13,6 +13,7 @@ void bind_kernel(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "reprsim compiled kernels (private; use the reprsim package)";
+    py::register_exception<reprsim::NumericalError>(m, "NumericalError", PyExc_FloatingPointError);
     reprsim::bind::bind_cka(m);
     reprsim::bind::bind_cca(m);
     reprsim::bind::bind_procrustes(m);

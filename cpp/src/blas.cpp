@@ -50,13 +50,15 @@ private:
 inline double D(Index v) { return static_cast<double>(v); }
 
 void lapack_check(lapack_int info, const char* routine) {
+    // LAPACKE rejects a matrix holding NaN/Inf as an invalid argument; inputs are checked for both,
+    // so either failure means an intermediate went wrong: say so rather than return a wrong number.
     if (info < 0) {
-        throw std::runtime_error(std::string("internal error: LAPACK ") + routine + " rejected argument " +
-                                 std::to_string(-info));
+        throw NumericalError(std::string("LAPACK ") + routine + " rejected argument " + std::to_string(-info) +
+                             " (a non-finite intermediate); please report this input");
     }
     if (info > 0 && std::string(routine) != "dpotrf") {
-        throw std::runtime_error(std::string("LAPACK ") + routine + " did not converge (info=" +
-                                 std::to_string(info) + ")");
+        throw NumericalError(std::string("LAPACK ") + routine + " did not converge (info=" + std::to_string(info) +
+                             "); please report this input");
     }
 }
 }  // namespace

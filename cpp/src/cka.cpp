@@ -66,14 +66,27 @@ double packed_gram(const T* xc, Index n, Index p, T* work, Eigen::Matrix<T, Eige
     return 2.0 * off + diag;
 }
 
-void check_self(double self_biased, double self_debiased, bool need_debiased, Index n, const char* name) {
-    if (self_biased == 0.0) {
-        fail(name, " has zero variance (every column is constant over the ", n,
+// The debiased self term n(n−3)·HSIC₁(K, K) is a difference of terms far larger than itself when the
+// estimator is degenerate (e.g. one row apart from the others at n = 4, where it is exactly 0): below
+// this floor, a multiple of the rounding in those terms, its sign is noise and CKA would be garbage
+// (fuzzing found 2.23 for float32 input whose exact value is undefined).
+template <class T>
+double debiased_noise_floor(const LinearFactor<T>& f) {
+    const double n = double(f.n);
+    const double terms = std::abs(f.self_biased) + n / (n - 2.0) * f.d.squaredNorm() +
+                         f.sum_d * f.sum_d / ((n - 1.0) * (n - 2.0));
+    return 16.0 * double(std::numeric_limits<T>::epsilon()) * terms;
+}
+
+template <class T>
+void check_self(const LinearFactor<T>& f, bool need_debiased, const char* name) {
+    if (f.self_biased == 0.0) {
+        fail(name, " has zero variance (every column is constant over the ", f.n,
              " samples): CKA is undefined for a constant representation; drop it or check how it was collected");
     }
-    if (need_debiased && !(self_debiased > 0.0)) {
-        fail("the debiased HSIC of ", name, " with itself is ", self_debiased, " (not positive) with n = ", n,
-             " samples, so debiased CKA is undefined; use more samples or debiased=False");
+    if (need_debiased && !(f.self_debiased > debiased_noise_floor(f))) {
+        fail("the debiased HSIC of ", name, " with itself is ", f.self_debiased, " (not positive beyond rounding) with n = ",
+             f.n, " samples, so debiased CKA is undefined; use more samples or debiased=False");
     }
 }
 
@@ -112,12 +125,12 @@ LinearFactor<T> linear_factor(const View<T>& x, Space space, bool need_debiased,
         T* xc = GramWork<T>::get(w.centred, std::size_t(x.n) * std::size_t(x.p));
         T* gram = GramWork<T>::get(w.gram, std::size_t(x.n) * std::size_t(x.n));
         f.d.resize(x.n);
-        center_into(x, column_means(x, name), xc, x.p, f.d.data());
+        center_scaled_into(x, name, xc, x.p, f.d.data());
         f.self_biased = packed_gram(xc, x.n, x.p, gram, f.packed);
     }
     f.sum_d = f.d.sum();
     if (need_debiased) f.self_debiased = debiased_from_cross(f.self_biased, f.d, f.d, f.sum_d, f.sum_d, x.n);
-    check_self(f.self_biased, f.self_debiased, need_debiased, x.n, name);
+    check_self(f, need_debiased, name);
     return f;
 }
 
@@ -131,16 +144,17 @@ double debiased_from_sums(double cross, double sum_de, double sum_d, double sum_
 
 template <class T>
 double linear_cka_from_cross(double cross, const LinearFactor<T>& fx, const LinearFactor<T>& fy, bool debiased) {
-    if (!debiased) return cross / std::sqrt(fx.self_biased * fy.self_biased);
+    // Square roots taken apart: the product of the two self terms can leave the float64 range when
+    // the two inputs differ widely in scale.
+    if (!debiased) return cross / (std::sqrt(fx.self_biased) * std::sqrt(fy.self_biased));
     const double num = debiased_from_cross(cross, fx.d, fy.d, fx.sum_d, fy.sum_d, fx.n);
-    return num / std::sqrt(fx.self_debiased * fy.self_debiased);
+    return num / (std::sqrt(fx.self_debiased) * std::sqrt(fy.self_debiased));
 }
 
 template <class T>
 double linear_cka_joint(const View<T>& x, const View<T>& y, bool debiased) {
     check_blas_dims("x", x.n, x.p + y.p);
     const Index n = x.n, p1 = x.p, p2 = y.p, p = p1 + p2;
-    const VecD mx = column_means(x, "x"), my = column_means(y, "y");
     Buffer<T> z(std::size_t(n) * std::size_t(p));
     LinearFactor<T> fx, fy;  // self terms only; the features stay in z
     fx.n = fy.n = n;
@@ -149,8 +163,8 @@ double linear_cka_joint(const View<T>& x, const View<T>& y, bool debiased) {
         fx.d.resize(n);
         fy.d.resize(n);
     }
-    center_into(x, mx, z.data(), p, debiased ? fx.d.data() : nullptr);
-    center_into(y, my, z.data() + p1, p, debiased ? fy.d.data() : nullptr);
+    center_scaled_into(x, "x", z.data(), p, debiased ? fx.d.data() : nullptr);
+    center_scaled_into(y, "y", z.data() + p1, p, debiased ? fy.d.data() : nullptr);
     fx.sum_d = fx.d.sum();
     fy.sum_d = fy.d.sum();
     MatR<T> c(p, p);
@@ -161,8 +175,8 @@ double linear_cka_joint(const View<T>& x, const View<T>& y, bool debiased) {
         fx.self_debiased = debiased_from_cross(fx.self_biased, fx.d, fx.d, fx.sum_d, fx.sum_d, n);
         fy.self_debiased = debiased_from_cross(fy.self_biased, fy.d, fy.d, fy.sum_d, fy.sum_d, n);
     }
-    check_self(fx.self_biased, fx.self_debiased, debiased, n, "x");
-    check_self(fy.self_biased, fy.self_debiased, debiased, n, "y");
+    check_self(fx, debiased, "x");
+    check_self(fy, debiased, "y");
     const double cross = block_sq_norm(c.data() + p1, p1, p2, p);  // the XcᵀYc block, above the diagonal
     return linear_cka_from_cross(cross, fx, fy, debiased);
 }
@@ -180,8 +194,8 @@ double linear_cka_gram_pair(const View<T>& x, const View<T>& y, bool debiased) {
     Buffer<T> k(nn), l(nn);
     {
         Buffer<T> xc(std::size_t(n) * std::size_t(x.p)), yc(std::size_t(n) * std::size_t(y.p));
-        center_into(x, column_means(x, "x"), xc.data(), x.p, fx.d.data());
-        center_into(y, column_means(y, "y"), yc.data(), y.p, fy.d.data());
+        center_scaled_into(x, "x", xc.data(), x.p, fx.d.data());
+        center_scaled_into(y, "y", yc.data(), y.p, fy.d.data());
         blas::syrk_n<T>(n, x.p, xc.data(), x.p, k.data(), n);
         blas::syrk_n<T>(n, y.p, yc.data(), y.p, l.data(), n);
     }
@@ -209,8 +223,8 @@ double linear_cka_gram_pair(const View<T>& x, const View<T>& y, bool debiased) {
         fx.self_debiased = debiased_from_cross(fx.self_biased, fx.d, fx.d, fx.sum_d, fx.sum_d, n);
         fy.self_debiased = debiased_from_cross(fy.self_biased, fy.d, fy.d, fy.sum_d, fy.sum_d, n);
     }
-    check_self(fx.self_biased, fx.self_debiased, debiased, n, "x");
-    check_self(fy.self_biased, fy.self_debiased, debiased, n, "y");
+    check_self(fx, debiased, "x");
+    check_self(fy, debiased, "y");
     return linear_cka_from_cross(2.0 * kl + kl_d, fx, fy, debiased);
 }
 

@@ -17,15 +17,20 @@ BandwidthRule parse_bandwidth_rule(const std::string& rule) {
          rule, "'");
 }
 
+namespace {
+
+// Squared distances of the rows of x times scale², with scale = 1 unless `scaled` is given: then the
+// power of two of safe_scale<double>, so that the squares neither overflow nor underflow float64.
 template <class T>
-MatD squared_distances(const View<T>& x, const char* name) {
+MatD squared_distances_scaled(const View<T>& x, const char* name, double* scaled) {
     const Index n = x.n, p = x.p;
     check_blas_dims(name, n, p);
-    const VecD mean = column_means(x, name);
+    const ScaledMeans m = scaled ? scaled_column_means<double>(x, name) : unscaled_column_means(x, name);
+    if (scaled) *scaled = m.scale;
     MatR<double> u(n, p);
     for (Index i = 0; i < n; ++i) {
         const T* row = x.data + i * x.row_stride;
-        for (Index j = 0; j < p; ++j) u(i, j) = static_cast<double>(row[j * x.col_stride]) - mean[j];
+        for (Index j = 0; j < p; ++j) u(i, j) = static_cast<double>(row[j * x.col_stride]) * m.factor[j] - m.mean[j];
     }
     const VecD sq = u.rowwise().squaredNorm();
     MatD d(n, n);
@@ -47,6 +52,13 @@ MatD squared_distances(const View<T>& x, const char* name) {
         }
     }
     return d;
+}
+
+}  // namespace
+
+template <class T>
+MatD squared_distances(const View<T>& x, const char* name) {
+    return squared_distances_scaled(x, name, nullptr);
 }
 
 namespace {
@@ -87,10 +99,13 @@ double distance_scale(const MatD& sqd, BandwidthRule rule) {
 
 template <class T>
 MatD rbf_gram(const View<T>& x, BandwidthRule rule, double threshold, double sigma, const char* name) {
-    MatD k = squared_distances(x, name);
+    // The distances come scaled by scale² (a power of two, 1 for data of moderate magnitude): a rule's
+    // summary scales alike, and a fixed σ² is scaled to match, so the kernel is unchanged.
+    double scale = 1.0;
+    MatD k = squared_distances_scaled(x, name, &scale);
     double sigma2 = 0.0;
     if (rule == BandwidthRule::Fixed) {
-        sigma2 = sigma * sigma;
+        sigma2 = (sigma * scale) * (sigma * scale);
     } else {
         const double s = distance_scale(k, rule);
         if (!(s > 0.0)) {
@@ -104,8 +119,14 @@ MatD rbf_gram(const View<T>& x, BandwidthRule rule, double threshold, double sig
         }
         sigma2 = threshold * threshold * s;
     }
-    const double scale = -1.0 / (2.0 * sigma2);
-    k = (k.array() * scale).exp().matrix();
+    // A fixed σ far below the data's scale can make the factor infinite: distances of 0 (the diagonal,
+    // duplicated rows) still give exp(0) = 1, every other distance exp(−∞) = 0.
+    const double factor = -1.0 / (2.0 * sigma2);
+    if (std::isfinite(factor)) {
+        k = (k.array() * factor).exp().matrix();
+    } else {
+        k = k.unaryExpr([](double v) { return v == 0.0 ? 1.0 : 0.0; });
+    }
     return k;
 }
 
@@ -118,7 +139,7 @@ double kernel_cka(MatD k, MatD l, bool debiased) {
                  " (not positive) with n = ", n, " samples, so debiased kernel CKA is undefined; use more samples "
                  "or debiased=False");
         }
-        return hsic_unbiased_gram(k, l) / std::sqrt(hx * hy);
+        return hsic_unbiased_gram(k, l) / (std::sqrt(hx) * std::sqrt(hy));
     }
     auto double_centre = [n](MatD& g) {
         const VecD r = g.rowwise().mean();
@@ -132,7 +153,7 @@ double kernel_cka(MatD k, MatD l, bool debiased) {
     if (sk == 0.0 || sl == 0.0) {
         fail(sk == 0.0 ? "x" : "y", " has a constant kernel matrix after centring, so kernel CKA is undefined");
     }
-    return (k.array() * l.array()).sum() / std::sqrt(sk * sl);
+    return (k.array() * l.array()).sum() / (std::sqrt(sk) * std::sqrt(sl));
 }
 
 template MatD squared_distances<float>(const View<float>&, const char*);

@@ -58,8 +58,8 @@ class LinearCKANullImpl final : public LinearCKANull {
         // prefetcher cannot predict; copying the row first (a sequential read) and gathering from
         // the copy was 1.3–1.5× faster at n = 2000–4000 here, and slower while L fits in cache.
         copy_rows_ = space == Space::Gram && double(fy_.n) * double(fy_.n) * sizeof(T) > kCopyRowsAboveBytes;
-        denom_ = debiased ? std::sqrt(fx_.self_debiased * fy_.self_debiased)
-                          : std::sqrt(fx_.self_biased * fy_.self_biased);
+        denom_ = debiased ? std::sqrt(fx_.self_debiased) * std::sqrt(fy_.self_debiased)
+                          : std::sqrt(fx_.self_biased) * std::sqrt(fy_.self_biased);
     }
 
     double exact_null_mean() const override {

@@ -14,11 +14,26 @@ namespace reprsim {
 
 namespace {
 
-// Centred float64 copy (row-major) of v, with its float64 column means; throws on NaN/Inf.
+// Largest magnitude (as a power of two) of the centred entries of a batch. The accumulated moments
+// are sums of up to fourth powers of the data (Σ d_i² for the debiased estimator), kept as they are
+// so that batches and shards merge exactly; so they are not rescaled like the in-memory inputs, and a
+// batch whose centred entries leave [2^-kStreamExponent, 2^kStreamExponent] (about 1e-60 to 1e60) is
+// refused: its fourth powers would underflow or overflow float64.
+constexpr int kStreamExponent = 200;
+
+// Centred float64 copy (row-major) of v, with its float64 column means; throws on NaN/Inf and on
+// magnitudes the accumulated moments cannot hold.
 template <class T>
 MatR<double> centred_f64(const View<T>& v, const std::string& name, VecD& mean) {
     check_blas_dims(name.c_str(), v.n, v.p);
-    mean = column_means(v, name.c_str());
+    double spread = 0.0;
+    mean = column_means(v, name.c_str(), &spread);
+    if (spread > 0.0 && std::abs(std::ilogb(spread)) > kStreamExponent) {
+        fail(name, " has centred values of magnitude up to ", spread,
+             ": the streaming accumulators keep float64 sums of up to fourth powers of the data, which ",
+             spread > 1.0 ? "overflow" : "underflow", " beyond about 1e", spread > 1.0 ? "" : "-",
+             "60; rescale the data (e.g. divide every batch by one constant: the metrics are invariant to scaling)");
+    }
     MatR<double> out(v.n, v.p);
     for (Index i = 0; i < v.n; ++i) {
         const T* row = v.data + i * v.row_stride;
@@ -180,6 +195,19 @@ void check_compatible(const StreamState& a, const StreamState& b, const char* wh
                  a.width_y(j), "; every batch of a layer must have the same number of features");
         }
     }
+    // Merging shifts both parts' moments by the difference of their means (c += n·δδᵀ, and fourth
+    // powers in Σd²): the same range limit as for a batch's centred values.
+    auto check_means = [&](const LayerMoments& la, const LayerMoments& lb, const char* side, Index i) {
+        const double gap = (la.mean - lb.mean).cwiseAbs().maxCoeff();
+        if (gap > 0.0 && std::ilogb(gap) > kStreamExponent) {
+            fail(what, ": the means of ", side, " layer ", i, " differ by up to ", gap,
+                 " between the rows seen and the rows added: the streaming accumulators keep float64 sums of up "
+                 "to fourth powers of the centred data, which overflow beyond about 1e60; rescale the data (e.g. "
+                 "divide every batch by one constant: the metrics are invariant to scaling)");
+        }
+    };
+    for (Index i = 0; i < a.k1; ++i) check_means(a.x[i], b.x[i], "x", i);
+    for (Index j = 0; j < a.k2; ++j) check_means(a.y[j], b.y[j], "y", j);
 }
 
 StreamState merge(const StreamState& a, const StreamState& b) {
@@ -247,18 +275,22 @@ double cka_from_sums(const CKASums& m, bool debiased, const std::string& name_x,
     const char* why = "CKA is undefined for a constant representation; drop it or check how it was collected";
     if (m.sxx == 0.0) zero_variance(name_x, m.n, why);
     if (m.syy == 0.0) zero_variance(name_y, m.n, why);
-    if (!debiased) return m.cross / std::sqrt(m.sxx * m.syy);
+    // Square roots taken apart: the product of the self terms can leave the float64 range.
+    if (!debiased) return m.cross / (std::sqrt(m.sxx) * std::sqrt(m.syy));
     const double hx = debiased_from_sums(m.sxx, m.sum_d2, m.tx, m.tx, m.n);
     const double hy = debiased_from_sums(m.syy, m.sum_e2, m.ty, m.ty, m.n);
-    auto require_positive = [&](double h, const std::string& name) {
-        if (!(h > 0.0)) {
-            fail("the debiased HSIC of ", name, " with itself is ", h, " (not positive) with n = ", m.n,
-                 " rows, so debiased CKA is undefined; use more rows or debiased=False");
+    // Below a multiple of the rounding in its terms the sign of a debiased self term is noise (see
+    // debiased_noise_floor in cka.cpp); the moments are float64.
+    auto require_positive = [&](double h, double self, double sum_d2, double tr, const std::string& name) {
+        const double terms = std::abs(self) + m.n / (m.n - 2.0) * sum_d2 + tr * tr / ((m.n - 1.0) * (m.n - 2.0));
+        if (!(h > 16.0 * std::numeric_limits<double>::epsilon() * terms)) {
+            fail("the debiased HSIC of ", name, " with itself is ", h, " (not positive beyond rounding) with n = ",
+                 m.n, " rows, so debiased CKA is undefined; use more rows or debiased=False");
         }
     };
-    require_positive(hx, name_x);
-    require_positive(hy, name_y);
-    return debiased_from_sums(m.cross, m.sum_de, m.tx, m.ty, m.n) / std::sqrt(hx * hy);
+    require_positive(hx, m.sxx, m.sum_d2, m.tx, name_x);
+    require_positive(hy, m.syy, m.sum_e2, m.ty, name_y);
+    return debiased_from_sums(m.cross, m.sum_de, m.tx, m.ty, m.n) / (std::sqrt(hx) * std::sqrt(hy));
 }
 
 double stream_cka(const StreamState& s, Index i, Index j, bool debiased, const std::string& name_x,
@@ -287,7 +319,7 @@ double stream_procrustes_nuclear(const StreamState& s, Index i, Index j, const s
     if (tx == 0.0) zero_variance(name_x, s.n, why);
     if (ty == 0.0) zero_variance(name_y, s.n, why);
     const VecD sv = svd(s.pair(i, j).cxy, false).s;
-    return sv.sum() / std::sqrt(tx * ty);
+    return sv.sum() / (std::sqrt(tx) * std::sqrt(ty));
 }
 
 CholFactor chol_factor(const MatD& c, double n, double rank_eps, const std::string& name) {
@@ -343,7 +375,7 @@ HSICTerms batch_hsic(const std::vector<View<T>>& xs, const std::vector<View<T>>&
     Index p1 = 0, p2 = 0;
     for (const auto& v : xs) p1 = std::max(p1, v.p);
     for (const auto& v : ys) p2 = std::max(p2, v.p);
-    const Space space = choose_space(n, p1, p2, sizeof(double), double(k1 * k2) / double(k1 + k2));
+    const Space space = choose_space(n, p1, p2, sizeof(double), k1, k2);
 
     struct Part {
         MatR<double> u;  // centred features (feature space)

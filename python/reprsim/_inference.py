@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _core, _metrics
 from ._metrics import cka, mean_cca, mean_sq_cca, procrustes_distance, pwcca, svcca
 from ._registry import check_metric
 from ._validation import as_pair
@@ -265,11 +265,46 @@ def _pvalue(null: np.ndarray, observed: float, alternative: str) -> float:
 # Permutation test
 
 
+def _null_memory_bytes(n: int, p1: int, p2: int, itemsize: int, space: str, n_jobs: int) -> int:
+    """Peak memory of the compiled permutation null of linear CKA in the given space."""
+    if space == "gram":
+        # K packed (n²/2), L in full (n²) and, while L is formed, its packed triangle (n²/2); before that
+        # one n×n Gram and a centred copy as scratch; a row buffer per thread.
+        return itemsize * (2 * n * n + n * max(p1, p2) + n * n_jobs)
+    # Centred features of both inputs, one p×p product while forming them, the gathered Yc[π] and XcᵀYc[π].
+    return itemsize * (n * (p1 + p2) + max(p1, p2) ** 2 + n * p2 + p1 * p2)
+
+
+def _null_space(xa: np.ndarray, ya: np.ndarray, n_permutations: int, n_jobs: int, space: str) -> str:
+    """The space of the compiled null (the kernel's choice, or the other one when only that one fits in
+    memory); ValueError before allocating when neither fits."""
+    if space != "auto":
+        return space
+    (n, p1), p2, itemsize = xa.shape, ya.shape[1], xa.itemsize
+    space = _core.choose_null_space(n, p1, p2, itemsize, float(max(n_permutations, 1)))
+    available = _metrics._available_memory()
+    need = _null_memory_bytes(n, p1, p2, itemsize, space, n_jobs)
+    if available is None or need <= available:
+        return space
+    other = "gram" if space == "feature" else "feature"
+    need_other = _null_memory_bytes(n, p1, p2, itemsize, other, n_jobs)
+    if need_other <= available:
+        return other
+    _metrics._require_memory(
+        min(need, need_other),
+        f"the permutation null of linear CKA with n = {n} samples and widths {p1} and {p2}",
+        "use fewer samples or features, or a random subset of the rows for the test",
+        "two n×n Gram matrices, or the centred features and a p×p product",
+    )
+    return space  # pragma: no cover
+
+
 def _linear_cka_null(
     xa: np.ndarray, ya: np.ndarray, debiased: bool, n_permutations: int, rng: np.random.Generator,
     n_jobs: int, progress: bool, space: str = "auto",
 ) -> tuple[Any, np.ndarray]:
     """The compiled kernel and its null values for permutations drawn one by one from rng."""
+    space = _null_space(xa, ya, n_permutations, n_jobs, space)
     kernel = _core.LinearCKANull(xa, ya, debiased, space, float(max(n_permutations, 1)))
     n = xa.shape[0]
     null = np.empty(n_permutations)
@@ -476,7 +511,7 @@ def calibrated_cka(
     if b > 0:
         kernel, null = _linear_cka_null(xa, ya, debiased, b, rng, jobs, progress)
     else:
-        kernel = _core.LinearCKANull(xa, ya, debiased, "auto", 1.0)
+        kernel = _core.LinearCKANull(xa, ya, debiased, _null_space(xa, ya, 1, jobs, "auto"), 1.0)
         null = np.empty(0)
     mu0 = float(kernel.exact_null_mean)
     if not 1.0 - mu0 > 1e-12:

@@ -77,10 +77,77 @@ def _available_memory() -> int | None:
         return None
 
 
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.3g} GiB"
+
+
+def _require_memory(need: float, what: str, fix: str, detail: str = "") -> None:
+    """Raise ValueError, before anything is allocated, when ``need`` bytes exceed the memory available now.
+
+    Every O(n²) or O(p²) allocation of the public API is checked here first, with the same error type as
+    any other request that cannot be carried out for these inputs (ValueError); the message gives the
+    figure needed, the figure available, and the fix.
+    """
+    available = _available_memory()
+    if available is not None and need > available:
+        detail = f" ({detail})" if detail else ""
+        raise ValueError(
+            f"{what} needs about {_gib(need)}{detail}, but only {_gib(available)} of memory is available; {fix}"
+        )
+
+
 def _rbf_memory_bytes(n: int, p1: int, p2: int) -> int:
     # Two n×n float64 kernel matrices, the off-diagonal distances copied once for the median, and a
     # float64 centred copy of the wider input.
     return 8 * (2 * n * n + n * (n - 1) // 2 + n * max(p1, p2))
+
+
+def _linear_cka_memory_bytes(n: int, widths: list[int], itemsize: int, space: str) -> int:
+    """Peak scratch memory of one linear CKA comparison (both inputs' widths) in the given space."""
+    p = sum(widths)
+    if space == "feature":
+        # x and y centred side by side, and the (p1+p2)² cross-product matrix of one syrk.
+        return itemsize * (n * p + p * p) + 16 * n
+    # Two n×n Gram matrices and the centred copies they are formed from.
+    return itemsize * (2 * n * n + n * p) + 16 * n
+
+
+def _pairwise_cka_memory_bytes(n: int, xw: list[int], yw: list[int] | None, itemsize: int, space: str) -> int:
+    """Peak memory of reprsim.pairwise's linear CKA: every factor is held at once."""
+    right = xw if yw is None else yw
+    every = xw + ([] if yw is None else yw)
+    if space == "feature":
+        # Centred features of every representation, one p×p syrk at a time, the y side stacked once,
+        # and one (p_x × Σp_y) product at a time.
+        return itemsize * (n * sum(every) + max(every) ** 2 + n * sum(right) + max(xw) * sum(right))
+    # A packed n(n+1)/2 triangle per representation, plus one n×n Gram and one centred copy as scratch.
+    return itemsize * (len(every) * (n * (n + 1) // 2) + n * n + n * max(every))
+
+
+_CKA_FIX = (
+    "use fewer samples (Gram space holds n×n matrices) or fewer features (feature space holds a "
+    "(p1+p2)×(p1+p2) matrix), or reprsim.minibatch_cka, whose memory grows with the batch size only"
+)
+
+
+def _linear_cka_space(n: int, widths: list[int], itemsize: int) -> str:
+    """The space the kernel chooses for one comparison, or the other one when only that one fits in
+    memory; ValueError (before allocating) when neither does."""
+    space = _core.choose_space(n, widths[0], widths[1], itemsize)
+    need = _linear_cka_memory_bytes(n, widths, itemsize, space)
+    available = _available_memory()
+    if available is None or need <= available:
+        return space
+    other = "gram" if space == "feature" else "feature"
+    need_other = _linear_cka_memory_bytes(n, widths, itemsize, other)
+    if need_other <= available:
+        return other
+    _require_memory(
+        min(need, need_other),
+        f"linear CKA with n = {n} samples and widths {widths[0]} and {widths[1]}", _CKA_FIX,
+        "in the cheaper of Gram and feature space",
+    )
+    return space  # pragma: no cover (available memory grew meanwhile)
 
 
 def cka(
@@ -131,7 +198,11 @@ def cka(
     ------
     ValueError
         Mismatched n, n < 2 (n < 4 debiased), NaN/Inf, empty input, a constant representation, or
-        RBF matrices too large for memory.
+        a computation too large for the available memory.
+    TypeError
+        Non-numeric or complex input.
+    FloatingPointError
+        A non-finite result that no input check foresaw (a bug; please report the input).
     """
     if kernel not in ("linear", "rbf"):
         raise ValueError(f"kernel must be 'linear' or 'rbf', got {kernel!r}")
@@ -145,7 +216,8 @@ def cka(
 
             return _finite(device_cka(x, y, bool(debiased)), "CKA")
         xa, ya = as_pair(x, y, min_n=min_n, what=what)
-        return _finite(_core.linear_cka(xa, ya, bool(debiased)), "CKA")
+        space = _linear_cka_space(xa.shape[0], [xa.shape[1], ya.shape[1]], xa.itemsize)
+        return _finite(_core.linear_cka(xa, ya, bool(debiased), space), "CKA")
 
     if isinstance(bandwidth, str):
         if bandwidth not in _BANDWIDTH_RULES:
@@ -166,14 +238,12 @@ def cka(
         raise ValueError(f"threshold must be a positive number, got {threshold!r}")
     xa, ya = as_pair(x, y, min_n=4 if debiased else 2, what=f"RBF {what}")
     n = xa.shape[0]
-    need = _rbf_memory_bytes(n, xa.shape[1], ya.shape[1])
-    available = _available_memory()
-    if available is not None and need > available:
-        raise ValueError(
-            f"RBF kernel CKA with n = {n} samples needs about {need / 2**30:.1f} GiB (two {n}x{n} float64 kernel "
-            f"matrices and scratch), but only {available / 2**30:.1f} GiB of memory is available; use fewer "
-            "samples, linear CKA (reprsim.cka or reprsim.StreamingSimilarity), or reprsim.minibatch_cka"
-        )
+    _require_memory(
+        _rbf_memory_bytes(n, xa.shape[1], ya.shape[1]),
+        f"RBF kernel CKA with n = {n} samples",
+        "use fewer samples, linear CKA (reprsim.cka or reprsim.StreamingSimilarity), or reprsim.minibatch_cka",
+        f"two {n}x{n} float64 kernel matrices and scratch",
+    )
     bw_rule = bandwidth if isinstance(bandwidth, str) else "median"
     return _finite(_core.rbf_cka(xa, ya, bool(debiased), bw_rule, float(threshold), sigma), "RBF CKA")
 
@@ -375,11 +445,16 @@ def pairwise(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) ->
     every pair, so k representations cost k factorisations plus k² cheap combinations.
     """
     check_metric(metric)
+    return _exact_diagonal(_pairwise(xs, ys, metric, options), ys)
+
+
+def _pairwise(xs: Any, ys: Any, metric: str, options: dict[str, Any]) -> np.ndarray:
     if metric in ("cka", "debiased_cka"):
         debiased = metric == "debiased_cka"
         _no_options(metric, options)
         xl, yl = as_lists(xs, ys, min_n=4 if debiased else 2, what=metric)
-        return 1.0 - _core.linear_cka_matrix(xl, yl, debiased)
+        space = _pairwise_cka_space(xl, yl)
+        return 1.0 - _finite_matrix(_core.linear_cka_matrix(xl, yl, debiased, space), metric)
     if metric in ("procrustes", "angular_procrustes"):
         _no_options(metric, options)
         xl, yl = as_lists(xs, ys, min_n=2, what="the Procrustes distance")
@@ -390,13 +465,53 @@ def pairwise(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) ->
         variance = options.pop("variance", 0.99)
         convention = options.pop("convention", "variance")
         _no_options(metric, options)
-        return 1.0 - _core.cca_matrix(xl, yl, "mean", *svcca_mode(variance, convention))
+        return 1.0 - _finite_matrix(_core.cca_matrix(xl, yl, "mean", *svcca_mode(variance, convention)), metric)
     if metric == "pwcca":
         convention = options.pop("convention", "x")
         _no_options(metric, options)
-        return 1.0 - _core.cca_matrix(xl, yl, pwcca_stat(convention))
+        return 1.0 - _finite_matrix(_core.cca_matrix(xl, yl, pwcca_stat(convention)), metric)
     _no_options(metric, options)
-    return 1.0 - _core.cca_matrix(xl, yl, "mean" if metric == "mean_cca" else "mean_sq")
+    return 1.0 - _finite_matrix(_core.cca_matrix(xl, yl, "mean" if metric == "mean_cca" else "mean_sq"), metric)
+
+
+def _finite_matrix(values: np.ndarray, metric: str) -> np.ndarray:
+    if not np.all(np.isfinite(values)):
+        raise FloatingPointError(f"pairwise {metric} came out non-finite; please report this input")
+    return values
+
+
+def _exact_diagonal(matrix: Any, ys: Any) -> Any:
+    """xs against itself: every metric's distance of a representation to itself is exactly 0 (the kernels'
+    diagonal can differ by rounding, which the debiased estimator amplifies: fuzzing found −1.4e-5)."""
+    if ys is None:
+        np.fill_diagonal(matrix, 0.0)
+    return matrix
+
+
+def _pairwise_cka_space(xl: list[np.ndarray], yl: list[np.ndarray] | None) -> str:
+    """The space for pairwise linear CKA (the kernel's choice, or the other one when only that one
+    fits in memory); ValueError before allocating when neither fits."""
+    n, itemsize = xl[0].shape[0], xl[0].itemsize
+    xw = [a.shape[1] for a in xl]
+    yw = None if yl is None else [a.shape[1] for a in yl]
+    k1, k2 = len(xw), len(xw if yw is None else yw)
+    space = _core.choose_space(n, max(xw), max(xw if yw is None else yw), itemsize, k1, k2)
+    available = _available_memory()
+    need = _pairwise_cka_memory_bytes(n, xw, yw, itemsize, space)
+    if available is None or need <= available:
+        return space
+    other = "gram" if space == "feature" else "feature"
+    need_other = _pairwise_cka_memory_bytes(n, xw, yw, itemsize, other)
+    if need_other <= available:
+        return other
+    count = k1 + (0 if yw is None else k2)
+    _require_memory(
+        min(need, need_other),
+        f"pairwise linear CKA of {count} representations with n = {n} samples",
+        "pass fewer representations per call (e.g. blocks of the matrix), or " + _CKA_FIX,
+        "every representation's factor is held at once",
+    )
+    return space  # pragma: no cover
 
 
 def _no_options(metric: str, options: dict[str, Any]) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _core, _metrics
 from ._metrics import _NUCLEAR_SLACK, _no_options, pwcca_stat, svcca_mode
 from ._registry import check_metric
 from ._validation import _common_dtype, as_pair, as_representation, check_n
@@ -64,6 +66,48 @@ def _has_gpu_tensor(a: Any) -> bool:
     items = a if isinstance(a, (list, tuple)) else [a]
     return any(type(t).__module__.startswith("torch") and getattr(getattr(t, "device", None), "type", "cpu") != "cpu"
                for t in items)
+
+
+@contextmanager
+def _both_locked(a: Any, b: Any) -> Iterator[None]:
+    """Hold the locks of two accumulators, always taken in the same order (no deadlock when two
+    threads merge a into b and b into a at once)."""
+    first, second = sorted((a, b), key=id)
+    with first._lock, second._lock:
+        yield
+
+
+def _stream_memory_bytes(b: int, wx: list[int], wy: list[int]) -> int:
+    """Scratch memory of StreamingSimilarity.update for a batch of b rows: float64 centred copies, a
+    p×p moment matrix per layer and a p1×p2 one per pair (twice: product and copy), and the row sums."""
+    every = wx + wy
+    return 8 * (b * sum(every) + sum(p * p for p in every) + 2 * sum(p * q for p in wx for q in wy)
+                + len(every) * sum(every) + b * len(every))
+
+
+def _stream_values_bytes(wx: list[int], wy: list[int]) -> int:
+    """Scratch memory of the CCA-family values of a StreamingSimilarity: a pivoted Cholesky copy, R
+    factor and triangle per layer (3 p² each), and one pair's M and its SVD at a time."""
+    every = wx + wy
+    return 8 * (3 * sum(p * p for p in every) + 2 * max(p * q for p in wx for q in wy))
+
+
+def _minibatch_memory_bytes(b: int, wx: list[int], wy: list[int]) -> int:
+    """Scratch memory of one minibatch's HSIC terms in the space the kernel chooses for it."""
+    space = _core.choose_space(b, max(wx), max(wy), 8, len(wx), len(wy))
+    every = wx + wy
+    if space == "feature":
+        # Float64 centred copies of every layer, one p×p and one p1×p2 product at a time.
+        return 8 * (b * sum(every) + max(every) ** 2 + max(wx) * max(wy))
+    # One centred copy at a time and a b×b Gram matrix per layer.
+    return 8 * (b * max(every) + len(every) * b * b)
+
+
+_WIDTH_FIX = (
+    "the accumulator's memory does not depend on the number of rows but grows with the square of the "
+    "widths: reduce the features first (e.g. a random projection or PCA to a few thousand), or compare "
+    "fewer layers per accumulator"
+)
 
 
 def _check_widths(seen: tuple[list[int], list[int]], xs: list[np.ndarray], ys: list[np.ndarray],
@@ -152,6 +196,9 @@ class StreamingSimilarity:
 
     def __init__(self, *, layers_x: int | None = None, layers_y: int | None = None) -> None:
         self._multi, self._k1, self._k2 = _check_layers(layers_x, layers_y)
+        # Guards the state: updates, merges and reads from several threads are serialised here (the
+        # heavy part of an update, a batch's own moments, is computed outside it).
+        self._lock = threading.RLock()
         self._state = _core.StreamState(self._k1, self._k2)
         self._dev: Any = None  # moments of batches that arrived as GPU tensors, kept on that device
         # Products of GPU batches in float64 (as the C++ path computes them), which the CCA family's rank
@@ -166,7 +213,8 @@ class StreamingSimilarity:
     @property
     def n_seen(self) -> int:
         """Number of rows accumulated so far."""
-        return int(self._st().n)
+        with self._lock:
+            return int(self._st().n)
 
     @property
     def layers(self) -> tuple[int, int] | None:
@@ -180,13 +228,30 @@ class StreamingSimilarity:
         k1 and k2 such arrays. Raises ValueError/TypeError for a batch whose widths differ from earlier
         batches, whose arrays differ in n, that holds NaN/Inf, or that is empty; the accumulator is then
         left exactly as it was.
+
+        Safe to call from several threads at once: each batch's moments are computed in parallel and
+        merged into the accumulator one at a time (the result equals the serial one up to rounding).
+        A batch whose moments would not fit in the available memory (they take O(p²) for width p)
+        raises ValueError before anything is allocated.
         """
         if _has_gpu_tensor(x) or _has_gpu_tensor(y):
-            self._update_on_device(x, y)
+            with self._lock:
+                self._update_on_device(x, y)
             return self
         xs, ys, names_x, names_y = _batch(x, y, self._multi, self._k1, self._k2)
-        _check_widths(self._st().widths(), xs, ys, names_x, names_y)
-        self._state.update(xs, ys, names_x, names_y)
+        with self._lock:
+            _check_widths(self._st().widths(), xs, ys, names_x, names_y)
+        wx, wy = [a.shape[1] for a in xs], [a.shape[1] for a in ys]
+        _metrics._require_memory(
+            _stream_memory_bytes(xs[0].shape[0], wx, wy),
+            f"a StreamingSimilarity over widths {tuple(wx)} and {tuple(wy)}",
+            _WIDTH_FIX,
+            "float64 moments of size p×p per layer and p1×p2 per pair",
+        )
+        batch = _core.StreamState(self._k1, self._k2)
+        batch.update(xs, ys, names_x, names_y)  # the batch's moments, with the GIL released, unlocked
+        with self._lock:
+            self._state.absorb(batch)  # checks the widths again, then an O(p²) merge in place
         return self
 
     def _update_on_device(self, x: Any, y: Any) -> None:
@@ -247,21 +312,24 @@ class StreamingSimilarity:
             raise ValueError(
                 f"cannot merge accumulators over different layers: layers {self.layers} and {other.layers}"
             )
-        self._state = self._st().merged(other._st())  # device moments, if any, are merged on the CPU
-        self._dev = None
+        with _both_locked(self, other):
+            self._state = self._st().merged(other._st())  # device moments, if any, are merged on the CPU
+            self._dev = None
         return self
 
     def reset(self) -> None:
         """Forget every row seen."""
-        self._state = _core.StreamState(self._k1, self._k2)
-        self._dev = None
-        self._dev_eps = 0.0
+        with self._lock:
+            self._state = _core.StreamState(self._k1, self._k2)
+            self._dev = None
+            self._dev_eps = 0.0
 
     # -- state ---------------------------------------------------------------------------------------
 
     def state(self) -> dict[str, np.ndarray]:
         """The sufficient statistics as a dict of float64 numpy arrays (fields: see the class docstring)."""
-        raw = self._st().to_dict()
+        with self._lock:
+            raw = self._st().to_dict()
         out: dict[str, np.ndarray] = {"n": np.float64(raw["n"]), "rank_eps": np.float64(raw["rank_eps"])}
         out = {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
         if self._multi:
@@ -353,20 +421,36 @@ class StreamingSimilarity:
         Biased (Kornblith et al. 2019) or, with ``debiased=True``, with the U-statistic HSIC
         (Song et al. 2012; needs n ≥ 4). A float, or a k1 × k2 array for several layers.
         """
-        self._need(4 if debiased else 2, "debiased CKA" if debiased else "CKA")
-        return self._out(self._st().cka(bool(debiased), self._names_x, self._names_y), "CKA")
+        with self._lock:
+            self._need(4 if debiased else 2, "debiased CKA" if debiased else "CKA")
+            return self._out(self._st().cka(bool(debiased), self._names_x, self._names_y), "CKA")
+
+    def _check_values_memory(self, st: Any) -> None:
+        wx, wy = st.widths()
+        _metrics._require_memory(
+            _stream_values_bytes(list(wx), list(wy)),
+            f"the CCA family of a StreamingSimilarity over widths {tuple(wx)} and {tuple(wy)}",
+            _WIDTH_FIX,
+            "a Cholesky factor of every layer's p×p moments",
+        )
 
     def _cca(self, stat: str, keep: float = 0.0, on_variance: bool = True) -> np.ndarray:
-        self._need(3, "CCA")
-        return self._st().cca_statistic(stat, float(keep), bool(on_variance), self._names_x, self._names_y)
+        with self._lock:
+            self._need(3, "CCA")
+            st = self._st()
+            self._check_values_memory(st)
+            return st.cca_statistic(stat, float(keep), bool(on_variance), self._names_x, self._names_y)
 
     def canonical_correlations(self) -> Any:
         """Canonical correlations of all rows seen, descending (see :func:`reprsim.canonical_correlations`).
 
         An array, or for several layers a k1 × k2 object array of arrays.
         """
-        self._need(3, "CCA")
-        values = self._st().canonical_correlations(self._names_x, self._names_y)
+        with self._lock:
+            self._need(3, "CCA")
+            st = self._st()
+            self._check_values_memory(st)
+            values = st.canonical_correlations(self._names_x, self._names_y)
         out = np.empty((self._k1, self._k2), dtype=object)
         for k, rho in enumerate(values):
             rho = np.asarray(rho, dtype=np.float64)
@@ -399,8 +483,9 @@ class StreamingSimilarity:
 
         With ``angular=True``, arccos ‖x̂ᵀŷ‖_* in [0, π/2] (Williams et al. 2021), a metric.
         """
-        self._need(2, "the Procrustes distance")
-        nuc = np.asarray(self._st().procrustes_nuclear(self._names_x, self._names_y), dtype=np.float64)
+        with self._lock:
+            self._need(2, "the Procrustes distance")
+            nuc = np.asarray(self._st().procrustes_nuclear(self._names_x, self._names_y), dtype=np.float64)
         if not np.all(np.isfinite(nuc)):
             raise FloatingPointError("Procrustes nuclear norm came out non-finite; please report this input")
         if angular:
@@ -463,16 +548,18 @@ class StreamingMinibatchCKA:
     def __init__(self, *, debiased: bool = True, layers_x: int | None = None, layers_y: int | None = None) -> None:
         self._debiased = _check_debiased(debiased)
         self._multi, self._k1, self._k2 = _check_layers(layers_x, layers_y)
+        self._lock = threading.RLock()  # updates, merges and reads from several threads are serialised
         self.reset()
 
     def reset(self) -> None:
         """Forget every batch seen."""
-        self._n = 0
-        self._batches = 0
-        self._xy = np.zeros((self._k1, self._k2))
-        self._xx = np.zeros(self._k1)
-        self._yy = np.zeros(self._k2)
-        self._widths: tuple[list[int], list[int]] = ([], [])
+        with self._lock:
+            self._n = 0
+            self._batches = 0
+            self._xy = np.zeros((self._k1, self._k2))
+            self._xx = np.zeros(self._k1)
+            self._yy = np.zeros(self._k2)
+            self._widths: tuple[list[int], list[int]] = ([], [])
 
     @property
     def n_seen(self) -> int:
@@ -489,9 +576,15 @@ class StreamingMinibatchCKA:
         return self._debiased
 
     def update(self, x: Any, y: Any) -> StreamingMinibatchCKA:
-        """Add one minibatch (arrays of shapes (b, p1), (b, p2), or lists of them); returns self."""
+        """Add one minibatch (arrays of shapes (b, p1), (b, p2), or lists of them); returns self.
+
+        Safe to call from several threads at once (the batches' terms are computed in parallel and
+        added one at a time). A minibatch whose Gram or cross-product matrices would not fit in the
+        available memory raises ValueError before anything is allocated.
+        """
         xs, ys, names_x, names_y = _batch(x, y, self._multi, self._k1, self._k2)
-        _check_widths(self._widths, xs, ys, names_x, names_y)
+        with self._lock:
+            _check_widths(self._widths, xs, ys, names_x, names_y)
         b = xs[0].shape[0]
         need = 4 if self._debiased else 2
         if b < need:
@@ -499,13 +592,16 @@ class StreamingMinibatchCKA:
                 f"this minibatch has {b} rows; minibatch CKA with debiased={self._debiased} needs at least {need} "
                 "rows per minibatch (drop or merge the short batch)"
             )
+        _check_minibatch_memory(b, [a.shape[1] for a in xs], [a.shape[1] for a in ys])
         xy, xx, yy = _core.batch_hsic(xs, ys, self._debiased, names_x, names_y)
-        self._xy = self._xy + xy
-        self._xx = self._xx + xx
-        self._yy = self._yy + yy
-        self._n += b
-        self._batches += 1
-        self._widths = ([a.shape[1] for a in xs], [a.shape[1] for a in ys])
+        with self._lock:
+            _check_widths(self._widths, xs, ys, names_x, names_y)  # again: another thread may have set them
+            self._xy = self._xy + xy
+            self._xx = self._xx + xx
+            self._yy = self._yy + yy
+            self._n += b
+            self._batches += 1
+            self._widths = ([a.shape[1] for a in xs], [a.shape[1] for a in ys])
         return self
 
     def merge(self, other: StreamingMinibatchCKA) -> StreamingMinibatchCKA:
@@ -516,36 +612,48 @@ class StreamingMinibatchCKA:
             other._multi, other._k1, other._k2, other._debiased
         ):
             raise ValueError("cannot merge minibatch CKA accumulators with different layers or estimators")
-        if self._widths[0] and other._widths[0] and self._widths != other._widths:
-            raise ValueError(f"cannot merge accumulators over different widths: {self._widths} and {other._widths}")
-        self._xy = self._xy + other._xy
-        self._xx = self._xx + other._xx
-        self._yy = self._yy + other._yy
-        self._n += other._n
-        self._batches += other._batches
-        if not self._widths[0]:
-            self._widths = other._widths
+        with _both_locked(self, other):
+            if self._widths[0] and other._widths[0] and self._widths != other._widths:
+                raise ValueError(
+                    f"cannot merge accumulators over different widths: {self._widths} and {other._widths}"
+                )
+            self._xy = self._xy + other._xy
+            self._xx = self._xx + other._xx
+            self._yy = self._yy + other._yy
+            self._n += other._n
+            self._batches += other._batches
+            if not self._widths[0]:
+                self._widths = other._widths
         return self
 
     def result(self) -> Any:
         """Minibatch CKA over the minibatches seen: a float, or a k1 × k2 array."""
-        if self._batches == 0:
+        with self._lock:
+            batches, xy, xx, yy = self._batches, self._xy.copy(), self._xx.copy(), self._yy.copy()
+        if batches == 0:
             raise ValueError("no minibatch has been added yet; call update first")
         names = ([f"x[{i}]" for i in range(self._k1)] if self._multi else ["x"],
                  [f"y[{j}]" for j in range(self._k2)] if self._multi else ["y"])
-        for side, h in ((0, self._xx), (1, self._yy)):
+        for side, h in ((0, xx), (1, yy)):
             bad = np.flatnonzero(~(h > 0))
             if bad.size:
                 raise ValueError(
                     f"the summed HSIC of {names[side][bad[0]]} with itself is {h[bad[0]]} (not positive) over "
-                    f"{self._batches} minibatches: minibatch CKA is undefined (a constant representation, or too "
+                    f"{batches} minibatches: minibatch CKA is undefined (a constant representation, or too "
                     "few rows for the debiased estimator)"
                 )
-        out = self._xy / np.sqrt(np.outer(self._xx, self._yy))
+        # Square roots taken apart: the product of the two sums can leave the float64 range.
+        out = xy / np.outer(np.sqrt(xx), np.sqrt(yy))
+        if not np.all(np.isfinite(out)):
+            raise FloatingPointError("minibatch CKA came out non-finite; please report this input")
         return out if self._multi else float(out[0, 0])
 
     def state(self) -> dict[str, np.ndarray]:
         """The running sums as float64 arrays (see the class docstring)."""
+        with self._lock:
+            return self._state_unlocked()
+
+    def _state_unlocked(self) -> dict[str, np.ndarray]:
         out = {
             "n": np.float64(self._n),
             "batches": np.float64(self._batches),
@@ -587,6 +695,15 @@ class StreamingMinibatchCKA:
         return f"StreamingMinibatchCKA(debiased={self._debiased}, n_seen={self._n}, n_batches={self._batches})"
 
 
+def _check_minibatch_memory(b: int, wx: list[int], wy: list[int]) -> None:
+    _metrics._require_memory(
+        _minibatch_memory_bytes(b, wx, wy),
+        f"minibatch CKA over minibatches of {b} rows and widths {tuple(wx)} and {tuple(wy)}",
+        "use smaller minibatches (the Gram matrices are b×b) or fewer features",
+        "each minibatch's Gram matrices or cross-products",
+    )
+
+
 def minibatch_cka(x: ArrayLike, y: ArrayLike, *, batch_size: int, debiased: bool = True) -> float:
     """Minibatch CKA (Nguyen, Raghu & Kornblith 2021) over consecutive minibatches of the rows.
 
@@ -625,6 +742,7 @@ def minibatch_cka(x: ArrayLike, y: ArrayLike, *, batch_size: int, debiased: bool
             f"minibatch CKA with debiased={debiased} (needs {need}); trim the data to {n - tail} rows "
             "(x[:n - n % batch_size]) or choose another batch_size"
         )
+    _check_minibatch_memory(min(batch_size, n), [xa.shape[1]], [ya.shape[1]])
     acc = StreamingMinibatchCKA(debiased=debiased)
     for start in range(0, n, batch_size):
         acc.update(xa[start : start + batch_size], ya[start : start + batch_size])

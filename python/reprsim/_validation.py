@@ -2,7 +2,8 @@
 
 A representation is a 2-D array of shape (n, p): rows are samples, aligned between the inputs.
 float32 and float64 arrays are used in place (any positive strides); other numeric dtypes are promoted
-to float64. Every mistake raises ValueError or TypeError naming the argument and the fix.
+to float64 (float32 in the other byte order is read as native float32); arrays with negative strides or
+unaligned data are copied. Every mistake raises ValueError or TypeError naming the argument and the fix.
 """
 
 from __future__ import annotations
@@ -43,9 +44,15 @@ def as_representation(a: Any, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}; {hint}")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}); it needs at least one sample and one feature")
-    if arr.dtype not in _FLOATS:
-        arr = arr.astype(np.float64)  # ints, bools, float16, non-native byte order
-    if any(s < 0 or s % arr.itemsize for s in arr.strides):
+    if arr.dtype.kind == "f" and arr.dtype.itemsize == 4 and not arr.dtype.isnative:
+        arr = arr.astype(np.float32)  # float32 in the other byte order stays float32
+    elif arr.dtype not in _FLOATS:
+        arr = arr.astype(np.float64)  # ints, bools, float16, longdouble, non-native float64
+    # The kernels read elements in place at positive strides from an aligned pointer (an unaligned
+    # array can already be contiguous, where ascontiguousarray would not copy it).
+    if not arr.flags.aligned:
+        arr = arr.copy()
+    elif any(s < 0 or s % arr.itemsize for s in arr.strides):
         arr = np.ascontiguousarray(arr)
     return arr
 

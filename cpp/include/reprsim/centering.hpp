@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace reprsim {
@@ -41,48 +42,167 @@ void for_row_ranges(Index n, Index p, F&& f) {
     for (auto& th : pool) th.join();
 }
 
-// Float64 column means of v; throws if any column sum is not finite.
+// One pass over v: float64 column sums, minima and maxima; throws if any column sum is not finite.
+struct ColumnPass {
+    VecD sum, lo, hi;
+};
+
 template <class T>
-VecD column_means(const View<T>& v, const char* name) {
-    // Partial sums per range, added in range order (the same result for the same thread count).
-    std::vector<VecD> partial(row_range_count(v.n, v.p), VecD::Zero(v.p));
+ColumnPass column_pass(const View<T>& v, const char* name) {
+    // Partial sums (and extremes) per range, combined in range order (the same result for the same
+    // thread count).
+    const Index ranges = row_range_count(v.n, v.p);
+    constexpr double inf = std::numeric_limits<double>::infinity();
+    std::vector<VecD> partial(ranges, VecD::Zero(v.p)), low(ranges, VecD::Constant(v.p, inf)),
+        high(ranges, VecD::Constant(v.p, -inf));
     for_row_ranges(v.n, v.p, [&](Index t, Index r0, Index r1) {
         double* s = partial[t].data();
+        double* lo = low[t].data();
+        double* hi = high[t].data();
         for (Index i = r0; i < r1; ++i) {
             const T* row = v.data + i * v.row_stride;
             if (v.col_stride == 1) {  // contiguous rows: a loop the compiler vectorises
-                for (Index j = 0; j < v.p; ++j) s[j] += static_cast<double>(row[j]);
+                for (Index j = 0; j < v.p; ++j) {
+                    const double a = static_cast<double>(row[j]);
+                    s[j] += a;
+                    lo[j] = a < lo[j] ? a : lo[j];
+                    hi[j] = a > hi[j] ? a : hi[j];
+                }
             } else {
-                for (Index j = 0; j < v.p; ++j) s[j] += static_cast<double>(row[j * v.col_stride]);
+                for (Index j = 0; j < v.p; ++j) {
+                    const double a = static_cast<double>(row[j * v.col_stride]);
+                    s[j] += a;
+                    lo[j] = a < lo[j] ? a : lo[j];
+                    hi[j] = a > hi[j] ? a : hi[j];
+                }
             }
         }
     });
-    VecD sum = partial[0];
-    for (std::size_t t = 1; t < partial.size(); ++t) sum += partial[t];
+    ColumnPass out{partial[0], low[0], high[0]};
+    for (std::size_t t = 1; t < partial.size(); ++t) {
+        out.sum += partial[t];
+        out.lo = out.lo.cwiseMin(low[t]);
+        out.hi = out.hi.cwiseMax(high[t]);
+    }
     for (Index j = 0; j < v.p; ++j) {
-        if (!std::isfinite(sum[j])) {
+        if (!std::isfinite(out.sum[j])) {
             fail(name, " contains NaN or Inf (column ", j,
                  "), or values so large that their sum overflows float64; remove or replace them "
                  "(e.g. numpy.nan_to_num) before comparing");
         }
     }
-    return sum / static_cast<double>(v.n);
+    return out;
+}
+
+// Column j's mean times `scale` (a power of two): exactly lo·scale for a column whose entries are all
+// equal (a float64 sum of n equal values can round, which would leave rounding noise instead of exact
+// zeros after centring, and a constant input would not be seen as constant); otherwise the sum scaled
+// before the division, so that the mean of subnormal data is not rounded to the subnormal grid.
+inline VecD means_from_pass(const ColumnPass& c, Index n, double scale) {
+    VecD mean(c.sum.size());
+    for (Index j = 0; j < mean.size(); ++j)
+        mean[j] = c.lo[j] == c.hi[j] ? c.lo[j] * scale : (c.sum[j] * scale) / static_cast<double>(n);
+    return mean;
+}
+
+// Float64 column means of v (see means_from_pass); throws if any column sum is not finite. When
+// `spread` is given it receives max_ij |v_ij − mean_j|, the largest magnitude of a centred entry.
+template <class T>
+VecD column_means(const View<T>& v, const char* name, double* spread = nullptr) {
+    const ColumnPass c = column_pass(v, name);
+    VecD mean = means_from_pass(c, v.n, 1.0);
+    if (spread) {
+        double far = 0.0;
+        for (Index j = 0; j < v.p; ++j) far = std::max(far, std::max(c.hi[j] - mean[j], mean[j] - c.lo[j]));
+        *spread = far;
+    }
+    return mean;
+}
+
+// Centred entries are brought to magnitude [1, 2) by an exact power-of-two factor when their largest
+// magnitude lies outside [2^-L, 2^L] for the type T the products run in: L = 40 for float32 (a float32
+// product of entries near 1e30 overflows; near 1e-30 it underflows), L = 200 for float64 (where CKA's
+// squared Gram entries, fourth powers of the data, overflow near 1e77). Scaling by a power of two is
+// exact, and every metric that centres this way (linear CKA, CCA, Procrustes, RBF with a bandwidth
+// rule) is invariant to scaling an input, so in-range data are untouched and out-of-range data get
+// the value they would have at a moderate scale.
+template <class T>
+constexpr int safe_exponent() {
+    return std::is_same<T, float>::value ? 40 : 200;
+}
+
+template <class T>
+double safe_scale(double spread) {
+    if (!(spread > 0.0)) return 1.0;
+    const int e = std::ilogb(spread);
+    if (e >= -safe_exponent<T>() && e <= safe_exponent<T>()) return 1.0;
+    // Subnormal data (down to 2^-1074) would need a factor beyond the float64 range; 2^1000 already
+    // brings them into the safe range.
+    return std::ldexp(1.0, std::clamp(-e, -1000, 1000));
 }
 
 // out (n×p, row-major with leading dimension ld ≥ p, type T) = v − column means, each difference
 // formed in float64. When sq_norms is given, sq_norms[i] receives the float64 squared norm of centred
 // row i (as stored, i.e. after rounding to T).
+// What centring subtracts and multiplies, column by column: out_ij = v_ij·factor_j − mean_j. For a
+// column whose entries are all equal, factor = mean = 0, so its centred entries are exactly 0 (a float64
+// sum of n equal values can round, which would leave rounding noise, and a constant input would not be
+// seen as constant). Otherwise factor_j = scale, a power of two (1 for data of moderate magnitude), and
+// mean_j is the column mean times scale, the sum scaled before the division so that the mean of
+// subnormal data is not rounded to the subnormal grid.
+struct ScaledMeans {
+    VecD mean;
+    VecD factor;
+    double scale = 1.0;
+};
+
+inline ScaledMeans scaled_means_from_pass(const ColumnPass& c, Index n, double scale) {
+    ScaledMeans out;
+    out.scale = scale;
+    const Index p = c.sum.size();
+    out.mean.resize(p);
+    out.factor.resize(p);
+    for (Index j = 0; j < p; ++j) {
+        const bool constant = c.lo[j] == c.hi[j];
+        out.factor[j] = constant ? 0.0 : scale;
+        out.mean[j] = constant ? 0.0 : (c.sum[j] * scale) / static_cast<double>(n);
+    }
+    return out;
+}
+
+// Centring with the entries scaled by safe_scale<Out> (Out: the type the products run in).
+template <class Out, class T>
+ScaledMeans scaled_column_means(const View<T>& v, const char* name) {
+    const ColumnPass c = column_pass(v, name);
+    // Half the largest column range (halved so that it cannot overflow): within a factor of two of the
+    // largest centred magnitude, which is all the choice of a power of two needs.
+    double half_range = 0.0;
+    for (Index j = 0; j < v.p; ++j) half_range = std::max(half_range, 0.5 * c.hi[j] - 0.5 * c.lo[j]);
+    return scaled_means_from_pass(c, v.n, safe_scale<Out>(half_range));
+}
+
+// Centring without scaling (factor 1, or 0 for constant columns).
 template <class T>
-void center_into(const View<T>& v, const VecD& mean, T* out, Index ld, double* sq_norms = nullptr) {
-    const double* m = mean.data();
+ScaledMeans unscaled_column_means(const View<T>& v, const char* name) {
+    return scaled_means_from_pass(column_pass(v, name), v.n, 1.0);
+}
+
+// out (n×p, row-major with leading dimension ld ≥ p, type T) = v·factor − mean (see ScaledMeans), each
+// entry formed in float64. When sq_norms is given, sq_norms[i] receives the float64 squared norm of
+// centred row i (as stored, i.e. after rounding to T).
+template <class T>
+void center_into(const View<T>& v, const ScaledMeans& sm, T* out, Index ld, double* sq_norms = nullptr) {
+    const double* m = sm.mean.data();
+    const double* f = sm.factor.data();
     for_row_ranges(v.n, v.p, [&](Index, Index r0, Index r1) {
         for (Index i = r0; i < r1; ++i) {
             const T* row = v.data + i * v.row_stride;
             T* dst = out + i * ld;
             if (v.col_stride == 1) {
-                for (Index j = 0; j < v.p; ++j) dst[j] = static_cast<T>(static_cast<double>(row[j]) - m[j]);
+                for (Index j = 0; j < v.p; ++j) dst[j] = static_cast<T>(static_cast<double>(row[j]) * f[j] - m[j]);
             } else {
-                for (Index j = 0; j < v.p; ++j) dst[j] = static_cast<T>(static_cast<double>(row[j * v.col_stride]) - m[j]);
+                for (Index j = 0; j < v.p; ++j)
+                    dst[j] = static_cast<T>(static_cast<double>(row[j * v.col_stride]) * f[j] - m[j]);
             }
             if (sq_norms) {
                 // Four independent partial sums: a dependency chain a quarter as long, without
@@ -103,26 +223,38 @@ void center_into(const View<T>& v, const VecD& mean, T* out, Index ld, double* s
     });
 }
 
+// Column means, then the centred copy into out (leading dimension ld), scaled by safe_scale for the
+// product type T. Returns the scale applied. For scale-invariant statistics only.
+template <class T>
+double center_scaled_into(const View<T>& v, const char* name, T* out, Index ld, double* sq_norms = nullptr) {
+    const ScaledMeans m = scaled_column_means<T>(v, name);
+    center_into(v, m, out, ld, sq_norms);
+    return m.scale;
+}
+
+// Centred copy, scaled by safe_scale (see center_scaled_into).
 template <class T>
 MatR<T> centered(const View<T>& v, const char* name, VecD* sq_norms = nullptr) {
     check_blas_dims(name, v.n, v.p);
-    const VecD mean = column_means(v, name);
     MatR<T> out(v.n, v.p);
     if (sq_norms) sq_norms->resize(v.n);
-    center_into(v, mean, out.data(), v.p, sq_norms ? sq_norms->data() : nullptr);
+    center_scaled_into(v, name, out.data(), v.p, sq_norms ? sq_norms->data() : nullptr);
     return out;
 }
 
-// Centred copy as a float64 column-major matrix (the layout LAPACK factorises in place).
+// Centred copy as a float64 column-major matrix (the layout LAPACK factorises in place), scaled by
+// safe_scale<double> (for scale-invariant statistics only).
 template <class T>
 MatD centered_colmajor_f64(const View<T>& v, const char* name) {
     check_blas_dims(name, v.n, v.p);
-    const VecD mean = column_means(v, name);
+    const ScaledMeans m = scaled_column_means<double>(v, name);
+    const VecD& mean = m.mean;
+    const VecD& factor = m.factor;
     MatD out(v.n, v.p);
     for_row_ranges(v.n, v.p, [&](Index, Index r0, Index r1) {
         for (Index i = r0; i < r1; ++i) {
             const T* row = v.data + i * v.row_stride;
-            for (Index j = 0; j < v.p; ++j) out(i, j) = static_cast<double>(row[j * v.col_stride]) - mean[j];
+            for (Index j = 0; j < v.p; ++j) out(i, j) = static_cast<double>(row[j * v.col_stride]) * factor[j] - mean[j];
         }
     });
     return out;

@@ -46,6 +46,12 @@ struct View {
     static View contiguous(const T* d, Index n, Index p) { return View{d, n, p, p, 1}; }
 };
 
+// A numerical failure that no input check foresaw (a LAPACK routine that did not converge, or that
+// met a non-finite intermediate). The bindings map it to Python's FloatingPointError.
+struct NumericalError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
 template <class... Args>
 [[noreturn]] void fail(const Args&... args) {
     std::ostringstream os;
