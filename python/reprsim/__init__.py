@@ -7,12 +7,20 @@ Similarities (``cka``, ``mean_cca``, ``mean_sq_cca``, ``svcca``, ``pwcca``) and 
 
 from __future__ import annotations
 
+import os
+import sys
 from importlib.metadata import PackageNotFoundError, version
 
-try:  # the OpenBLAS library the kernels link to; importing it loads it where RPATH is not honoured
-    import scipy_openblas32 as _scipy_openblas32  # noqa: F401
+# The OpenBLAS library the kernels link to comes from the scipy-openblas32 package (a dependency, not
+# bundled in the wheel). Linux and macOS find it through _core's RPATH into that package; importing
+# the package also loads it, which covers interpreters that do not honour the RPATH. Windows has no
+# RPATH: the DLL's folder is added to the DLL search path before _core is imported.
+try:
+    import scipy_openblas32 as _scipy_openblas32
 except ImportError:  # pragma: no cover
-    pass
+    _scipy_openblas32 = None
+if sys.platform == "win32" and _scipy_openblas32 is not None:  # pragma: no cover
+    _dll_directory = os.add_dll_directory(_scipy_openblas32.get_lib_dir())
 
 from . import _core, benchmark
 from ._inference import (
