@@ -312,6 +312,7 @@ def distance(x: ArrayLike, y: ArrayLike, metric: str = "cka", **options: Any) ->
         return procrustes_distance(x, y, **options)
     if metric == "angular_procrustes":
         return procrustes_distance(x, y, angular=True, **options)
+    assert info.similarity is not None  # only the Procrustes metrics, handled above, have none
     similarity = globals()[info.similarity]
     return 1.0 - similarity(x, y, **options)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -81,8 +81,11 @@ class LayerIdentification:
     n_queries: int
 
 
+_Seed = TypeVar("_Seed", bound=Hashable)
+
+
 def layer_identification(
-    layers_by_seed: Mapping[Hashable, Sequence[Any]],
+    layers_by_seed: Mapping[_Seed, Sequence[Any]],
     metric: Metric,
     *,
     options: Mapping[str, Any] | None = None,

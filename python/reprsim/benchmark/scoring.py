@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -352,11 +352,15 @@ def _mean_score(scores: Iterable[Score]) -> Score:
     )
 
 
+_Key = TypeVar("_Key", bound=Hashable)
+_Group = TypeVar("_Group", bound=Hashable)
+
+
 def protocol(
-    representations: Mapping[Hashable, Any],
-    performance: Mapping[Hashable, float],
-    reference_candidates: Mapping[Hashable, Sequence[Hashable]],
-    comparable: Mapping[Hashable, Sequence[Hashable]] | None = None,
+    representations: Mapping[_Key, Any],
+    performance: Mapping[_Key, float],
+    reference_candidates: Mapping[_Group, Sequence[_Key]],
+    comparable: Mapping[_Group, Sequence[_Key]] | None = None,
     *,
     metrics: Any = None,
     conventions: Mapping[str, Mapping[str, Any]] | None = None,

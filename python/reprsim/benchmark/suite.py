@@ -37,9 +37,9 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -126,7 +126,7 @@ def _with_markers(x: np.ndarray, label: np.ndarray, correct: float, rng: np.rand
     return out
 
 
-def _protocol_records(test: str, result: Any, metrics: Sequence[Metric], layer_names: Sequence[str]) -> list[dict]:
+def _protocol_records(test: str, result: Any, metrics: Sequence[Metric], layer_names: Mapping[int, str]) -> list[dict]:
     out = []
     for m in metrics:
         name = _metric_name(m)
@@ -271,14 +271,14 @@ def _run(config: SuiteConfig, metrics: Sequence[Metric] | None, log: Callable[[s
     say("scoring detection thresholds")
     drops: dict[str, int | None] = {}
     for layer in range(n_layers):
-        s0 = pc_res.references[layer][0]
+        s0 = cast("tuple[int, int, int]", pc_res.references[layer])[0]  # keys are (seed, layer, d)
         noise = float(np.mean([abs(acc[(s, layer)] - acc[(s0, layer)]) for s in range(cfg.n_seeds) if s != s0]))
         series = {d: pc_acc[(s0, layer, d)] for d in cfg.pc_grid}
         drops[layer_names[layer]] = first_drop(series, acc[(s0, layer)], noise)
     for m, name in zip(metrics, names):
         flags, floors = {}, {}
         for layer in range(n_layers):
-            s0 = pc_res.references[layer][0]
+            s0 = cast("tuple[int, int, int]", pc_res.references[layer])[0]  # keys are (seed, layer, d)
             det = detection_threshold(
                 reps[(s0, layer)],
                 {d: pc_reps[(s0, layer, d)] for d in cfg.pc_grid},
