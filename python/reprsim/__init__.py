@@ -53,14 +53,34 @@ except PackageNotFoundError:  # pragma: no cover
 
 
 def set_num_threads(n: int) -> None:
-    """Set the number of threads of reprsim's BLAS (scipy-openblas32). Does not affect numpy's."""
+    """Set the number of threads of reprsim's BLAS (scipy-openblas32).
+
+    Process-wide; numpy's and torch's BLAS keep their own settings. Small products run on one thread
+    whatever this says.
+
+    Parameters
+    ----------
+    n : int
+        Number of threads, at least 1.
+
+    Raises
+    ------
+    ValueError
+        ``n`` is not a positive integer.
+    """
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     _core.set_num_threads(n)
 
 
 def get_num_threads() -> int:
-    """Number of threads reprsim's BLAS uses."""
+    """Number of threads reprsim's BLAS (scipy-openblas32) uses.
+
+    Returns
+    -------
+    int
+        The current setting (see :func:`set_num_threads`).
+    """
     return int(_core.get_num_threads())
 
 
