@@ -7,12 +7,20 @@ Similarities (``cka``, ``mean_cca``, ``mean_sq_cca``, ``svcca``, ``pwcca``) and 
 
 from __future__ import annotations
 
+import os
+import sys
 from importlib.metadata import PackageNotFoundError, version
 
-try:  # the OpenBLAS library the kernels link to; importing it loads it where RPATH is not honoured
-    import scipy_openblas32 as _scipy_openblas32  # noqa: F401
+# The OpenBLAS library the kernels link to comes from the scipy-openblas32 package (a dependency, not
+# bundled in the wheel). Linux and macOS find it through _core's RPATH into that package; importing
+# the package also loads it, which covers interpreters that do not honour the RPATH. Windows has no
+# RPATH: the DLL's folder is added to the DLL search path before _core is imported.
+try:
+    import scipy_openblas32 as _scipy_openblas32
 except ImportError:  # pragma: no cover
-    pass
+    _scipy_openblas32 = None
+if sys.platform == "win32" and _scipy_openblas32 is not None:  # pragma: no cover
+    _dll_directory = os.add_dll_directory(_scipy_openblas32.get_lib_dir())
 
 from . import _core, benchmark
 from ._inference import (
@@ -47,14 +55,34 @@ except PackageNotFoundError:  # pragma: no cover
 
 
 def set_num_threads(n: int) -> None:
-    """Set the number of threads of reprsim's BLAS (scipy-openblas32). Does not affect numpy's."""
+    """Set the number of threads of reprsim's BLAS (scipy-openblas32).
+
+    Process-wide; numpy's and torch's BLAS keep their own settings. Small products run on one thread
+    whatever this says.
+
+    Parameters
+    ----------
+    n : int
+        Number of threads, at least 1.
+
+    Raises
+    ------
+    ValueError
+        ``n`` is not a positive integer.
+    """
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     _core.set_num_threads(n)
 
 
 def get_num_threads() -> int:
-    """Number of threads reprsim's BLAS uses."""
+    """Number of threads reprsim's BLAS (scipy-openblas32) uses.
+
+    Returns
+    -------
+    int
+        The current setting (see :func:`set_num_threads`).
+    """
     return int(_core.get_num_threads())
 
 

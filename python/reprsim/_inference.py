@@ -62,6 +62,7 @@ class PermutationTestResult:
     alternative : {"greater", "less", "two-sided"}
         "greater": more similar than chance (similarities); "less": closer than chance (distances).
     n_permutations : int
+        Number of permutations drawn.
     method : {"gram", "feature", "loop"}
         How the null was computed: the compiled linear-CKA kernel in Gram or feature space, or a
         loop over the public metric function.
@@ -78,7 +79,15 @@ class PermutationTestResult:
 
 @dataclass(frozen=True)
 class ConfidenceInterval:
-    """A two-sided confidence interval ``[low, high]``."""
+    """A two-sided confidence interval ``[low, high]``.
+
+    Attributes
+    ----------
+    low : float
+        Lower end.
+    high : float
+        Upper end.
+    """
 
     low: float
     high: float
@@ -99,8 +108,11 @@ class BootstrapResult:
     statistic : float
         The statistic on the full sample.
     metric : str
+        The metric name (a key of ``reprsim.METRICS``).
     method : {"percentile", "basic", "BCa"}
+        The interval's construction.
     confidence_level : float
+        The interval's confidence level.
     n_resamples : int
         Resamples drawn (valid and degenerate).
     n_degenerate : int
@@ -131,6 +143,7 @@ class CalibratedCKAResult:
     null_mean : float
         The exact mean of CKA over all n! pairings of the rows (closed form, no sampling).
     debiased : bool
+        Whether the debiased estimator was calibrated.
     pvalue : float or None
         Permutation p-value for "more similar than chance" (None when ``n_permutations=0``).
     null_std : float or None
@@ -360,11 +373,11 @@ def permutation_test(
 
     Parameters
     ----------
-    x, y : array-like, shapes (n, p1) and (n, p2)
+    x, y : array_like, shapes (n, p1) and (n, p2)
         Rows are samples, aligned between x and y.
-    metric : str
+    metric : str, default "cka"
         A name in ``reprsim.METRICS``.
-    n_permutations : int
+    n_permutations : int, default 1000
         Number of random permutations B (the smallest attainable p-value is 1/(B+1)).
     seed : None, int, numpy.random.SeedSequence or numpy.random.Generator
         Permutation b is the b-th call of ``numpy.random.default_rng(seed).permutation(n)``, whatever
@@ -372,12 +385,12 @@ def permutation_test(
     alternative : {"greater", "less", "two-sided"}, optional
         Default: "greater" for similarities, "less" for distances. "two-sided" doubles the smaller
         one-sided p-value (capped at 1), as scipy does.
-    n_jobs : int or None
-        Threads over permutations (-1: all CPUs). The compiled kernels release the GIL. In feature
+    n_jobs : int or None, default 1
+        Threads over permutations (-1 or None: all CPUs). The compiled kernels release the GIL. In feature
         space the BLAS's own threads (``reprsim.set_num_threads``) do the parallel work instead. For
         the other metrics each thread also runs BLAS calls: with n_jobs > 1, consider
         ``reprsim.set_num_threads(1)`` to avoid oversubscribing the cores.
-    progress : bool
+    progress : bool, default False
         Show a tqdm progress bar (needs the optional tqdm package).
     **options
         Passed to the metric function (``variance=``/``convention=`` for "svcca", ``convention=``
@@ -386,6 +399,7 @@ def permutation_test(
     Returns
     -------
     PermutationTestResult
+        The observed statistic, the p-value, the null distribution and how it was computed.
 
     Raises
     ------
@@ -479,17 +493,24 @@ def calibrated_cka(
 
     Parameters
     ----------
-    x, y : array-like, shapes (n, p1) and (n, p2)
-    debiased : bool
+    x, y : array_like, shapes (n, p1) and (n, p2)
+        Rows are samples, aligned between x and y.
+    debiased : bool, default False
         Calibrate debiased CKA (needs n ≥ 4) instead of biased CKA.
-    n_permutations : int
+    n_permutations : int, default 1000
         Sampled permutations for ``pvalue`` and ``null_std``; 0 skips them (μ₀ needs none).
-    seed, n_jobs, progress
+    seed : None, int, numpy.random.SeedSequence or numpy.random.Generator
         As in :func:`permutation_test` (the same permutations for the same seed).
+    n_jobs : int or None, default 1
+        As in :func:`permutation_test`.
+    progress : bool, default False
+        As in :func:`permutation_test`.
 
     Returns
     -------
     CalibratedCKAResult
+        The calibrated value, the raw CKA, the exact chance level μ₀ and, with permutations, a
+        p-value and the null's spread.
 
     Raises
     ------
@@ -499,8 +520,10 @@ def calibrated_cka(
 
     References
     ----------
-    Kornblith et al., "Similarity of Neural Network Representations Revisited", ICML 2019.
-    Hubert & Arabie, "Comparing partitions", Journal of Classification 1985 (chance correction).
+    .. [1] S. Kornblith, M. Norouzi, H. Lee, G. Hinton. "Similarity of Neural Network
+       Representations Revisited." ICML 2019.
+    .. [2] L. Hubert, P. Arabie. "Comparing Partitions." Journal of Classification 2, 1985 (the
+       chance correction).
     """
     b = _positive_int(n_permutations, "n_permutations", allow_zero=True)
     jobs = _n_jobs(n_jobs)
@@ -624,30 +647,34 @@ def bootstrap(
 
     Parameters
     ----------
-    x, y : array-like, shapes (n, p1) and (n, p2)
-    metric : str
+    x, y : array_like, shapes (n, p1) and (n, p2)
+        Rows are samples, aligned between x and y.
+    metric : str, default "cka"
         A name in ``reprsim.METRICS``.
-    n_resamples : int
-    confidence : float in (0, 1)
-        Confidence level of the two-sided interval.
-    method : {"BCa", "percentile", "basic"}
+    n_resamples : int, default 1000
+        Number of bootstrap resamples.
+    confidence : float, default 0.95
+        Confidence level of the two-sided interval, in (0, 1).
+    method : {"BCa", "percentile", "basic"}, default "BCa"
         Case-insensitive; "BCa" is scipy's default too.
     seed : None, int, numpy.random.SeedSequence or numpy.random.Generator
         Resample b uses the b-th call of ``numpy.random.default_rng(seed).integers(0, n, size=n)``,
         whatever ``n_jobs`` is.
-    n_jobs : int or None
-        Threads over resamples and jackknife samples (-1: all CPUs); the compiled metrics release
+    n_jobs : int or None, default 1
+        Threads over resamples and jackknife samples (-1 or None: all CPUs); the compiled metrics release
         the GIL. With n_jobs > 1, consider ``reprsim.set_num_threads(1)`` to avoid oversubscribing
         the cores with BLAS threads.
-    progress : bool
+    progress : bool, default False
         Show a tqdm progress bar (needs the optional tqdm package).
-    on_degenerate : {"skip", "raise"}
+    on_degenerate : {"skip", "raise"}, default "skip"
+        What a resample on which the metric is undefined does (see above).
     **options
         Passed to the metric function.
 
     Returns
     -------
     BootstrapResult
+        The interval, the standard error, the bootstrap distribution and counts of resamples.
 
     Raises
     ------

@@ -179,30 +179,49 @@ def cka(
 
     Parameters
     ----------
-    x, y : array-like, shapes (n, p1) and (n, p2)
+    x, y : array_like, shapes (n, p1) and (n, p2)
         Rows are samples, aligned between x and y. float32 stays float32 for the linear products; other
-        dtypes are promoted to float64; reductions (and every RBF computation) run in float64.
-    debiased : bool
-        Use the U-statistic HSIC estimator.
-    kernel : {"linear", "rbf"}
-    threshold : float > 0
-        RBF only: σ is ``threshold`` times the root of the bandwidth rule's summary.
-    bandwidth : {"median", "mean", "median_full"} or float > 0
-        RBF only: the rule for σ², or σ itself (then ``threshold`` must stay 1.0).
+        dtypes are promoted to float64; reductions (and every RBF computation) run in float64. CUDA
+        torch tensors are reduced on their device (linear kernel only).
+    debiased : bool, default False
+        Use the U-statistic HSIC estimator (Song et al. 2012) instead of the biased V-statistic.
+    kernel : {"linear", "rbf"}, default "linear"
+        The kernel both Gram matrices are formed with.
+    threshold : float, default 1.0
+        RBF only, > 0: σ is ``threshold`` times the root of the bandwidth rule's summary.
+    bandwidth : {"median", "mean", "median_full"} or float, default "median"
+        RBF only: the rule for σ², or σ itself (> 0; then ``threshold`` must stay 1.0).
 
     Returns
     -------
     float
+        The CKA similarity: 1 for representations equal up to the invariances above, near 0 for
+        unrelated ones. In [0, 1] for the biased estimator; the debiased one can fall slightly outside
+        (below 0 for unrelated inputs).
 
     Raises
     ------
     ValueError
-        Mismatched n, n < 2 (n < 4 debiased), NaN/Inf, empty input, a constant representation, or
-        a computation too large for the available memory.
+        Mismatched n, n < 2 (n < 4 debiased), NaN/Inf, empty input, a constant representation, an
+        unknown kernel or bandwidth rule, a non-positive threshold or bandwidth, or a computation (RBF
+        matrices, linear CKA's Gram or feature-space matrices) too large for the available memory.
     TypeError
-        Non-numeric or complex input.
+        An input that is not a real-valued 2-D array (or CUDA tensor), or a bandwidth of another type.
     FloatingPointError
         A non-finite result that no input check foresaw (a bug; please report the input).
+
+    See Also
+    --------
+    distance : The dissimilarity 1 − CKA by name, with the other metrics of ``reprsim.METRICS``.
+    StreamingSimilarity.cka : The same value over data streamed in batches.
+    minibatch_cka : The minibatch estimator, for data too large for one Gram matrix.
+
+    References
+    ----------
+    .. [1] S. Kornblith, M. Norouzi, H. Lee, G. Hinton. "Similarity of Neural Network
+       Representations Revisited." ICML 2019.
+    .. [2] L. Song, A. Smola, A. Gretton, J. Bedo, K. Borgwardt. "Feature Selection via Dependence
+       Maximization." JMLR 13, 2012.
     """
     if kernel not in ("linear", "rbf"):
         raise ValueError(f"kernel must be 'linear' or 'rbf', got {kernel!r}")
@@ -257,8 +276,27 @@ def canonical_correlations(x: ArrayLike, y: ArrayLike) -> np.ndarray:
     tol = max(n, p)·ε₆₄ (numpy.linalg.matrix_rank's rule for the float64 arithmetic) plus, for float32
     inputs, √p·ε₃₂ (the rounding already in the data; it does not grow with n).
 
-    Raises ValueError when a rank reaches n − 1 (every correlation would be trivially 1), or for the
-    bad inputs listed under :func:`cka`.
+    Parameters
+    ----------
+    x, y : array_like, shapes (n, p1) and (n, p2)
+        Rows are samples, aligned between x and y; n ≥ 3. Computed in float64 whatever the dtype.
+
+    Returns
+    -------
+    numpy.ndarray, shape (min(rank x, rank y),)
+        The canonical correlations ρ₁ ≥ ρ₂ ≥ … in [0, 1], float64.
+
+    Raises
+    ------
+    ValueError
+        A rank reaches n − 1 (every correlation would be trivially 1), or the bad inputs listed under
+        :func:`cka` (mismatched n, NaN/Inf, empty or constant input).
+    TypeError
+        An input that is not a real-valued 2-D array.
+
+    References
+    ----------
+    .. [1] H. Hotelling. "Relations Between Two Sets of Variates." Biometrika 28, 1936.
     """
     gpu = _gpu_accumulator(x, y, 3, "CCA", float64_products=True)
     if gpu is not None:
@@ -271,9 +309,37 @@ def canonical_correlations(x: ArrayLike, y: ArrayLike) -> np.ndarray:
 
 
 def mean_cca(x: ArrayLike, y: ArrayLike) -> float:
-    """Mean canonical correlation ρ̄ (similarity in [0, 1]; invariant to invertible linear maps).
+    """Mean canonical correlation ρ̄ between two representations.
 
-    See :func:`canonical_correlations` for the computation and the rank rule. Ding et al. 2021.
+    Similarity in [0, 1], symmetric, invariant to invertible linear maps and translation of either
+    input. An exact statistic (no estimator choice): the mean of :func:`canonical_correlations`, which
+    describes the computation and the rank rule.
+
+    Parameters
+    ----------
+    x, y : array_like, shapes (n, p1) and (n, p2)
+        Rows are samples, aligned between x and y; n ≥ 3. Computed in float64 whatever the dtype.
+
+    Returns
+    -------
+    float
+        The mean canonical correlation, in [0, 1]: 1 when one input's column space contains the other's.
+
+    Raises
+    ------
+    ValueError
+        A rank reaches n − 1, or the bad inputs listed under :func:`cka`.
+    TypeError
+        An input that is not a real-valued 2-D array.
+
+    See Also
+    --------
+    distance : The dissimilarity ``distance(x, y, "mean_cca")``, 1 − ρ̄.
+
+    References
+    ----------
+    .. [1] F. Ding, J.-S. Denain, J. Steinhardt. "Grounding Representation Similarity Through
+       Statistical Testing." NeurIPS 2021.
     """
     gpu = _gpu_accumulator(x, y, 3, "CCA", float64_products=True)
     if gpu is not None:
@@ -283,7 +349,33 @@ def mean_cca(x: ArrayLike, y: ArrayLike) -> float:
 
 
 def mean_sq_cca(x: ArrayLike, y: ArrayLike) -> float:
-    """Mean squared canonical correlation R²_CCA (similarity in [0, 1]). Ding et al. 2021."""
+    """Mean squared canonical correlation R²_CCA between two representations.
+
+    Similarity in [0, 1], symmetric, invariant to invertible linear maps and translation of either
+    input; exact (no estimator choice). The mean of the squares of :func:`canonical_correlations`.
+
+    Parameters
+    ----------
+    x, y : array_like, shapes (n, p1) and (n, p2)
+        Rows are samples, aligned between x and y; n ≥ 3. Computed in float64 whatever the dtype.
+
+    Returns
+    -------
+    float
+        R²_CCA in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        A rank reaches n − 1, or the bad inputs listed under :func:`cka`.
+    TypeError
+        An input that is not a real-valued 2-D array.
+
+    References
+    ----------
+    .. [1] F. Ding, J.-S. Denain, J. Steinhardt. "Grounding Representation Similarity Through
+       Statistical Testing." NeurIPS 2021.
+    """
     gpu = _gpu_accumulator(x, y, 3, "CCA", float64_products=True)
     if gpu is not None:
         return _finite(gpu.mean_sq_cca(), "mean squared CCA")
@@ -300,11 +392,31 @@ def svcca(x: ArrayLike, y: ArrayLike, *, variance: float = 0.99, convention: str
 
     Parameters
     ----------
-    variance : float in (0, 1]
-        Share to keep.
-    convention : {"variance", "singular_values"}
-        "variance" (default) measures the share by Σσ² (explained variance); "singular_values" by Σσ,
-        as in google/svcca's tutorials.
+    x, y : array_like, shapes (n, p1) and (n, p2)
+        Rows are samples, aligned between x and y; n ≥ 3. Computed in float64 whatever the dtype.
+    variance : float, default 0.99
+        Share to keep, in (0, 1].
+    convention : {"variance", "singular_values"}, default "variance"
+        "variance" measures the share by Σσ² (explained variance); "singular_values" by Σσ, as in
+        google/svcca's tutorials.
+
+    Returns
+    -------
+    float
+        SVCCA in [0, 1]; exact (no estimator choice) once k is fixed.
+
+    Raises
+    ------
+    ValueError
+        ``variance`` outside (0, 1], an unknown ``convention``, a rank reaching n − 1, or the bad inputs
+        listed under :func:`cka`.
+    TypeError
+        An input that is not a real-valued 2-D array.
+
+    References
+    ----------
+    .. [1] M. Raghu, J. Gilmer, J. Yosinski, J. Sohl-Dickstein. "SVCCA: Singular Vector Canonical
+       Correlation Analysis for Deep Learning Dynamics and Interpretability." NeurIPS 2017.
     """
     keep, on_variance = svcca_mode(variance, convention)
     gpu = _gpu_accumulator(x, y, 3, "SVCCA", float64_products=True)
@@ -324,10 +436,31 @@ def pwcca(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> float:
 
     Parameters
     ----------
-    convention : {"x", "y", "smaller"}
-        Whose canonical variates and neurons give the weights: "x" (default; the reference input, as in
-        Ding et al.'s protocol), "y", or "smaller", the input with fewer features (ties: x), as
-        google/svcca's ``compute_pwcca`` chooses.
+    x, y : array_like, shapes (n, p1) and (n, p2)
+        Rows are samples, aligned between x and y; n ≥ 3. Computed in float64 whatever the dtype.
+    convention : {"x", "y", "smaller"}, default "x"
+        Whose canonical variates and neurons give the weights: "x" (the reference input, as in Ding et
+        al.'s protocol), "y", or "smaller", the input with fewer features (ties: x), as google/svcca's
+        ``compute_pwcca`` chooses.
+
+    Returns
+    -------
+    float
+        PWCCA in [0, 1]; exact (no estimator choice).
+
+    Raises
+    ------
+    ValueError
+        An unknown ``convention``, a rank reaching n − 1, or the bad inputs listed under :func:`cka`.
+    TypeError
+        An input that is not a real-valued 2-D array.
+
+    References
+    ----------
+    .. [1] A. Morcos, M. Raghu, S. Bengio. "Insights on Representational Similarity in Neural
+       Networks with Canonical Correlation." NeurIPS 2018.
+    .. [2] F. Ding, J.-S. Denain, J. Steinhardt. "Grounding Representation Similarity Through
+       Statistical Testing." NeurIPS 2021.
     """
     stat = pwcca_stat(convention)
     gpu = _gpu_accumulator(x, y, 3, "PWCCA", float64_products=True)
@@ -339,12 +472,24 @@ def pwcca(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> float:
 
 @dataclass(frozen=True)
 class CCASummary:
-    """Every summary of the canonical correlations of one pair (see :func:`cca_summary`)."""
+    """Every summary of the canonical correlations of one pair (see :func:`cca_summary`).
 
-    correlations: np.ndarray  #: canonical correlations, descending
-    mean_cca: float  #: their mean (:func:`mean_cca`)
-    mean_sq_cca: float  #: their mean square (:func:`mean_sq_cca`)
-    pwcca: float  #: projection-weighted CCA with the requested convention (:func:`pwcca`)
+    Attributes
+    ----------
+    correlations : numpy.ndarray
+        The canonical correlations, descending (:func:`canonical_correlations`).
+    mean_cca : float
+        Their mean (:func:`mean_cca`).
+    mean_sq_cca : float
+        Their mean square (:func:`mean_sq_cca`).
+    pwcca : float
+        Projection-weighted CCA with the requested convention (:func:`pwcca`).
+    """
+
+    correlations: np.ndarray
+    mean_cca: float
+    mean_sq_cca: float
+    pwcca: float
 
 
 def cca_summary(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> CCASummary:
@@ -370,7 +515,13 @@ def cca_summary(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> CCASumm
     Raises
     ------
     ValueError
-        A rank reaching n − 1 (every correlation trivially 1), or the bad inputs listed under :func:`cka`.
+        A rank reaching n − 1 (every correlation trivially 1), an unknown convention, or the bad inputs
+        listed under :func:`cka`.
+
+    References
+    ----------
+    .. [1] A. Morcos, M. Raghu, S. Bengio. "Insights on representational similarity in neural networks
+       with canonical correlation." NeurIPS 2018.
     """
     stat = pwcca_stat(convention)
     gpu = _gpu_accumulator(x, y, 3, "CCA", float64_products=True)
@@ -406,7 +557,34 @@ def procrustes_distance(x: ArrayLike, y: ArrayLike, *, angular: bool = False) ->
     Both inputs are centred and scaled to unit Frobenius norm; the distance is
     ``2 − 2‖xᵀy‖_*`` in [0, 2] (the squared Procrustes distance, as Ding et al. use it), or with
     ``angular=True`` ``arccos ‖xᵀy‖_*`` in [0, π/2] (Williams et al. 2021), which is a metric.
-    Symmetric; invariant to orthogonal transforms, isotropic scaling and translation.
+    Symmetric; invariant to orthogonal transforms, isotropic scaling and translation; exact (no
+    estimator choice).
+
+    Parameters
+    ----------
+    x, y : array_like, shapes (n, p1) and (n, p2)
+        Rows are samples, aligned between x and y; n ≥ 2. float32 stays float32 for the products.
+    angular : bool, default False
+        Return the angular form (a metric) instead of the squared distance.
+
+    Returns
+    -------
+    float
+        A distance: 0 for representations equal up to the invariances above; at most 2 (π/2 angular).
+
+    Raises
+    ------
+    ValueError
+        The bad inputs listed under :func:`cka` (mismatched n, NaN/Inf, empty or constant input).
+    TypeError
+        An input that is not a real-valued 2-D array.
+
+    References
+    ----------
+    .. [1] F. Ding, J.-S. Denain, J. Steinhardt. "Grounding Representation Similarity Through
+       Statistical Testing." NeurIPS 2021.
+    .. [2] A. Williams, E. Kunz, S. Kornblith, S. Linderman. "Generalized Shape Metrics on Neural
+       Representations." NeurIPS 2021.
     """
     gpu = _gpu_accumulator(x, y, 2, "the Procrustes distance")
     if gpu is not None:
@@ -421,8 +599,30 @@ def distance(x: ArrayLike, y: ArrayLike, metric: str = "cka", **options: Any) ->
 
     "cka" → 1 − CKA, "debiased_cka" → 1 − debiased CKA, "mean_cca" → 1 − ρ̄, "mean_sq_cca" →
     1 − R²_CCA, "svcca" → 1 − SVCCA, "pwcca" → 1 − PWCCA, "procrustes" → 2 − 2‖xᵀy‖_*,
-    "angular_procrustes" → arccos ‖xᵀy‖_* (Ding et al. 2021's definitions). ``options`` go to the
-    underlying function (e.g. ``convention=`` for "pwcca", ``variance=`` for "svcca").
+    "angular_procrustes" → arccos ‖xᵀy‖_* (Ding et al. 2021's definitions). Each entry of
+    ``reprsim.METRICS`` states its range, symmetry, invariances, estimator and reference.
+
+    Parameters
+    ----------
+    x, y : array_like, shapes (n, p1) and (n, p2)
+        Rows are samples, aligned between x and y.
+    metric : str, default "cka"
+        A name from ``reprsim.METRICS``.
+    **options
+        Passed to the underlying function (e.g. ``convention=`` for "pwcca", ``variance=`` for
+        "svcca").
+
+    Returns
+    -------
+    float
+        The dissimilarity: 0 for representations equal up to the metric's invariances.
+
+    Raises
+    ------
+    ValueError
+        An unknown metric name, or what the underlying function raises for its inputs.
+    TypeError
+        A metric that is not a string, an option the metric does not take, or a bad input type.
     """
     info = check_metric(metric)
     if metric == "cka":
@@ -433,6 +633,7 @@ def distance(x: ArrayLike, y: ArrayLike, metric: str = "cka", **options: Any) ->
         return procrustes_distance(x, y, **options)
     if metric == "angular_procrustes":
         return procrustes_distance(x, y, angular=True, **options)
+    assert info.similarity is not None  # only the Procrustes metrics, handled above, have none
     similarity = globals()[info.similarity]
     return 1.0 - similarity(x, y, **options)
 
@@ -443,6 +644,32 @@ def pairwise(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) ->
     Every representation must have the same n; widths may differ. Each representation's factor
     (centred features or Gram matrix, QR factor, normalised features) is computed once and reused for
     every pair, so k representations cost k factorisations plus k² cheap combinations.
+
+    Parameters
+    ----------
+    xs : sequence of array_like
+        The k1 representations of shapes (n, p_i).
+    ys : sequence of array_like, optional
+        The k2 representations of shapes (n, q_j); default: ``xs``.
+    metric : str, default "cka"
+        A name from ``reprsim.METRICS``.
+    **options
+        Options of the metric (``variance=`` and ``convention=`` for "svcca", ``convention=`` for
+        "pwcca"); the other metrics take none.
+
+    Returns
+    -------
+    numpy.ndarray, shape (k1, k2)
+        The float64 dissimilarities, entry (i, j) equal to ``distance(xs[i], ys[j], metric, **options)``.
+
+    Raises
+    ------
+    ValueError
+        An unknown metric, an empty list, representations of different n, or the bad inputs listed
+        under :func:`cka`.
+    TypeError
+        xs or ys not a list of arrays, a metric that is not a string, or an option the metric does not
+        take.
     """
     check_metric(metric)
     return _exact_diagonal(_pairwise(xs, ys, metric, options), ys)

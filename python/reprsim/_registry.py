@@ -19,17 +19,27 @@ class MetricInfo:
 
     Attributes
     ----------
-    name : the name accepted by ``reprsim.distance`` and ``reprsim.pairwise``.
-    kind : always ``"distance"`` for registry entries (the value ``distance`` returns); the
-        similarity it derives from, if any, is named in ``similarity``.
-    similarity : the public function returning the underlying similarity, or None.
-    definition : the formula of the returned dissimilarity.
-    range : (low, high) of the dissimilarity.
-    symmetric : d(x, y) == d(y, x).
-    is_metric : satisfies the triangle inequality (a true metric on equivalence classes).
-    invariances : transforms of either input that leave the value unchanged.
-    estimator : "biased", "debiased", or "exact" (no sampling estimator involved).
-    reference : where the definition comes from.
+    name : str
+        The name accepted by ``reprsim.distance`` and ``reprsim.pairwise``.
+    kind : str
+        Always ``"distance"`` for registry entries (the value ``distance`` returns); the similarity
+        it derives from, if any, is named in ``similarity``.
+    similarity : str or None
+        The public function returning the underlying similarity, or None.
+    definition : str
+        The formula of the returned dissimilarity.
+    range : tuple of float
+        (low, high) of the dissimilarity.
+    symmetric : bool
+        d(x, y) == d(y, x).
+    is_metric : bool
+        Satisfies the triangle inequality (a true metric on equivalence classes).
+    invariances : frozenset of str
+        Transforms of either input that leave the value unchanged.
+    estimator : {"biased", "debiased", "exact"}
+        "exact": no sampling estimator involved.
+    reference : str
+        Where the definition comes from.
     """
 
     name: str

@@ -186,6 +186,16 @@ class StreamingSimilarity:
     layers_x, layers_y : int, optional
         Numbers of layers on each side for the all-pairs form. Omit both for two representations.
 
+    Raises
+    ------
+    ValueError
+        Only one of ``layers_x``, ``layers_y`` given, or a count that is not a positive integer.
+
+    References
+    ----------
+    .. [1] T. Chan, G. Golub, R. LeVeque. "Updating Formulae and a Pairwise Algorithm for Computing
+       Sample Variances." COMPSTAT 1982.
+
     Examples
     --------
     >>> acc = StreamingSimilarity()
@@ -222,17 +232,32 @@ class StreamingSimilarity:
         return (self._k1, self._k2) if self._multi else None
 
     def update(self, x: Any, y: Any) -> StreamingSimilarity:
-        """Add one batch of aligned rows (any number ≥ 1); returns self.
+        """Add one batch of aligned rows (any number ≥ 1).
 
-        ``x`` and ``y`` are arrays of shapes (b, p1) and (b, p2), or, for the all-pairs form, lists of
-        k1 and k2 such arrays. Raises ValueError/TypeError for a batch whose widths differ from earlier
-        batches, whose arrays differ in n, that holds NaN/Inf, or that is empty; the accumulator is then
-        left exactly as it was.
+        A batch that is rejected leaves the accumulator exactly as it was.
 
         Safe to call from several threads at once: each batch's moments are computed in parallel and
         merged into the accumulator one at a time (the result equals the serial one up to rounding).
-        A batch whose moments would not fit in the available memory (they take O(p²) for width p)
-        raises ValueError before anything is allocated.
+
+        Parameters
+        ----------
+        x, y : array_like or list of array_like
+            Arrays of shapes (b, p1) and (b, p2), or, for the all-pairs form, lists of k1 and k2 such
+            arrays (all with the same b). CUDA torch tensors are accumulated on their device.
+
+        Returns
+        -------
+        StreamingSimilarity
+            The accumulator itself, for chaining.
+
+        Raises
+        ------
+        ValueError
+            Widths that differ from earlier batches, arrays that differ in b, NaN/Inf, an empty batch,
+            lists of the wrong length, or moments (O(p²) for width p) that would not fit in the available
+            memory (raised before anything is allocated).
+        TypeError
+            An input that is not a real-valued 2-D array (or list of them).
         """
         if _has_gpu_tensor(x) or _has_gpu_tensor(y):
             with self._lock:
@@ -301,10 +326,27 @@ class StreamingSimilarity:
         return on_device._state if self._state.n == 0 else self._state.merged(on_device._state)
 
     def merge(self, other: StreamingSimilarity) -> StreamingSimilarity:
-        """Absorb the rows of ``other`` (which is not modified); returns self.
+        """Absorb the rows of ``other`` (which is not modified).
 
         The combined state is a pure function of the two states (Chan et al.'s pairwise update), so
         accumulators from any number of processes merge in any order to the same values.
+
+        Parameters
+        ----------
+        other : StreamingSimilarity
+            An accumulator over the same layers and widths.
+
+        Returns
+        -------
+        StreamingSimilarity
+            The accumulator itself, for chaining.
+
+        Raises
+        ------
+        TypeError
+            ``other`` is not a StreamingSimilarity.
+        ValueError
+            The two accumulators are over different layers or widths.
         """
         if not isinstance(other, StreamingSimilarity):
             raise TypeError(f"other must be a StreamingSimilarity, got {type(other).__name__}")
@@ -327,7 +369,13 @@ class StreamingSimilarity:
     # -- state ---------------------------------------------------------------------------------------
 
     def state(self) -> dict[str, np.ndarray]:
-        """The sufficient statistics as a dict of float64 numpy arrays (fields: see the class docstring)."""
+        """The sufficient statistics as a dict of float64 numpy arrays.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            The fields listed in the class docstring; :meth:`from_state` reads them back.
+        """
         with self._lock:
             raw = self._st().to_dict()
         out: dict[str, np.ndarray] = {"n": np.float64(raw["n"]), "rank_eps": np.float64(raw["rank_eps"])}
@@ -350,7 +398,25 @@ class StreamingSimilarity:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> StreamingSimilarity:
-        """An accumulator holding the given statistics (as returned by :meth:`state`)."""
+        """An accumulator holding the given statistics.
+
+        Parameters
+        ----------
+        state : dict of str to array_like
+            Fields as returned by :meth:`state`.
+
+        Returns
+        -------
+        StreamingSimilarity
+            A new accumulator equal to the one whose state was taken.
+
+        Raises
+        ------
+        TypeError
+            ``state`` is not a dict.
+        ValueError
+            A missing field, a field of the wrong shape, NaN/Inf, or an invalid count.
+        """
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict of arrays as returned by state(), got {type(state).__name__}")
 
@@ -419,7 +485,22 @@ class StreamingSimilarity:
         """Linear CKA of all rows seen (see :func:`reprsim.cka`): a similarity in [0, 1].
 
         Biased (Kornblith et al. 2019) or, with ``debiased=True``, with the U-statistic HSIC
-        (Song et al. 2012; needs n ≥ 4). A float, or a k1 × k2 array for several layers.
+        (Song et al. 2012; needs n ≥ 4).
+
+        Parameters
+        ----------
+        debiased : bool, default False
+            Use the U-statistic HSIC estimator.
+
+        Returns
+        -------
+        float or numpy.ndarray
+            The CKA, or a k1 × k2 float64 array of them for several layers.
+
+        Raises
+        ------
+        ValueError
+            Fewer rows seen than the estimator needs (2, or 4 debiased), or a constant representation.
         """
         with self._lock:
             self._need(4 if debiased else 2, "debiased CKA" if debiased else "CKA")
@@ -444,7 +525,15 @@ class StreamingSimilarity:
     def canonical_correlations(self) -> Any:
         """Canonical correlations of all rows seen, descending (see :func:`reprsim.canonical_correlations`).
 
-        An array, or for several layers a k1 × k2 object array of arrays.
+        Returns
+        -------
+        numpy.ndarray
+            The correlations (float64), or for several layers a k1 × k2 object array of such arrays.
+
+        Raises
+        ------
+        ValueError
+            Fewer than 3 rows seen, or a rank reaching n − 1.
         """
         with self._lock:
             self._need(3, "CCA")
@@ -460,28 +549,96 @@ class StreamingSimilarity:
         return out if self._multi else out[0, 0]
 
     def mean_cca(self) -> Any:
-        """Mean canonical correlation ρ̄ of all rows seen: a similarity in [0, 1] (Ding et al. 2021)."""
+        """Mean canonical correlation ρ̄ of all rows seen: a similarity in [0, 1] (Ding et al. 2021).
+
+        Returns
+        -------
+        float or numpy.ndarray
+            The mean canonical correlation ρ̄ (see :func:`reprsim.mean_cca`), or a k1 × k2 array of them
+            for several layers.
+
+        Raises
+        ------
+        ValueError
+            Fewer than 3 rows seen, or a rank reaching n − 1.
+        """
         return self._out(self._cca("mean"), "mean CCA")
 
     def mean_sq_cca(self) -> Any:
-        """Mean squared canonical correlation R²_CCA of all rows seen: a similarity in [0, 1]."""
+        """Mean squared canonical correlation R²_CCA of all rows seen: a similarity in [0, 1].
+
+        Returns
+        -------
+        float or numpy.ndarray
+            The mean squared canonical correlation R²_CCA (see :func:`reprsim.mean_sq_cca`), or a k1 × k2
+            array of them for several layers.
+
+        Raises
+        ------
+        ValueError
+            Fewer than 3 rows seen, or a rank reaching n − 1.
+        """
         return self._out(self._cca("mean_sq"), "mean squared CCA")
 
     def svcca(self, *, variance: float = 0.99, convention: str = "variance") -> Any:
-        """SVCCA of all rows seen (Raghu et al. 2017): a similarity in [0, 1]; see :func:`reprsim.svcca`."""
+        """SVCCA of all rows seen (Raghu et al. 2017): a similarity in [0, 1].
+
+        Parameters
+        ----------
+        variance : float, default 0.99
+            Share of the total to keep, in (0, 1]; see :func:`reprsim.svcca`.
+        convention : {"variance", "singular_values"}, default "variance"
+            How the share is measured; see :func:`reprsim.svcca`.
+
+        Returns
+        -------
+        float or numpy.ndarray
+            SVCCA, or a k1 × k2 array of them for several layers.
+
+        Raises
+        ------
+        ValueError
+            A bad option, fewer than 3 rows seen, or a rank reaching n − 1.
+        """
         return self._out(self._cca("mean", *svcca_mode(variance, convention)), "SVCCA")
 
     def pwcca(self, *, convention: str = "x") -> Any:
         """Projection-weighted CCA of all rows seen (Morcos et al. 2018): a similarity in [0, 1].
 
-        See :func:`reprsim.pwcca` for ``convention``.
+        Parameters
+        ----------
+        convention : {"x", "y", "smaller"}, default "x"
+            Whose canonical variates give the weights; see :func:`reprsim.pwcca`.
+
+        Returns
+        -------
+        float or numpy.ndarray
+            PWCCA, or a k1 × k2 array of them for several layers.
+
+        Raises
+        ------
+        ValueError
+            An unknown convention, fewer than 3 rows seen, or a rank reaching n − 1.
         """
         return self._out(self._cca(pwcca_stat(convention)), "PWCCA")
 
     def procrustes_distance(self, *, angular: bool = False) -> Any:
         """Orthogonal Procrustes distance of all rows seen (Ding et al. 2021): 2 − 2‖x̂ᵀŷ‖_* in [0, 2].
 
-        With ``angular=True``, arccos ‖x̂ᵀŷ‖_* in [0, π/2] (Williams et al. 2021), a metric.
+        Parameters
+        ----------
+        angular : bool, default False
+            Return arccos ‖x̂ᵀŷ‖_* in [0, π/2] (Williams et al. 2021), a metric, instead.
+
+        Returns
+        -------
+        float or numpy.ndarray
+            The distance, or a k1 × k2 array of them for several layers.
+
+        Raises
+        ------
+        ValueError
+            Fewer than 2 rows seen, or a constant representation.
         """
         with self._lock:
             self._need(2, "the Procrustes distance")
@@ -502,9 +659,25 @@ class StreamingSimilarity:
     def distance(self, metric: str = "cka", **options: Any) -> Any:
         """Dissimilarity of all rows seen, by metric name: what :func:`reprsim.distance` returns.
 
-        Every linear metric of ``reprsim.METRICS``: "cka", "debiased_cka", "mean_cca", "mean_sq_cca",
-        "svcca" (options ``variance``, ``convention``), "pwcca" (option ``convention``), "procrustes",
-        "angular_procrustes".
+        Parameters
+        ----------
+        metric : str, default "cka"
+            Any metric of ``reprsim.METRICS`` (all are linear): "cka", "debiased_cka", "mean_cca",
+            "mean_sq_cca", "svcca", "pwcca", "procrustes", "angular_procrustes".
+        **options
+            ``variance`` and ``convention`` for "svcca", ``convention`` for "pwcca"; no others.
+
+        Returns
+        -------
+        float or numpy.ndarray
+            The dissimilarity, or a k1 × k2 array of them for several layers.
+
+        Raises
+        ------
+        ValueError
+            An unknown metric, or what the metric's method raises.
+        TypeError
+            A metric that is not a string, or an option the metric does not take.
         """
         check_metric(metric)
         if metric in ("cka", "debiased_cka"):
@@ -543,6 +716,27 @@ class StreamingMinibatchCKA:
 
     The state (:meth:`state`, :meth:`from_state`, pickling) is ``n`` (rows), ``batches``, ``hsic_xy``
     (k1×k2), ``hsic_xx`` (k1) and ``hsic_yy`` (k2): the running sums of the per-batch HSIC terms.
+
+    Parameters
+    ----------
+    debiased : bool, default True
+        The U-statistic HSIC₁ (as in the paper); False: the biased HSIC₀.
+    layers_x, layers_y : int, optional
+        Numbers of layers on each side for the all-pairs form. Omit both for two representations.
+
+    Raises
+    ------
+    TypeError
+        ``debiased`` is not a bool.
+    ValueError
+        Only one of ``layers_x``, ``layers_y`` given, or a count that is not a positive integer.
+
+    References
+    ----------
+    .. [1] T. Nguyen, M. Raghu, S. Kornblith. "Do Wide and Deep Networks Learn the Same Things?
+       Uncovering How Neural Network Representations Vary with Width and Depth." ICLR 2021.
+    .. [2] L. Song, A. Smola, A. Gretton, J. Bedo, K. Borgwardt. "Feature Selection via Dependence
+       Maximization." JMLR 13, 2012.
     """
 
     def __init__(self, *, debiased: bool = True, layers_x: int | None = None, layers_y: int | None = None) -> None:
@@ -573,14 +767,34 @@ class StreamingMinibatchCKA:
 
     @property
     def debiased(self) -> bool:
+        """Whether each minibatch's HSIC is the U-statistic (True) or the biased estimator."""
         return self._debiased
 
     def update(self, x: Any, y: Any) -> StreamingMinibatchCKA:
-        """Add one minibatch (arrays of shapes (b, p1), (b, p2), or lists of them); returns self.
+        """Add one minibatch; a rejected minibatch leaves the accumulator unchanged.
 
-        Safe to call from several threads at once (the batches' terms are computed in parallel and
-        added one at a time). A minibatch whose Gram or cross-product matrices would not fit in the
-        available memory raises ValueError before anything is allocated.
+        Safe to call from several threads at once (the minibatches' terms are computed in parallel and
+        added one at a time).
+
+        Parameters
+        ----------
+        x, y : array_like or list of array_like
+            Arrays of shapes (b, p1) and (b, p2), or, for the all-pairs form, lists of k1 and k2 such
+            arrays; b ≥ 4 (debiased) or b ≥ 2.
+
+        Returns
+        -------
+        StreamingMinibatchCKA
+            The accumulator itself, for chaining.
+
+        Raises
+        ------
+        ValueError
+            Too few rows, widths that differ from earlier minibatches, arrays that differ in b, NaN/Inf,
+            empty input, or Gram or cross-product matrices that would not fit in the available memory
+            (raised before anything is allocated).
+        TypeError
+            An input that is not a real-valued 2-D array (or list of them).
         """
         xs, ys, names_x, names_y = _batch(x, y, self._multi, self._k1, self._k2)
         with self._lock:
@@ -605,7 +819,25 @@ class StreamingMinibatchCKA:
         return self
 
     def merge(self, other: StreamingMinibatchCKA) -> StreamingMinibatchCKA:
-        """Absorb the minibatches of ``other`` (not modified); returns self."""
+        """Absorb the minibatches of ``other`` (which is not modified).
+
+        Parameters
+        ----------
+        other : StreamingMinibatchCKA
+            An accumulator with the same layers, estimator and widths.
+
+        Returns
+        -------
+        StreamingMinibatchCKA
+            The accumulator itself, for chaining.
+
+        Raises
+        ------
+        TypeError
+            ``other`` is not a StreamingMinibatchCKA.
+        ValueError
+            Different layers, estimator or widths.
+        """
         if not isinstance(other, StreamingMinibatchCKA):
             raise TypeError(f"other must be a StreamingMinibatchCKA, got {type(other).__name__}")
         if (self._multi, self._k1, self._k2, self._debiased) != (
@@ -627,7 +859,19 @@ class StreamingMinibatchCKA:
         return self
 
     def result(self) -> Any:
-        """Minibatch CKA over the minibatches seen: a float, or a k1 × k2 array."""
+        """Minibatch CKA over the minibatches seen: a similarity, usually in [0, 1].
+
+        Returns
+        -------
+        float or numpy.ndarray
+            The minibatch CKA, or a k1 × k2 array of them for several layers.
+
+        Raises
+        ------
+        ValueError
+            No minibatch added yet, or a summed self-HSIC that is not positive (a constant
+            representation).
+        """
         with self._lock:
             batches, xy, xx, yy = self._batches, self._xy.copy(), self._xx.copy(), self._yy.copy()
         if batches == 0:
@@ -649,7 +893,14 @@ class StreamingMinibatchCKA:
         return out if self._multi else float(out[0, 0])
 
     def state(self) -> dict[str, np.ndarray]:
-        """The running sums as float64 arrays (see the class docstring)."""
+        """The running sums as float64 arrays.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            The fields listed in the class docstring, plus ``debiased``, ``widths_x``, ``widths_y``
+            (and ``layers`` for several layers); :meth:`from_state` reads them back.
+        """
         with self._lock:
             return self._state_unlocked()
 
@@ -670,7 +921,23 @@ class StreamingMinibatchCKA:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> StreamingMinibatchCKA:
-        """An accumulator holding the given sums (as returned by :meth:`state`)."""
+        """An accumulator holding the given sums.
+
+        Parameters
+        ----------
+        state : dict of str to array_like
+            Fields as returned by :meth:`state`.
+
+        Returns
+        -------
+        StreamingMinibatchCKA
+            A new accumulator equal to the one whose state was taken.
+
+        Raises
+        ------
+        ValueError
+            ``state`` is not a minibatch CKA state.
+        """
         try:
             layers = state.get("layers")
             kw = {} if layers is None else {"layers_x": int(layers[0]), "layers_y": int(layers[1])}
@@ -714,18 +981,33 @@ def minibatch_cka(x: ArrayLike, y: ArrayLike, *, batch_size: int, debiased: bool
 
     Parameters
     ----------
-    x, y : array-like, shapes (n, p1) and (n, p2)
+    x, y : array_like, shapes (n, p1) and (n, p2)
+        Rows are samples, aligned between x and y.
     batch_size : int
         Rows per minibatch. A trailing minibatch shorter than ``batch_size`` is used as it is when it
         has enough rows for the estimator (4 debiased, 2 biased); otherwise ValueError, naming the
         fixes (trim the rows, or a batch size that leaves a longer remainder).
-    debiased : bool
-        The U-statistic HSIC₁ (Song et al. 2012), as in the paper (default); False: the biased
+    debiased : bool, default True
+        The U-statistic HSIC₁ (Song et al. 2012), as in the paper; False: the biased
         HSIC₀ = tr(K H L H)/(b − 1)².
 
     Returns
     -------
     float
+        The minibatch CKA, a similarity usually in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        A ``batch_size`` below the estimator's minimum, a last minibatch too short for it, or the bad
+        inputs listed under :func:`reprsim.cka`.
+    TypeError
+        ``debiased`` is not a bool, or an input that is not a real-valued 2-D array.
+
+    References
+    ----------
+    .. [1] T. Nguyen, M. Raghu, S. Kornblith. "Do Wide and Deep Networks Learn the Same Things?
+       Uncovering How Neural Network Representations Vary with Width and Depth." ICLR 2021.
     """
     debiased = _check_debiased(debiased)
     need = 4 if debiased else 2

@@ -20,6 +20,8 @@
 
 #if defined(__linux__)
 #include <sys/mman.h>
+#elif defined(_WIN32)
+#include <malloc.h>  // _aligned_malloc, _aligned_free
 #endif
 
 namespace reprsim {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -25,7 +25,7 @@ __all__ = [
 
 
 def delete_principal_components(x: Any, deleted: Sequence[int]) -> dict[int, np.ndarray]:
-    """Copies of a representation with its lowest-variance principal components deleted.
+    """Delete the lowest-variance principal components of a representation, for each count given.
 
     For each d in ``deleted`` the centred representation Xc = U S Vᵀ is projected onto its top
     k = p − d left singular vectors: ``U_k U_kᵀ Xc`` (equivalently U_k S_k V_kᵀ), an (n, p) matrix of
@@ -33,13 +33,20 @@ def delete_principal_components(x: Any, deleted: Sequence[int]) -> dict[int, np.
 
     Parameters
     ----------
-    x : array-like (n, p)
-    deleted : numbers of components to delete, each in [0, p − 1]
+    x : array_like, shape (n, p)
+        The representation.
+    deleted : sequence of int
+        Numbers of components to delete, each in [0, p − 1].
 
     Returns
     -------
-    dict
-        d → float64 array (n, p). ``d = 0`` gives the centred input itself.
+    dict of int to numpy.ndarray
+        Each d → a float64 array (n, p). ``d = 0`` gives the centred input itself.
+
+    Raises
+    ------
+    ValueError
+        A count outside [0, p − 1], or the bad inputs of :func:`reprsim.cka`.
     """
     xa = as_representation(x, "x").astype(np.float64)
     p = xa.shape[1]
@@ -57,6 +64,18 @@ def layer_groups(keys: Sequence[Hashable], layer_of: Callable[[Any], Hashable] =
 
     With keys ``(seed, layer)`` this gives :func:`reprsim.benchmark.protocol` its reference candidates
     (the best seed of each layer becomes that layer's reference).
+
+    Parameters
+    ----------
+    keys : sequence of hashable
+        Representation keys.
+    layer_of : callable, optional
+        Key → its layer; default: the second item of the key.
+
+    Returns
+    -------
+    dict
+        Layer → list of the keys of that layer.
     """
     out: dict[Hashable, list] = {}
     for k in keys:
@@ -70,10 +89,13 @@ class LayerIdentification:
 
     Attributes
     ----------
-    accuracy : fraction of (query seed, other seed, layer) triples whose nearest layer of the other seed
-        is the same depth.
-    confusion : (L, L) counts; row = query layer, column = layer chosen as nearest.
-    n_queries : number of triples.
+    accuracy : float
+        Fraction of (query seed, other seed, layer) triples whose nearest layer of the other seed is the
+        same depth.
+    confusion : numpy.ndarray, shape (L, L)
+        Counts; row = query layer, column = layer chosen as nearest.
+    n_queries : int
+        Number of triples.
     """
 
     accuracy: float
@@ -81,13 +103,16 @@ class LayerIdentification:
     n_queries: int
 
 
+_Seed = TypeVar("_Seed", bound=Hashable)
+
+
 def layer_identification(
-    layers_by_seed: Mapping[Hashable, Sequence[Any]],
+    layers_by_seed: Mapping[_Seed, Sequence[Any]],
     metric: Metric,
     *,
     options: Mapping[str, Any] | None = None,
 ) -> LayerIdentification:
-    """Specificity test: is the nearest layer of another seed the same depth?
+    """Test specificity: is the nearest layer of another seed the same depth.
 
     For every ordered pair of distinct seeds (s, t) and every layer i of s, the dissimilarity from
     layer i of s (first argument, the query) to each layer j of t is computed; the query is correct when
@@ -96,9 +121,27 @@ def layer_identification(
 
     Parameters
     ----------
-    layers_by_seed : seed → list of L representations (n, p_l), ordered by depth; all seeds share L
-    metric : a name from ``reprsim.METRICS`` or a callable (x, y) -> float
-    options : options for ``reprsim.distance`` (e.g. a PWCCA convention)
+    layers_by_seed : mapping
+        Seed → list of L representations (n, p_l), ordered by depth; all seeds share L.
+    metric : str or callable
+        A name from ``reprsim.METRICS`` or a callable ``(x, y) -> float``.
+    options : mapping, optional
+        Options for ``reprsim.distance`` (e.g. a PWCCA convention).
+
+    Returns
+    -------
+    LayerIdentification
+        The accuracy, the confusion matrix and the number of queries.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 seeds, or seeds with different numbers of layers.
+
+    References
+    ----------
+    .. [1] F. Ding, J.-S. Denain, J. Steinhardt. "Grounding Representation Similarity Through
+       Statistical Testing." NeurIPS 2021.
     """
     seeds = list(layers_by_seed)
     if len(seeds) < 2:
@@ -128,10 +171,13 @@ class DetectionResult:
 
     Attributes
     ----------
-    flags_at : smallest number of deleted components at which the metric's dissimilarity to the
-        reference exceeds ``noise_floor``; None when it never does on the grid.
-    noise_floor : the mean dissimilarity from the reference to the same layer of the other seeds.
-    dissimilarities : deleted → dissimilarity to the reference.
+    flags_at : int or None
+        Smallest number of deleted components at which the metric's dissimilarity to the reference
+        exceeds ``noise_floor``; None when it never does on the grid.
+    noise_floor : float
+        The mean dissimilarity from the reference to the same layer of the other seeds.
+    dissimilarities : dict of int to float
+        Number of deleted components → dissimilarity to the reference.
     """
 
     flags_at: int | None
@@ -147,7 +193,7 @@ def detection_threshold(
     *,
     options: Mapping[str, Any] | None = None,
 ) -> DetectionResult:
-    """How many principal components must be deleted before the metric notices?
+    """Find how many principal components must be deleted before the metric notices.
 
     The noise floor is the mean dissimilarity between the reference and the same layer of the other
     seeds (changes that should not matter); ``flags_at`` is the smallest number of deleted components
@@ -155,11 +201,32 @@ def detection_threshold(
 
     Parameters
     ----------
-    reference : the full representation (n, p)
-    deleted : number of deleted components → the reference with them deleted (see
-        :func:`delete_principal_components`)
-    other_seeds : the same layer of other seeds, each (n, p')
-    metric : a name from ``reprsim.METRICS`` or a callable
+    reference : array_like, shape (n, p)
+        The full representation.
+    deleted : mapping of int to array_like
+        Number of deleted components → the reference with them deleted (see
+        :func:`delete_principal_components`).
+    other_seeds : sequence of array_like
+        The same layer of other seeds, each (n, p').
+    metric : str or callable
+        A name from ``reprsim.METRICS`` or a callable ``(x, y) -> float``.
+    options : mapping, optional
+        Options for ``reprsim.distance`` (e.g. a PWCCA convention).
+
+    Returns
+    -------
+    DetectionResult
+        ``flags_at``, the noise floor and the dissimilarity at each number of deleted components.
+
+    Raises
+    ------
+    ValueError
+        ``other_seeds`` is empty, or what the metric raises.
+
+    References
+    ----------
+    .. [1] F. Ding, J.-S. Denain, J. Steinhardt. "Grounding Representation Similarity Through
+       Statistical Testing." NeurIPS 2021.
     """
     if not other_seeds:
         raise ValueError("other_seeds is empty; the noise floor needs at least one other seed")
@@ -172,7 +239,22 @@ def detection_threshold(
 
 
 def first_drop(values: Mapping[int, float], baseline: float, tolerance: float) -> int | None:
-    """Smallest key whose value falls below ``baseline − tolerance`` (None if none does)."""
+    """Smallest key whose value falls below ``baseline − tolerance`` (None if none does).
+
+    Parameters
+    ----------
+    values : mapping of int to float
+        E.g. number of deleted components → probe accuracy.
+    baseline : float
+        The reference value.
+    tolerance : float
+        How far below ``baseline`` a value must fall.
+
+    Returns
+    -------
+    int or None
+        The smallest such key, or None.
+    """
     return next((int(k) for k in sorted(values) if values[k] < baseline - tolerance), None)
 
 

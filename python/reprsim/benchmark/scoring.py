@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -69,6 +69,23 @@ def percentile_ranks(values: Any) -> np.ndarray:
     Ranks run from 1 (smallest) to n (largest); tied values all get the mean of the ranks they span
     (``scipy.stats.rankdata(method="average")``). This equals ``scipy.stats.percentileofscore(values, v,
     kind="rank") / 100`` for every value v, the rule of Ding et al.'s released code.
+
+    Parameters
+    ----------
+    values : array_like, 1-D
+        Finite numbers.
+
+    Returns
+    -------
+    numpy.ndarray
+        The percentile rank of each value, in (0, 1], in the input's order.
+
+    Raises
+    ------
+    ValueError
+        Empty input, a non-finite value, or an input that is not 1-D.
+    TypeError
+        An input that is not a sequence of numbers.
     """
     arr = _as_vector(values, "values")
     if arr.size == 0:
@@ -82,14 +99,18 @@ class Score:
 
     Attributes
     ----------
-    spearman, kendall : rank correlations (Spearman ρ; Kendall τ-b, which corrects for ties), in [−1, 1].
-    spearman_p, kendall_p : one-sided p-values of the null "no association" against the alternative of a
-        positive correlation. Spearman: t-distribution approximation with n − 2 degrees of freedom.
-        Kendall: the exact permutation distribution when n ≤ 33 and neither input has ties, otherwise the
-        normal approximation of Kendall's S with the tie-corrected variance.
-    bad_frac : fraction of pairs in the bottom ``quantile`` of dissimilarity and the top ``quantile`` of
+    spearman, kendall : float
+        Rank correlations (Spearman ρ; Kendall τ-b, which corrects for ties), in [−1, 1].
+    spearman_p, kendall_p : float
+        One-sided p-values of the null "no association" against the alternative of a positive
+        correlation. Spearman: t-distribution approximation with n − 2 degrees of freedom. Kendall: the
+        exact permutation distribution when n ≤ 33 and neither input has ties, otherwise the normal
+        approximation of Kendall's S with the tie-corrected variance.
+    bad_frac : float
+        Fraction of pairs in the bottom ``quantile`` of dissimilarity and the top ``quantile`` of
         functional difference (percentile ranks, see :func:`percentile_ranks`; strict inequalities).
-    n_pairs : number of pairs scored.
+    n_pairs : int
+        Number of pairs scored.
     """
 
     spearman: float
@@ -105,6 +126,13 @@ class Score:
         return self.spearman_p
 
     def as_dict(self) -> dict[str, float | int]:
+        """The fields as a JSON-ready dict, with the Spearman p-value under ``p_value``.
+
+        Returns
+        -------
+        dict of str to float or int
+            ``spearman``, ``kendall``, ``p_value``, ``kendall_p``, ``bad_frac`` and ``n_pairs``.
+        """
         out: dict[str, float | int] = asdict(self)
         out["p_value"] = self.spearman_p
         return out
@@ -136,8 +164,17 @@ def score(dissimilarity: Any, functional_difference: Any, *, quantile: float = 0
     Raises
     ------
     ValueError
-        Lengths differ, fewer than 3 pairs, a non-finite value, or either input constant (a rank
-        correlation is then undefined).
+        Lengths differ, fewer than 3 pairs, a non-finite value, either input constant (a rank
+        correlation is then undefined), or ``quantile`` outside (0, 0.5].
+    TypeError
+        An input that is not a 1-D sequence of numbers.
+    ImportError
+        scipy is not installed (it computes the rank correlations and their p-values).
+
+    References
+    ----------
+    .. [1] F. Ding, J.-S. Denain, J. Steinhardt. "Grounding Representation Similarity Through
+       Statistical Testing." NeurIPS 2021.
     """
     d = _as_vector(dissimilarity, "dissimilarity")
     f = _as_vector(functional_difference, "functional_difference")
@@ -228,6 +265,22 @@ class PaddedCCA:
 
     Orthonormal bases come from a thin SVD of each centred input (rank: singular values above
     max(n, p)·ε·σ₁), never from a covariance inverse. ``pairwise`` factors each input once.
+
+    Parameters
+    ----------
+    statistic : {"mean", "mean_sq", "pwcca"}
+        The CCA-family statistic; also the callable's ``__name__``.
+
+    Raises
+    ------
+    ValueError
+        An unknown statistic; when called: a constant input, a rank reaching n − 1, or inputs of
+        different n.
+
+    References
+    ----------
+    .. [1] F. Ding, J.-S. Denain, J. Steinhardt. "Grounding Representation Similarity Through
+       Statistical Testing." NeurIPS 2021.
     """
 
     _STATS = ("mean", "mean_sq", "pwcca")
@@ -274,6 +327,18 @@ class PaddedCCA:
         return self._combine(self._factor(x, "x"), self._factor(y, "y"))
 
     def pairwise(self, xs: Sequence[Any], ys: Sequence[Any]) -> np.ndarray:
+        """The dissimilarity of every pair, each input factored once.
+
+        Parameters
+        ----------
+        xs, ys : sequence of array_like
+            Representations of shapes (n, p_i), all with the same n; xs are the first arguments.
+
+        Returns
+        -------
+        numpy.ndarray, shape (len(xs), len(ys))
+            Entry (i, j) is ``self(xs[i], ys[j])``.
+        """
         fx = [self._factor(a, f"xs[{i}]") for i, a in enumerate(xs)]
         fy = [self._factor(a, f"ys[{i}]") for i, a in enumerate(ys)]
         return np.array([[self._combine(a, b) for b in fy] for a in fx])
@@ -288,8 +353,32 @@ PADDED_CCA: Mapping[str, PaddedCCA] = {
 def pairwise_dissimilarities(
     xs: Sequence[Any], ys: Sequence[Any], metric: Metric, *, options: Mapping[str, Any] | None = None
 ) -> np.ndarray:
-    """Matrix of ``d(xs[i], ys[j])``: ``reprsim.pairwise`` for a name, ``metric.pairwise`` when a
-    callable has one, else a loop of calls."""
+    """Matrix of the dissimilarities ``d(xs[i], ys[j])``.
+
+    A metric name goes through ``reprsim.pairwise``, a callable through its ``pairwise`` method when it
+    has one, else through a loop of calls.
+
+    Parameters
+    ----------
+    xs, ys : sequence of array_like
+        Representations of shapes (n, p_i), all with the same n.
+    metric : str or callable
+        A name from ``reprsim.METRICS`` or a callable ``(x, y) -> float``.
+    options : mapping, optional
+        Options for ``reprsim.pairwise`` (names only).
+
+    Returns
+    -------
+    numpy.ndarray, shape (len(xs), len(ys))
+        The float64 dissimilarities.
+
+    Raises
+    ------
+    TypeError
+        A metric that is neither a name nor a callable.
+    FloatingPointError
+        The metric returned a non-finite value.
+    """
     if isinstance(metric, str):
         from .._metrics import pairwise
 
@@ -315,6 +404,29 @@ def dissimilarities_to_reference(
     A metric name goes through ``reprsim.pairwise([reference], others)``, which factors each
     representation once; a callable is called as ``metric(reference, other)`` (or through its
     ``pairwise`` method when it has one).
+
+    Parameters
+    ----------
+    reference : array_like, shape (n, p)
+        The reference representation.
+    others : sequence of array_like
+        Representations of shapes (n, p_i).
+    metric : str or callable
+        A name from ``reprsim.METRICS`` or a callable ``(x, y) -> float``.
+    options : mapping, optional
+        Options for ``reprsim.pairwise`` (names only).
+
+    Returns
+    -------
+    numpy.ndarray, shape (len(others),)
+        The float64 dissimilarity of the reference to each of ``others``.
+
+    Raises
+    ------
+    TypeError
+        A metric that is neither a name nor a callable.
+    FloatingPointError
+        The metric returned a non-finite value.
     """
     return pairwise_dissimilarities([reference], others, metric, options=options)[0]
 
@@ -325,12 +437,17 @@ class ProtocolResult:
 
     Attributes
     ----------
-    scores : metric name → :class:`Score` whose fields are means over the groups (``n_pairs`` is the
-        total number of pairs).
-    per_group : metric name → {group → Score}.
-    references : group → key of the reference representation chosen for it.
-    dissimilarities : metric name → {group → array of the dissimilarities, in ``comparable[group]`` order}.
-    functional_differences : group → array of |Δ performance|, in the same order.
+    scores : dict of str to Score
+        Metric name → :class:`Score` whose fields are means over the groups (``n_pairs`` is the total
+        number of pairs).
+    per_group : dict of str to dict
+        Metric name → {group → Score}.
+    references : dict
+        Group → key of the reference representation chosen for it.
+    dissimilarities : dict of str to dict
+        Metric name → {group → array of the dissimilarities, in ``comparable[group]`` order}.
+    functional_differences : dict
+        Group → array of |Δ performance|, in the same order.
     """
 
     scores: dict[str, Score]
@@ -352,11 +469,15 @@ def _mean_score(scores: Iterable[Score]) -> Score:
     )
 
 
+_Key = TypeVar("_Key", bound=Hashable)
+_Group = TypeVar("_Group", bound=Hashable)
+
+
 def protocol(
-    representations: Mapping[Hashable, Any],
-    performance: Mapping[Hashable, float],
-    reference_candidates: Mapping[Hashable, Sequence[Hashable]],
-    comparable: Mapping[Hashable, Sequence[Hashable]] | None = None,
+    representations: Mapping[_Key, Any],
+    performance: Mapping[_Key, float],
+    reference_candidates: Mapping[_Group, Sequence[_Key]],
+    comparable: Mapping[_Group, Sequence[_Key]] | None = None,
     *,
     metrics: Any = None,
     conventions: Mapping[str, Mapping[str, Any]] | None = None,
@@ -372,19 +493,42 @@ def protocol(
 
     Parameters
     ----------
-    representations : key → array (n, p); all share n (aligned samples)
-    performance : key → functional quantity (higher is better), e.g. probe or OOD accuracy
-    reference_candidates : group → keys among which the reference is chosen
-    comparable : group → keys paired with the reference; default: every key of ``representations``
-    metrics : names from ``reprsim.METRICS`` and/or callables ``(reference, other) -> float``;
-        default: every registered metric
-    conventions : metric name → options for ``reprsim.distance`` (e.g. ``{"pwcca": {"convention":
-        "smaller"}}``); default ``PAPER_CONVENTIONS``: PWCCA weights from the reference (first argument)
-    quantile : passed to :func:`score`
+    representations : mapping
+        Key → array (n, p); all share n (aligned samples).
+    performance : mapping
+        Key → functional quantity (higher is better), e.g. probe or OOD accuracy.
+    reference_candidates : mapping
+        Group → keys among which the reference is chosen.
+    comparable : mapping, optional
+        Group → keys paired with the reference; default: every key of ``representations``.
+    metrics : sequence of str or callable, optional
+        Names from ``reprsim.METRICS`` and/or callables ``(reference, other) -> float``; default: every
+        registered metric.
+    conventions : mapping, optional
+        Metric name → options for ``reprsim.distance`` (e.g. ``{"pwcca": {"convention": "smaller"}}``);
+        default ``PAPER_CONVENTIONS``: PWCCA weights from the reference (first argument).
+    quantile : float, default 0.2
+        Passed to :func:`score`.
 
     Returns
     -------
     ProtocolResult
+        Per-metric scores averaged over the groups, with the per-group scores, the chosen references
+        and the scored values.
+
+    Raises
+    ------
+    ValueError
+        A key without performance, an empty or unknown reference candidate or comparable key, bad
+        metrics, or what :func:`score` raises.
+    TypeError
+        ``representations`` or ``reference_candidates`` not a non-empty mapping, or a metric that is
+        neither a name nor a callable.
+
+    References
+    ----------
+    .. [1] F. Ding, J.-S. Denain, J. Steinhardt. "Grounding Representation Similarity Through
+       Statistical Testing." NeurIPS 2021.
     """
     mlist = _check_metrics(metrics)
     if not isinstance(representations, Mapping) or not representations:
@@ -461,21 +605,41 @@ def replay(
 
     Parameters
     ----------
-    table : pandas DataFrame, mapping column → values, or list of row dicts
-    metrics : the metric columns to score
-    tasks : task names; the functional difference of task t is column ``f"{t}_diff"``
-    groups : columns whose distinct value combinations are scored separately and averaged (e.g.
-        ``["layer1"]`` for one score per reference layer); default: the whole table is one group
-    reference : optional row filter ``row -> bool`` applied first (e.g. keep the rows containing the
-        reference representation)
-    similarity_columns : metric columns that hold similarities; they are turned into dissimilarities
-        with 1 − value before scoring
-    quantile : passed to :func:`score`
+    table : pandas.DataFrame, mapping or list of dict
+        A DataFrame, a mapping column → values, or a list of row dicts.
+    metrics : sequence of str
+        The metric columns to score.
+    tasks : sequence of str
+        Task names; the functional difference of task t is column ``f"{t}_diff"``.
+    groups : sequence of str, optional
+        Columns whose distinct value combinations are scored separately and averaged (e.g.
+        ``["layer1"]`` for one score per reference layer); default: the whole table is one group.
+    reference : callable, optional
+        Row filter ``row -> bool`` applied first (e.g. keep the rows containing the reference
+        representation).
+    similarity_columns : sequence of str, default ()
+        Metric columns that hold similarities; they are turned into dissimilarities with 1 − value
+        before scoring.
+    quantile : float, default 0.2
+        Passed to :func:`score`.
 
     Returns
     -------
-    dict
-        task → metric → :class:`Score`, averaged over groups as in :func:`protocol`.
+    dict of str to dict of str to Score
+        Task → metric → :class:`Score`, averaged over groups as in :func:`protocol`.
+
+    Raises
+    ------
+    ValueError
+        A missing column, columns of different lengths, a similarity column that is not a metric, a
+        filter that keeps no row, or what :func:`score` raises.
+    TypeError
+        A table of another type.
+
+    References
+    ----------
+    .. [1] F. Ding, J.-S. Denain, J. Steinhardt. "Grounding Representation Similarity Through
+       Statistical Testing." NeurIPS 2021.
     """
     cols = _columns(table)
     lengths = {len(v) for v in cols.values()}

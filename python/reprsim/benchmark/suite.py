@@ -37,9 +37,9 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -59,7 +59,37 @@ MARKER_PIXELS = (0, 39)
 
 @dataclass(frozen=True)
 class SuiteConfig:
-    """Sizes of the local benchmark. ``FULL`` is ``reprsim benchmark``; ``QUICK`` is ``--quick``."""
+    """Sizes of the local benchmark. ``FULL`` is ``reprsim benchmark``; ``QUICK`` is ``--quick``.
+
+    Attributes
+    ----------
+    n_seeds : int
+        Seeds of the pretrained MLPs (seed-and-depth and specificity tests).
+    hidden : tuple of int
+        Widths of the MLP's hidden layers.
+    epochs : int
+        Pretraining epochs.
+    pc_seeds : int
+        Seeds whose layers get principal components deleted.
+    pc_grid : tuple of int
+        Numbers of principal components deleted.
+    n_finetune : int
+        Fine-tuning seeds of the OOD test.
+    finetune_epochs : int
+        Fine-tuning epochs.
+    finetune_lr : float
+        Fine-tuning learning rate.
+    grid_pretrain, grid_finetune : int
+        Pretraining × fine-tuning seeds of the second OOD test.
+    cue_correct : float
+        Share of training samples whose spurious cue agrees with the label.
+    n_train : int
+        Training samples.
+    n_bootstrap : int
+        Bootstrap resamples of the OOD tests' Spearman intervals.
+    seed : int
+        Seed of the data and the models.
+    """
 
     n_seeds: int = 10
     hidden: tuple[int, ...] = (64, 64, 64, 64)
@@ -92,7 +122,13 @@ QUICK = SuiteConfig(
 
 
 def suite_metrics() -> list[Metric]:
-    """Every metric of ``reprsim.METRICS`` followed by the padded CCA conventions."""
+    """Every metric of ``reprsim.METRICS`` followed by the padded CCA conventions.
+
+    Returns
+    -------
+    list of str or PaddedCCA
+        Metric names, then the :data:`PADDED_CCA` callables.
+    """
     return [*METRICS, *PADDED_CCA.values()]
 
 
@@ -126,7 +162,7 @@ def _with_markers(x: np.ndarray, label: np.ndarray, correct: float, rng: np.rand
     return out
 
 
-def _protocol_records(test: str, result: Any, metrics: Sequence[Metric], layer_names: Sequence[str]) -> list[dict]:
+def _protocol_records(test: str, result: Any, metrics: Sequence[Metric], layer_names: Mapping[int, str]) -> list[dict]:
     out = []
     for m in metrics:
         name = _metric_name(m)
@@ -197,10 +233,13 @@ def run_suite(
 
     Parameters
     ----------
-    config : :data:`FULL` (the ``reprsim benchmark`` command) or :data:`QUICK` (``--quick``), or a
-        :class:`SuiteConfig` of your own
-    metrics : names from ``reprsim.METRICS`` and/or callables; default :func:`suite_metrics`
-    log : called with one line of progress per step (default: stderr)
+    config : SuiteConfig, default FULL
+        :data:`FULL` (the ``reprsim benchmark`` command), :data:`QUICK` (``--quick``), or a
+        :class:`SuiteConfig` of your own.
+    metrics : sequence of str or callable, optional
+        Names from ``reprsim.METRICS`` and/or callables; default :func:`suite_metrics`.
+    log : callable, optional
+        Called with one line of progress per step (default: write to stderr).
 
     Returns
     -------
@@ -208,6 +247,16 @@ def run_suite(
         JSON-ready records with ``test``, ``metric``, ``spearman``, ``kendall``, ``p_value`` (Spearman,
         one-sided), ``kendall_p``, ``bad_frac``, ``n_pairs``, plus the fields of each test described in
         this module's docstring (``None`` where a field does not apply).
+
+    Raises
+    ------
+    ImportError
+        scikit-learn or scipy is not installed (``pip install "reprsim[benchmark]"``).
+
+    References
+    ----------
+    .. [1] F. Ding, J.-S. Denain, J. Steinhardt. "Grounding Representation Similarity Through
+       Statistical Testing." NeurIPS 2021.
     """
     with _single_threaded():
         return _run(config, metrics, log)
@@ -271,14 +320,14 @@ def _run(config: SuiteConfig, metrics: Sequence[Metric] | None, log: Callable[[s
     say("scoring detection thresholds")
     drops: dict[str, int | None] = {}
     for layer in range(n_layers):
-        s0 = pc_res.references[layer][0]
+        s0 = cast("tuple[int, int, int]", pc_res.references[layer])[0]  # keys are (seed, layer, d)
         noise = float(np.mean([abs(acc[(s, layer)] - acc[(s0, layer)]) for s in range(cfg.n_seeds) if s != s0]))
         series = {d: pc_acc[(s0, layer, d)] for d in cfg.pc_grid}
         drops[layer_names[layer]] = first_drop(series, acc[(s0, layer)], noise)
     for m, name in zip(metrics, names):
         flags, floors = {}, {}
         for layer in range(n_layers):
-            s0 = pc_res.references[layer][0]
+            s0 = cast("tuple[int, int, int]", pc_res.references[layer])[0]  # keys are (seed, layer, d)
             det = detection_threshold(
                 reps[(s0, layer)],
                 {d: pc_reps[(s0, layer, d)] for d in cfg.pc_grid},
@@ -339,7 +388,18 @@ def _fmt(v: Any, spec: str = ".3f") -> str:
 
 
 def format_table(records: Sequence[dict[str, Any]]) -> str:
-    """The records as Markdown tables: one for the rank-correlation tests, one for the others."""
+    """The records as Markdown tables: one for the rank-correlation tests, one for the others.
+
+    Parameters
+    ----------
+    records : sequence of dict
+        As returned by :func:`run_suite`.
+
+    Returns
+    -------
+    str
+        The Markdown text.
+    """
     lines = [
         "| test | metric | Spearman ρ | Kendall τ | p (ρ, one-sided) | bad_frac | pairs | ρ 95 % CI |",
         "|---|---|---:|---:|---:|---:|---:|---|",
@@ -371,7 +431,17 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
 def plot_records(records: Sequence[dict[str, Any]], path: str) -> bool:
     """Save a figure of Spearman ρ per test and metric (and layer-identification accuracy) to ``path``.
 
-    Returns False, after saying so on stderr, when matplotlib is not installed.
+    Parameters
+    ----------
+    records : sequence of dict
+        As returned by :func:`run_suite`.
+    path : str
+        Where to save the figure (the format follows the extension).
+
+    Returns
+    -------
+    bool
+        True when saved; False, after saying so on stderr, when matplotlib is not installed.
     """
     try:
         import matplotlib

@@ -21,7 +21,20 @@ class CompareResult:
 
     For similarity metrics ("cka", "debiased_cka", "mean_cca", "mean_sq_cca", "svcca", "pwcca",
     "minibatch_cka") the values are similarities, as the function of the same name returns; for
-    "procrustes" and "angular_procrustes" they are distances.
+    "procrustes" and "angular_procrustes" they are distances. Returned by :func:`compare`.
+
+    Attributes
+    ----------
+    values : numpy.ndarray, shape (len(layers_a), len(layers_b))
+        The float64 matrix.
+    layers_a, layers_b : list of str
+        The compared module names of the two models.
+    metric : str
+        The metric name.
+    n_samples : int
+        Samples the values were computed over.
+    options : dict
+        The metric's options.
     """
 
     values: np.ndarray
@@ -32,7 +45,18 @@ class CompareResult:
     options: dict[str, Any] = field(default_factory=dict)
 
     def to_pandas(self) -> Any:
-        """The matrix as a pandas DataFrame indexed by layer names (requires pandas)."""
+        """The matrix as a pandas DataFrame indexed by layer names (requires pandas).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``values`` with ``layers_a`` as the index and ``layers_b`` as the columns.
+
+        Raises
+        ------
+        ImportError
+            pandas is not installed.
+        """
         try:
             import pandas as pd
         except ImportError:
@@ -40,7 +64,27 @@ class CompareResult:
         return pd.DataFrame(self.values, index=self.layers_a, columns=self.layers_b)
 
     def plot(self, ax: Any = None, *, cmap: str = "magma", annotate: bool = False) -> Any:
-        """Draw the matrix as a heatmap (requires matplotlib); returns the Axes."""
+        """Draw the matrix as a heatmap (requires matplotlib).
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Where to draw; default: a new figure sized to the number of layers.
+        cmap : str, default "magma"
+            A matplotlib colormap name.
+        annotate : bool, default False
+            Write each value in its cell.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The Axes drawn on, with a colorbar labelled by the metric.
+
+        Raises
+        ------
+        ImportError
+            matplotlib is not installed.
+        """
         try:
             import matplotlib.pyplot as plt
         except ImportError:
@@ -122,31 +166,47 @@ def compare(
     number the in-memory function gives on all activations at once, with memory independent of the number
     of samples.
 
+    When ``torch.distributed`` is initialised, every rank streams its own shard of the data and the
+    accumulator states are gathered and merged exactly, so every rank returns the full-data matrix.
+
     Parameters
     ----------
     model_a, model_b : torch.nn.Module
+        The two models (they may be the same object).
     loader : iterable of batches
         Tensors, ``(inputs, labels, ...)`` tuples, or dicts of model keyword arguments (HF style; an
         ``attention_mask`` entry is used by ``pool="mean"``/``"last"``; ``labels`` is not passed on).
     layers_a, layers_b : list of str
         Module names as in ``named_modules()``.
-    metric : str
+    metric : str, default "cka"
         A name of ``reprsim.METRICS`` or ``"minibatch_cka"`` (Nguyen et al. 2021's estimator over the
         loader's batches). Similarities for CKA and the CCA family, distances for Procrustes.
-    device : optional
+    device : str or torch.device, optional
         Where to run the models (they are moved there); default: where model_a's parameters are.
         On a CUDA device the accumulators stay on the GPU (torch ops, float64 accumulation).
     max_batches : int, optional
         Stop after this many batches.
-    pool, select :
+    pool : {None, "mean", "cls", "last"}, optional
         How layer outputs become (batch, features) matrices; see :func:`reprsim.torch.capture`.
-    progress : bool
+    select : int, str or callable, optional
+        Which tensor of a structured layer output to use; see :func:`reprsim.torch.capture`.
+    progress : bool, default True
         Show a tqdm progress bar when tqdm is installed.
-    **options :
+    **options
         Passed to the metric (e.g. ``convention=`` for "pwcca", ``variance=`` for "svcca").
 
-    When ``torch.distributed`` is initialised, every rank streams its own shard of the data and the
-    accumulator states are gathered and merged exactly, so every rank returns the full-data matrix.
+    Returns
+    -------
+    CompareResult
+        The layer × layer matrix with the layer names, the metric and the number of samples.
+
+    Raises
+    ------
+    ValueError
+        An unknown metric or layer name, a bad ``max_batches``, an empty batch, or what the metric
+        raises for the activations (e.g. too few samples).
+    TypeError
+        A batch that is neither a tensor, a tuple nor a dict.
     """
     from ._stream import make_accumulator
 

@@ -128,7 +128,7 @@ class DeviceMoments:
         new_pair = {}
         for (i, j), pa in self.pair.items():
             pb = bpair[(i, j)]
-            out = None
+            out: dict[str, torch.Tensor] | None = None
             for side, (p_s, lx, ly, ns) in enumerate(
                 ((pa, self.layer[i], self.layer[self.k1 + j], na), (pb, blayer[i], blayer[self.k1 + j], nb))
             ):
@@ -136,6 +136,7 @@ class DeviceMoments:
                 dy = shifts[self.k1 + j][side]
                 shifted = self._shift_pair(p_s, lx, ly, dx, dy, ns)
                 out = shifted if out is None else {k: out[k] + shifted[k] for k in out}
+            assert out is not None  # both sides were added
             new_pair[(i, j)] = out
         new_layer = []
         for idx, (a, b) in enumerate(zip(self.layer, blayer)):

@@ -109,7 +109,29 @@ def to_matrix(t: torch.Tensor, pool: str | None, attention_mask: torch.Tensor | 
 
 
 class Capture:
-    """Outputs of named modules recorded by forward hooks; created by :func:`capture`."""
+    """Outputs of named modules recorded by forward hooks; created by :func:`capture`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model whose modules are hooked.
+    layers : sequence of str
+        Module names as in ``model.named_modules()``.
+    pool : {None, "mean", "cls", "last"}
+        How outputs become (batch, features) matrices; see :func:`capture`.
+    select : int, str or callable, optional
+        Which tensor of a structured output to record; see :func:`capture`.
+
+    Attributes
+    ----------
+    layers : list of str
+        The hooked module names, in order.
+
+    Raises
+    ------
+    ValueError
+        An unknown pool, or an unknown module name (with close matches).
+    """
 
     def __init__(self, model: torch.nn.Module, layers: Sequence[str], pool: str | None, select: Selector):
         if pool not in _POOLS:
@@ -138,10 +160,27 @@ class Capture:
         self._handles.clear()
 
     def take(self, attention_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Activations recorded since the last call, as (batch, features) tensors, one per layer.
+        """Return the activations recorded since the last call and clear them.
 
         A module called several times in one forward pass (weight sharing) contributes the concatenation of
-        its calls along the batch axis. Recorded outputs are cleared.
+        its calls along the batch axis.
+
+        Parameters
+        ----------
+        attention_mask : torch.Tensor, optional
+            (batch, tokens) mask of the inputs; mean and last-token pooling honour it.
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            One (batch, features) tensor per layer name.
+
+        Raises
+        ------
+        RuntimeError
+            A hooked module did not run since the last call.
+        ValueError
+            Pooling is impossible (e.g. a sample with no unmasked token).
         """
         out = {}
         for name in self.layers:
@@ -165,24 +204,35 @@ def capture(model: torch.nn.Module, layers: Sequence[str], *, pool: str | None =
             select: Selector = None) -> Capture:
     """Record the outputs of the named modules of `model` inside a ``with`` block.
 
+    The hooks are removed when the block ends, also after an exception.
+
     Parameters
     ----------
     model : torch.nn.Module
+        The model whose modules are hooked.
     layers : list of str
         Module names as in ``model.named_modules()``. An unknown name raises ValueError listing close matches.
-    pool : {None, "mean", "cls", "last"}
+    pool : {None, "mean", "cls", "last"}, optional
         None flattens each sample's activations; the others pool (batch, tokens, hidden) outputs over tokens
         (mean pooling honours the ``attention_mask`` given to :meth:`Capture.take`).
     select : int, str or callable, optional
         Which tensor of a tuple/list (index), dict or ModelOutput (key or attribute) output to record;
         default: the first tensor found.
 
+    Returns
+    -------
+    Capture
+        A context manager; :meth:`Capture.take` returns what was recorded.
+
+    Raises
+    ------
+    ValueError
+        An unknown pool, or an unknown module name (with close matches).
+
     Examples
     --------
-    >>> with capture(model, ["layer1", "fc"]) as cap:
+    >>> with capture(model, ["layer1", "fc"]) as cap:  # doctest: +SKIP
     ...     model(batch)
     ...     acts = cap.take()          # {"layer1": (batch, features), "fc": (batch, classes)}
-
-    The hooks are removed when the block ends, also after an exception.
     """
     return Capture(model, layers, pool, select)
