@@ -56,7 +56,8 @@ void bind_cca(py::module_& m) {
 
     m.def(
         "cca_summary",
-        [](const py::array& x, const py::array& y) {
+        [](const py::array& x, const py::array& y, const std::string& pwcca_stat) {
+            const CCAStat st = cca_stat_from_name(pwcca_stat);
             return dispatch(ArrayList{x, y}, [&](auto tag) {
                 using T = decltype(tag);
                 const View<T> vx = view_of<T>(x, "x"), vy = view_of<T>(y, "y");
@@ -65,14 +66,14 @@ void bind_cca(py::module_& m) {
                     py::gil_scoped_release release;
                     const CCAFactor fx = make_factor(vx, "x", 0.0, true);
                     const CCAFactor fy = make_factor(vy, "y", 0.0, true);
-                    s = cca_summary(fx, fy);
+                    s = cca_summary(fx, fy, st);
                 }
                 py::array_t<double> rho(s.rho.size());
                 std::copy(s.rho.data(), s.rho.data() + s.rho.size(), rho.mutable_data());
-                return py::make_tuple(rho, s.mean, s.mean_sq, s.pwcca_x, s.pwcca_y);
+                return py::make_tuple(rho, s.mean, s.mean_sq, s.pwcca);
             });
         },
-        py::arg("x"), py::arg("y"));
+        py::arg("x"), py::arg("y"), py::arg("pwcca_stat"));
 
     m.def(
         "cca_route",

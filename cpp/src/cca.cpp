@@ -159,6 +159,17 @@ double cca_statistic(const CCAFactor& fx, const CCAFactor& fy, CCAStat stat) {
     return cca_statistic_from_m(cross_m(fx, fy), fx.r, fy.r, fx.p, fy.p, stat);
 }
 
+namespace {
+
+// PWCCA of a result with vectors, weighted from the side `stat` names.
+double pwcca_of(const CCAResult& res, const MatD& rx, const MatD& ry, Index px, Index py, CCAStat stat) {
+    const bool from_x = stat == CCAStat::PWCCAX || (stat == CCAStat::PWCCASmaller && px <= py);
+    const VecD w = from_x ? projection_weights(rx, res.a) : projection_weights(ry, res.b);
+    return w.dot(res.rho) / w.sum();
+}
+
+}  // namespace
+
 double cca_statistic_from_m(MatD m, const MatD& rx, const MatD& ry, Index px, Index py, CCAStat stat) {
     const bool pw = stat == CCAStat::PWCCAX || stat == CCAStat::PWCCAY || stat == CCAStat::PWCCASmaller;
     CCAResult res = cca_from_m(std::move(m), pw);
@@ -172,21 +183,20 @@ double cca_statistic_from_m(MatD m, const MatD& rx, const MatD& ry, Index px, In
         default:
             break;
     }
-    const bool from_x = stat == CCAStat::PWCCAX || (stat == CCAStat::PWCCASmaller && px <= py);
-    const VecD w = from_x ? projection_weights(rx, res.a) : projection_weights(ry, res.b);
-    return w.dot(rho) / w.sum();
+    return pwcca_of(res, rx, ry, px, py, stat);
 }
 
-CCASummary cca_summary(const CCAFactor& fx, const CCAFactor& fy) {
-    const CCAResult res = cca_from_m(cross_m(fx, fy), true);
+CCASummary cca_summary(const CCAFactor& fx, const CCAFactor& fy, CCAStat pwcca_stat) {
+    if (pwcca_stat == CCAStat::Mean || pwcca_stat == CCAStat::MeanSq) {
+        throw std::logic_error("cca_summary: the PWCCA statistic must name a weighting side");
+    }
+    CCAResult res = cca_from_m(cross_m(fx, fy), true);
     if (res.rho.size() == 0) throw std::logic_error("cca_summary: no canonical correlations");
     CCASummary out;
-    out.rho = res.rho;
     out.mean = res.rho.mean();
     out.mean_sq = res.rho.array().square().mean();
-    const VecD wx = projection_weights(fx.r, res.a), wy = projection_weights(fy.r, res.b);
-    out.pwcca_x = wx.dot(res.rho) / wx.sum();
-    out.pwcca_y = wy.dot(res.rho) / wy.sum();
+    out.pwcca = pwcca_of(res, fx.r, fy.r, fx.p, fy.p, pwcca_stat);
+    out.rho = std::move(res.rho);
     return out;
 }
 

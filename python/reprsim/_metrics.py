@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _core
 from ._registry import check_metric
-from ._validation import as_lists, as_pair
+from ._validation import as_lists, as_pair, is_gpu_tensor
 
 ArrayLike = Any
 
@@ -40,8 +40,7 @@ def pwcca_stat(convention: str) -> str:
 
 def _on_gpu(x: Any, y: Any) -> bool:
     """Whether x or y is a torch tensor on a GPU (then the torch device path runs, not the C++ kernels)."""
-    return any(type(a).__module__.startswith("torch") and getattr(a, "device", None) is not None
-               and a.device.type != "cpu" for a in (x, y))
+    return is_gpu_tensor(x) or is_gpu_tensor(y)
 
 
 def _gpu_accumulator(x: Any, y: Any, min_n: int, what: str, float64_products: bool = False) -> Any:
@@ -526,16 +525,14 @@ def cca_summary(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> CCASumm
     stat = pwcca_stat(convention)
     gpu = _gpu_accumulator(x, y, 3, "CCA", float64_products=True)
     if gpu is not None:
-        return CCASummary(np.asarray(gpu.canonical_correlations()), _finite(gpu.mean_cca(), "mean CCA"),
-                          _finite(gpu.mean_sq_cca(), "mean squared CCA"),
+        rho = np.asarray(gpu.canonical_correlations())
+        return CCASummary(rho, _finite(rho.mean(), "mean CCA"), _finite(np.mean(rho**2), "mean squared CCA"),
                           _finite(gpu.pwcca(convention=convention), "PWCCA"))
     xa, ya = as_pair(x, y, min_n=3, what="CCA")
-    rho, mean, mean_sq, pw_x, pw_y = _core.cca_summary(xa, ya)
+    rho, mean, mean_sq, pw = _core.cca_summary(xa, ya, stat)
     if not np.all(np.isfinite(rho)):
         raise FloatingPointError("canonical correlations came out non-finite; please report this input")
-    from_x = stat == "pwcca_x" or (stat == "pwcca_smaller" and xa.shape[1] <= ya.shape[1])
-    return CCASummary(rho, _finite(mean, "mean CCA"), _finite(mean_sq, "mean squared CCA"),
-                      _finite(pw_x if from_x else pw_y, "PWCCA"))
+    return CCASummary(rho, _finite(mean, "mean CCA"), _finite(mean_sq, "mean squared CCA"), _finite(pw, "PWCCA"))
 
 
 def _nuclear_to_distance(nuc: np.ndarray | float, dtype: np.dtype, angular: bool) -> Any:

@@ -13,7 +13,7 @@ import numpy as np
 from . import _core, _metrics
 from ._metrics import _NUCLEAR_SLACK, _no_options, pwcca_stat, svcca_mode
 from ._registry import check_metric
-from ._validation import _common_dtype, as_pair, as_representation, check_n
+from ._validation import _common_dtype, as_pair, as_representation, check_n, is_gpu_tensor
 
 ArrayLike = Any
 
@@ -64,8 +64,7 @@ def _batch(x: Any, y: Any, multi: bool, k1: int, k2: int) -> tuple[list[np.ndarr
 
 def _has_gpu_tensor(a: Any) -> bool:
     items = a if isinstance(a, (list, tuple)) else [a]
-    return any(type(t).__module__.startswith("torch") and getattr(getattr(t, "device", None), "type", "cpu") != "cpu"
-               for t in items)
+    return any(is_gpu_tensor(t) for t in items)
 
 
 @contextmanager

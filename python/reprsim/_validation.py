@@ -57,6 +57,11 @@ def as_representation(a: Any, name: str) -> np.ndarray:
     return arr
 
 
+def is_gpu_tensor(a: Any) -> bool:
+    """Whether `a` is a torch tensor on a device other than the CPU (checked without importing torch)."""
+    return type(a).__module__.startswith("torch") and getattr(getattr(a, "device", None), "type", "cpu") != "cpu"
+
+
 def _torch_to_numpy(t: Any, name: str) -> np.ndarray:
     """A CPU tensor as a numpy view (no copy for float32/float64); float16/bfloat16 become float32."""
     import torch

@@ -95,12 +95,12 @@ CCAStat cca_stat_from_name(const std::string& name);
 double cca_statistic(const CCAFactor& fx, const CCAFactor& fy, CCAStat stat);
 
 // Every summary of a pair from one factorisation and one SVD: the correlations, their mean and mean
-// square, and PWCCA with projection weights from x and from y.
+// square, and PWCCA weighted from the side `pwcca_stat` names (one of the PWCCA statistics).
 struct CCASummary {
     VecD rho;
-    double mean = 0, mean_sq = 0, pwcca_x = 0, pwcca_y = 0;
+    double mean = 0, mean_sq = 0, pwcca = 0;
 };
-CCASummary cca_summary(const CCAFactor& fx, const CCAFactor& fy);
+CCASummary cca_summary(const CCAFactor& fx, const CCAFactor& fy, CCAStat pwcca_stat);
 
 // The same statistic from M = Qxᵀ·Qy and the R factors of inputs of widths px and py.
 double cca_statistic_from_m(MatD m, const MatD& rx, const MatD& ry, Index px, Index py, CCAStat stat);

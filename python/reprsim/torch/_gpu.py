@@ -71,7 +71,3 @@ def device_cka(x: Any, y: Any, debiased: bool) -> float:
     x, y = _checked_pair(x, y, 4 if debiased else 2, "debiased CKA" if debiased else "CKA")
     m = DeviceMoments.from_tensors([x], [y], CHUNK_ROWS, debiased=debiased)
     return float(_core.cka_from_sums(**m.cka_sums(0, 0), debiased=debiased, name_x="x", name_y="y"))
-
-
-def is_gpu_tensor(a: Any) -> bool:
-    return isinstance(a, torch.Tensor) and a.device.type != "cpu"
