@@ -264,7 +264,7 @@ class StreamingSimilarity:
             return self
         xs, ys, names_x, names_y = _batch(x, y, self._multi, self._k1, self._k2)
         with self._lock:
-            _check_widths(self._st().widths(), xs, ys, names_x, names_y)
+            _check_widths(self._widths(), xs, ys, names_x, names_y)
         wx, wy = [a.shape[1] for a in xs], [a.shape[1] for a in ys]
         _metrics._require_memory(
             _stream_memory_bytes(xs[0].shape[0], wx, wy),
@@ -301,7 +301,7 @@ class StreamingSimilarity:
             if t.shape[0] != n:
                 raise ValueError(f"every array of a batch must have the same number of rows: {names_x[0]} has {n} "
                                  f"rows, {nm} has shape {tuple(t.shape)}; pass aligned batches of x and y")
-        _check_widths(self._st().widths(), xs, ys, names_x, names_y)
+        _check_widths(self._widths(), xs, ys, names_x, names_y)
         if len({t.dtype for t in xs + ys}) > 1:
             xs, ys = [t.to(torch.float64) for t in xs], [t.to(torch.float64) for t in ys]
         device = devices.pop()
@@ -314,6 +314,15 @@ class StreamingSimilarity:
         self._dev.update(xs, ys)
         eps = np.finfo(np.float32 if xs[0].dtype == torch.float32 else np.float64).eps
         self._dev_eps = max(self._dev_eps, float(eps))
+
+    def _widths(self) -> tuple[list[int], list[int]]:
+        """Widths of the x and y layers seen so far (empty before the first batch), read without exporting
+        the moments kept on a device (every update checks that both kinds of batches agree on them)."""
+        if self._dev is not None and self._dev.n > 0:
+            w = [int(s["mean"].shape[0]) for s in self._dev.layer]
+            return w[: self._k1], w[self._k1 :]
+        wx, wy = self._state.widths()
+        return list(wx), list(wy)
 
     def _st(self) -> Any:
         """The C++ state of every row seen: the CPU moments merged with those kept on a device."""
