@@ -131,6 +131,45 @@ void bind_stream(py::module_& m) {
                  return pair_values(s, [&](Index i, Index j) { return stream_cka(s, i, j, debiased, nx[i], ny[j]); });
              },
              py::arg("debiased"), py::arg("names_x"), py::arg("names_y"))
+        // The sums of linear CKA (see cka_from_sums) of every pair, in the layout of linear_cka_sums_matrix.
+        .def("cka_sums",
+             [](const StreamState& s) {
+                 if (s.empty()) fail("the accumulator has seen no rows yet; call update first");
+                 MatR<double> cross(s.k1, s.k2), sum_de(s.k1, s.k2);
+                 VecD sxx(s.k1), tx(s.k1), sd2x(s.k1), syy(s.k2), ty(s.k2), sd2y(s.k2);
+                 {
+                     py::gil_scoped_release release;
+                     for (Index i = 0; i < s.k1; ++i) {
+                         sxx[i] = s.x[i].c.squaredNorm();
+                         tx[i] = s.x[i].c.trace();
+                         sd2x[i] = s.x[i].sum_d2;
+                     }
+                     for (Index j = 0; j < s.k2; ++j) {
+                         syy[j] = s.y[j].c.squaredNorm();
+                         ty[j] = s.y[j].c.trace();
+                         sd2y[j] = s.y[j].sum_d2;
+                     }
+                     for (Index i = 0; i < s.k1; ++i)
+                         for (Index j = 0; j < s.k2; ++j) {
+                             cross(i, j) = s.pair(i, j).cxy.squaredNorm();
+                             sum_de(i, j) = s.pair(i, j).sum_de;
+                         }
+                 }
+                 py::dict d;
+                 d["n"] = s.n;
+                 d["eps"] = std::numeric_limits<double>::epsilon();
+                 d["cross"] = cross;
+                 d["sum_de"] = sum_de;
+                 d["sxx"] = sxx;
+                 d["tx"] = tx;
+                 d["sum_d2"] = sd2x;
+                 d["scale_x"] = VecD::Ones(s.k1).eval();
+                 d["syy"] = syy;
+                 d["ty"] = ty;
+                 d["sum_e2"] = sd2y;
+                 d["scale_y"] = VecD::Ones(s.k2).eval();
+                 return d;
+             })
         .def("procrustes_nuclear",
              [](const StreamState& s, const Names& nx, const Names& ny) {
                  return pair_values(
@@ -287,25 +326,6 @@ void bind_stream(py::module_& m) {
         },
         py::arg("xs"), py::arg("ys"), py::arg("debiased"), py::arg("names_x"), py::arg("names_y"));
 
-    m.def(
-        "cka_from_sums",
-        [](double n, double cross, double sxx, double syy, double tx, double ty, double sum_d2, double sum_e2,
-           double sum_de, bool debiased, const std::string& name_x, const std::string& name_y) {
-            CKASums sums;
-            sums.n = n;
-            sums.cross = cross;
-            sums.sxx = sxx;
-            sums.syy = syy;
-            sums.tx = tx;
-            sums.ty = ty;
-            sums.sum_d2 = sum_d2;
-            sums.sum_e2 = sum_e2;
-            sums.sum_de = sum_de;
-            return cka_from_sums(sums, debiased, name_x, name_y);
-        },
-        py::arg("n"), py::arg("cross"), py::arg("sxx"), py::arg("syy"), py::arg("tx"), py::arg("ty"),
-        py::arg("sum_d2"), py::arg("sum_e2"), py::arg("sum_de"), py::arg("debiased"), py::arg("name_x"),
-        py::arg("name_y"));
 }
 
 }  // namespace reprsim::bind

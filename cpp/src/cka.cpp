@@ -112,7 +112,10 @@ LinearFactor<T> linear_factor(const View<T>& x, Space space, bool need_debiased,
     f.n = x.n;
     f.p = x.p;
     if (space == Space::Feature) {
-        MatR<T> xc = centered(x, name, &f.d);
+        check_blas_dims(name, x.n, x.p);
+        MatR<T> xc(x.n, x.p);
+        f.d.resize(x.n);
+        f.scale = center_scaled_into(x, name, xc.data(), x.p, f.d.data());
         MatR<T> c(x.p, x.p);
         blas::syrk_t<T>(x.n, x.p, xc.data(), x.p, c.data(), x.p);
         f.self_biased = sym_sq_norm_upper(c.data(), x.p, x.p);
@@ -125,7 +128,7 @@ LinearFactor<T> linear_factor(const View<T>& x, Space space, bool need_debiased,
         T* xc = GramWork<T>::get(w.centred, std::size_t(x.n) * std::size_t(x.p));
         T* gram = GramWork<T>::get(w.gram, std::size_t(x.n) * std::size_t(x.n));
         f.d.resize(x.n);
-        center_scaled_into(x, name, xc, x.p, f.d.data());
+        f.scale = center_scaled_into(x, name, xc, x.p, f.d.data());
         f.self_biased = packed_gram(xc, x.n, x.p, gram, f.packed);
     }
     f.sum_d = f.d.sum();
@@ -143,59 +146,72 @@ double debiased_from_sums(double cross, double sum_de, double sum_d, double sum_
 }
 
 template <class T>
-double linear_cka_from_cross(double cross, const LinearFactor<T>& fx, const LinearFactor<T>& fy, bool debiased) {
-    // Square roots taken apart: the product of the two self terms can leave the float64 range when
-    // the two inputs differ widely in scale.
-    if (!debiased) return cross / (std::sqrt(fx.self_biased) * std::sqrt(fy.self_biased));
-    const double num = debiased_from_cross(cross, fx.d, fy.d, fx.sum_d, fy.sum_d, fx.n);
-    return num / (std::sqrt(fx.self_debiased) * std::sqrt(fy.self_debiased));
+CKASums linear_cka_sums_from_cross(double cross, const LinearFactor<T>& fx, const LinearFactor<T>& fy) {
+    CKASums m;
+    m.n = double(fx.n);
+    m.cross = cross;
+    m.sxx = fx.self_biased;
+    m.syy = fy.self_biased;
+    m.tx = fx.sum_d;
+    m.ty = fy.sum_d;
+    m.sum_d2 = fx.d.squaredNorm();
+    m.sum_e2 = fy.d.squaredNorm();
+    m.sum_de = fx.d.dot(fy.d);
+    m.scale_x = fx.scale;
+    m.scale_y = fy.scale;
+    m.eps = double(std::numeric_limits<T>::epsilon());
+    return m;
 }
 
 template <class T>
-double linear_cka_joint(const View<T>& x, const View<T>& y, bool debiased) {
+CKASums linear_cka_sums_joint(const View<T>& x, const View<T>& y, bool debiased) {
     check_blas_dims("x", x.n, x.p + y.p);
     const Index n = x.n, p1 = x.p, p2 = y.p, p = p1 + p2;
     Buffer<T> z(std::size_t(n) * std::size_t(p));
-    LinearFactor<T> fx, fy;  // self terms only; the features stay in z
-    fx.n = fy.n = n;
+    CKASums m;
+    m.n = double(n);
+    m.eps = double(std::numeric_limits<T>::epsilon());
     // The biased estimator needs no row norms; the debiased one gets them from the centring pass.
+    VecD d, e;
     if (debiased) {
-        fx.d.resize(n);
-        fy.d.resize(n);
+        d.resize(n);
+        e.resize(n);
     }
-    center_scaled_into(x, "x", z.data(), p, debiased ? fx.d.data() : nullptr);
-    center_scaled_into(y, "y", z.data() + p1, p, debiased ? fy.d.data() : nullptr);
-    fx.sum_d = fx.d.sum();
-    fy.sum_d = fy.d.sum();
+    m.scale_x = center_scaled_into(x, "x", z.data(), p, debiased ? d.data() : nullptr);
+    m.scale_y = center_scaled_into(y, "y", z.data() + p1, p, debiased ? e.data() : nullptr);
     MatR<T> c(p, p);
     blas::syrk_t<T>(n, p, z.data(), p, c.data(), p);
-    fx.self_biased = sym_sq_norm_upper(c.data(), p1, p);
-    fy.self_biased = sym_sq_norm_upper(c.data() + p1 * p + p1, p2, p);
+    m.sxx = sym_sq_norm_upper(c.data(), p1, p);
+    m.syy = sym_sq_norm_upper(c.data() + p1 * p + p1, p2, p);
+    m.cross = block_sq_norm(c.data() + p1, p1, p2, p);  // the XcᵀYc block, above the diagonal
     if (debiased) {
-        fx.self_debiased = debiased_from_cross(fx.self_biased, fx.d, fx.d, fx.sum_d, fx.sum_d, n);
-        fy.self_debiased = debiased_from_cross(fy.self_biased, fy.d, fy.d, fy.sum_d, fy.sum_d, n);
+        m.tx = d.sum();
+        m.ty = e.sum();
+        m.sum_d2 = d.squaredNorm();
+        m.sum_e2 = e.squaredNorm();
+        m.sum_de = d.dot(e);
+    } else {
+        for (Index j = 0; j < p1; ++j) m.tx += static_cast<double>(c(j, j));
+        for (Index j = p1; j < p; ++j) m.ty += static_cast<double>(c(j, j));
     }
-    check_self(fx, debiased, "x");
-    check_self(fy, debiased, "y");
-    const double cross = block_sq_norm(c.data() + p1, p1, p2, p);  // the XcᵀYc block, above the diagonal
-    return linear_cka_from_cross(cross, fx, fy, debiased);
+    return m;
 }
 
 template <class T>
-double linear_cka_gram_pair(const View<T>& x, const View<T>& y, bool debiased) {
+CKASums linear_cka_sums_gram(const View<T>& x, const View<T>& y, bool /*debiased*/) {
     check_blas_dims("x", x.n, x.p);
     check_blas_dims("y", y.n, y.p);
     const Index n = x.n;
     const std::size_t nn = std::size_t(n) * std::size_t(n);
-    LinearFactor<T> fx, fy;  // self terms only
-    fx.n = fy.n = n;
-    fx.d.resize(n);
-    fy.d.resize(n);
+    CKASums m;
+    m.n = double(n);
+    m.eps = double(std::numeric_limits<T>::epsilon());
+    VecD d(n), e(n);
     Buffer<T> k(nn), l(nn);
     {
         Buffer<T> xc(std::size_t(n) * std::size_t(x.p)), yc(std::size_t(n) * std::size_t(y.p));
-        center_scaled_into(x, "x", xc.data(), x.p, fx.d.data());
-        center_scaled_into(y, "y", yc.data(), y.p, fy.d.data());
+        m.scale_x = center_scaled_into(x, "x", xc.data(), x.p, d.data());
+        m.scale_y = center_scaled_into(y, "y", yc.data(), y.p, e.data());
         blas::syrk_n<T>(n, x.p, xc.data(), x.p, k.data(), n);
         blas::syrk_n<T>(n, y.p, yc.data(), y.p, l.data(), n);
     }
@@ -215,17 +231,52 @@ double linear_cka_gram_pair(const View<T>& x, const View<T>& y, bool debiased) {
             ll += v * v;
         }
     }
-    fx.sum_d = fx.d.sum();
-    fy.sum_d = fy.d.sum();
-    fx.self_biased = 2.0 * kk + kk_d;
-    fy.self_biased = 2.0 * ll + ll_d;
-    if (debiased) {
-        fx.self_debiased = debiased_from_cross(fx.self_biased, fx.d, fx.d, fx.sum_d, fx.sum_d, n);
-        fy.self_debiased = debiased_from_cross(fy.self_biased, fy.d, fy.d, fy.sum_d, fy.sum_d, n);
+    m.cross = 2.0 * kl + kl_d;
+    m.sxx = 2.0 * kk + kk_d;
+    m.syy = 2.0 * ll + ll_d;
+    m.tx = d.sum();
+    m.ty = e.sum();
+    m.sum_d2 = d.squaredNorm();
+    m.sum_e2 = e.squaredNorm();
+    m.sum_de = d.dot(e);
+    return m;
+}
+
+namespace {
+
+[[noreturn]] void zero_variance(const std::string& name, double n, const char* consequence) {
+    fail(name, " has zero variance (every column is constant over the ", n, " rows): ", consequence);
+}
+
+}  // namespace
+
+double cka_from_sums(const CKASums& m, bool debiased, const std::string& name_x, const std::string& name_y) {
+    const double min_n = debiased ? 4.0 : 2.0;
+    if (m.n < min_n) {
+        fail("the representations have n = ", m.n, " rows; ", debiased ? "debiased CKA" : "CKA", " needs at least ",
+             min_n);
     }
-    check_self(fx, debiased, "x");
-    check_self(fy, debiased, "y");
-    return linear_cka_from_cross(2.0 * kl + kl_d, fx, fy, debiased);
+    const char* why = "CKA is undefined for a constant representation; drop it or check how it was collected";
+    if (m.sxx == 0.0) zero_variance(name_x, m.n, why);
+    if (m.syy == 0.0) zero_variance(name_y, m.n, why);
+    // Square roots taken apart: the product of the self terms can leave the float64 range.
+    if (!debiased) return m.cross / (std::sqrt(m.sxx) * std::sqrt(m.syy));
+    const double hx = debiased_from_sums(m.sxx, m.sum_d2, m.tx, m.tx, m.n);
+    const double hy = debiased_from_sums(m.syy, m.sum_e2, m.ty, m.ty, m.n);
+    // The debiased self term n(n−3)·HSIC₁(K, K) is a difference of terms far larger than itself when
+    // the estimator is degenerate (e.g. one row apart from the others at n = 4, where it is exactly 0):
+    // below a multiple of the rounding in those terms its sign is noise and CKA would be garbage
+    // (fuzzing found 2.23 for float32 input whose exact value is undefined).
+    auto require_positive = [&](double h, double self, double sum_d2, double tr, const std::string& name) {
+        const double terms = std::abs(self) + m.n / (m.n - 2.0) * sum_d2 + tr * tr / ((m.n - 1.0) * (m.n - 2.0));
+        if (!(h > 16.0 * m.eps * terms)) {
+            fail("the debiased HSIC of ", name, " with itself is ", h, " (not positive beyond rounding) with n = ",
+                 m.n, " rows, so debiased CKA is undefined; use more rows or debiased=False");
+        }
+    };
+    require_positive(hx, m.sxx, m.sum_d2, m.tx, name_x);
+    require_positive(hy, m.syy, m.sum_e2, m.ty, name_y);
+    return debiased_from_sums(m.cross, m.sum_de, m.tx, m.ty, m.n) / (std::sqrt(hx) * std::sqrt(hy));
 }
 
 template <class T>
@@ -283,9 +334,9 @@ double hsic_unbiased_gram(const MatD& k, const MatD& l) {
 
 #define REPRSIM_INSTANTIATE(T)                                                                                   \
     template LinearFactor<T> linear_factor<T>(const View<T>&, Space, bool, const char*, GramWork<T>*);                      \
-    template double linear_cka_joint<T>(const View<T>&, const View<T>&, bool);                                 \
-    template double linear_cka_gram_pair<T>(const View<T>&, const View<T>&, bool);                                 \
-    template double linear_cka_from_cross<T>(double, const LinearFactor<T>&, const LinearFactor<T>&, bool);    \
+    template CKASums linear_cka_sums_joint<T>(const View<T>&, const View<T>&, bool);                         \
+    template CKASums linear_cka_sums_gram<T>(const View<T>&, const View<T>&, bool);                          \
+    template CKASums linear_cka_sums_from_cross<T>(double, const LinearFactor<T>&, const LinearFactor<T>&);  \
     template MatR<double> linear_cross_matrix<T>(const std::vector<LinearFactor<T>>&,                          \
                                                  const std::vector<LinearFactor<T>>&);
 REPRSIM_INSTANTIATE(float)

@@ -266,33 +266,6 @@ void require_rows(const StreamState& s, double min_n, const char* what) {
 
 }  // namespace
 
-double cka_from_sums(const CKASums& m, bool debiased, const std::string& name_x, const std::string& name_y) {
-    const double min_n = debiased ? 4.0 : 2.0;
-    if (m.n < min_n) {
-        fail("the accumulator has seen n = ", m.n, " rows; ", debiased ? "debiased CKA" : "CKA", " needs at least ",
-             min_n);
-    }
-    const char* why = "CKA is undefined for a constant representation; drop it or check how it was collected";
-    if (m.sxx == 0.0) zero_variance(name_x, m.n, why);
-    if (m.syy == 0.0) zero_variance(name_y, m.n, why);
-    // Square roots taken apart: the product of the self terms can leave the float64 range.
-    if (!debiased) return m.cross / (std::sqrt(m.sxx) * std::sqrt(m.syy));
-    const double hx = debiased_from_sums(m.sxx, m.sum_d2, m.tx, m.tx, m.n);
-    const double hy = debiased_from_sums(m.syy, m.sum_e2, m.ty, m.ty, m.n);
-    // Below a multiple of the rounding in its terms the sign of a debiased self term is noise (see
-    // debiased_noise_floor in cka.cpp); the moments are float64.
-    auto require_positive = [&](double h, double self, double sum_d2, double tr, const std::string& name) {
-        const double terms = std::abs(self) + m.n / (m.n - 2.0) * sum_d2 + tr * tr / ((m.n - 1.0) * (m.n - 2.0));
-        if (!(h > 16.0 * std::numeric_limits<double>::epsilon() * terms)) {
-            fail("the debiased HSIC of ", name, " with itself is ", h, " (not positive beyond rounding) with n = ",
-                 m.n, " rows, so debiased CKA is undefined; use more rows or debiased=False");
-        }
-    };
-    require_positive(hx, m.sxx, m.sum_d2, m.tx, name_x);
-    require_positive(hy, m.syy, m.sum_e2, m.ty, name_y);
-    return debiased_from_sums(m.cross, m.sum_de, m.tx, m.ty, m.n) / (std::sqrt(hx) * std::sqrt(hy));
-}
-
 double stream_cka(const StreamState& s, Index i, Index j, bool debiased, const std::string& name_x,
                   const std::string& name_y) {
     const LayerMoments& x = s.x[i];

@@ -9,7 +9,9 @@
 
 #include "reprsim/common.hpp"
 
+#include <limits>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace reprsim {
@@ -27,6 +29,7 @@ struct LinearFactor {
     Eigen::Matrix<T, Eigen::Dynamic, 1> packed;
     VecD d;        // squared norms of the centred rows = diagonal of the centred Gram
     double sum_d = 0.0;
+    double scale = 1.0;          // the power of two the centred entries were multiplied by
     double self_biased = 0.0;    // ‖XcᵀXc‖²_F = ⟨K, K⟩
     double self_debiased = 0.0;  // n(n−3)·HSIC₁(K, K)
 };
@@ -52,15 +55,37 @@ template <class T>
 LinearFactor<T> linear_factor(const View<T>& x, Space space, bool need_debiased, const char* name,
                               GramWork<T>* work = nullptr);
 
+// The scalars every CKA-type statistic of a pair is a function of (Cxx = XcᵀXc, Cxy = XcᵀYc, d_i and
+// e_i the squared norms of the centred rows): cross = ‖Cxy‖²_F = ⟨K, L⟩, sxx = ‖Cxx‖²_F = ⟨K, K⟩,
+// syy = ‖Cyy‖²_F, tx = tr Cxx = Σd_i, ty = tr Cyy, sum_d2 = Σd_i², sum_e2 = Σe_i², sum_de = Σd_i·e_i
+// (the last three only for the debiased estimator). scale_x, scale_y: the exact powers of two the
+// inputs were multiplied by before the products (see centering.hpp; 1 when unscaled), for statistics
+// that are not scale-invariant. eps: the rounding unit of the products the sums were formed with.
+struct CKASums {
+    double n = 0, cross = 0, sxx = 0, syy = 0, tx = 0, ty = 0, sum_d2 = 0, sum_e2 = 0, sum_de = 0;
+    double scale_x = 1, scale_y = 1;
+    double eps = std::numeric_limits<double>::epsilon();
+};
+
+// Linear CKA from its sums (biased, or the U-statistic HSIC₁ of Song et al. when debiased). Throws
+// std::invalid_argument, naming the representation, for a constant representation, too few rows, or
+// a debiased self term that is not positive beyond the rounding of its terms. The one finaliser of
+// linear CKA: the in-memory, pairwise, streaming and device paths all reduce to these sums.
+double cka_from_sums(const CKASums& m, bool debiased, const std::string& name_x, const std::string& name_y);
+
 // One comparison in feature space: x and y are centred side by side into one (n × (p1+p2)) buffer
 // and a single syrk yields XcᵀXc, YcᵀYc and XcᵀYc (4·n·p² flops for p1 = p2 = p).
 template <class T>
-double linear_cka_joint(const View<T>& x, const View<T>& y, bool debiased);
+CKASums linear_cka_sums_joint(const View<T>& x, const View<T>& y, bool debiased);
 
 // One comparison in Gram space: the two centred Grams by syrk, then ⟨K, L⟩, ⟨K, K⟩, ⟨L, L⟩ in a
 // single float64 pass over their upper triangles (2·n²·p flops for p1 = p2 = p; 2·n² entries of memory).
 template <class T>
-double linear_cka_gram_pair(const View<T>& x, const View<T>& y, bool debiased);
+CKASums linear_cka_sums_gram(const View<T>& x, const View<T>& y, bool debiased);
+
+// The sums of pair (fx, fy) from its cross term ‖XcᵀYc‖²_F and the two factors.
+template <class T>
+CKASums linear_cka_sums_from_cross(double cross, const LinearFactor<T>& fx, const LinearFactor<T>& fy);
 
 // n(n−3)·HSIC₁ from the biased cross term and the row norms (centred features; Kornblith et al.).
 double debiased_from_cross(double cross, const VecD& d, const VecD& e, double sum_d, double sum_e, Index n);
@@ -69,9 +94,6 @@ double debiased_from_cross(double cross, const VecD& d, const VecD& e, double su
 // d_i, e_i the squared norms of the centred rows.
 double debiased_from_sums(double cross, double sum_de, double sum_d, double sum_e, double n);
 
-// CKA from a cross term ‖XcᵀYc‖²_F and the two factors' self terms.
-template <class T>
-double linear_cka_from_cross(double cross, const LinearFactor<T>& fx, const LinearFactor<T>& fy, bool debiased);
 
 // k1×k2 matrix (row-major) of the cross terms ‖XcᵀYc‖²_F of every pair. Feature space: one gemm of
 // each x against all y side by side. Gram space: all ⟨K_i, L_j⟩ at once, reading each Gram once in

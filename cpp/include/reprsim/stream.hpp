@@ -24,6 +24,7 @@
 // square the conditioning, and float32 products would limit the CCA rank resolution to √ε₃₂).
 #pragma once
 
+#include "reprsim/cka.hpp"
 #include "reprsim/common.hpp"
 
 #include <string>
@@ -76,15 +77,6 @@ StreamState merge(const StreamState& a, const StreamState& b);
 // The same, in place: a becomes merge(a, b). After the compatibility check nothing in it throws
 // (short of running out of memory), so a validated batch is absorbed whole or not at all.
 void merge_into(StreamState& a, StreamState b);
-
-// Linear CKA from the scalars it needs: cross = ‖C_xy‖²_F, sxx = ‖C_xx‖²_F, syy = ‖C_yy‖²_F, tx/ty the
-// traces of C_xx/C_yy, sum_d2 = Σd², sum_e2 = Σe², sum_de = Σde (d, e: squared norms of the centred rows).
-// The last three are read only when debiased. Throws like stream_cka. Shared by the streaming state
-// and by callers that reduce the moments elsewhere (the torch device path).
-struct CKASums {
-    double n = 0, cross = 0, sxx = 0, syy = 0, tx = 0, ty = 0, sum_d2 = 0, sum_e2 = 0, sum_de = 0;
-};
-double cka_from_sums(const CKASums& m, bool debiased, const std::string& name_x, const std::string& name_y);
 
 // Statistics of pair (i, j); they throw std::invalid_argument when the value is undefined (constant
 // representation, n too small for the estimator).
