@@ -38,15 +38,19 @@ from ._metrics import (
     cca_summary,
     cka,
     distance,
+    ensd,
     mean_cca,
     mean_sq_cca,
+    measure,
+    minibatch_cka,
     pairwise,
+    pairwise_distances,
     procrustes_distance,
     pwcca,
     svcca,
 )
-from ._registry import METRICS, MetricInfo
-from ._streaming import StreamingMinibatchCKA, StreamingSimilarity, minibatch_cka
+from ._registry import METRICS, Measure, MetricInfo
+from ._streaming import StreamingMinibatchCKA, StreamingSimilarity
 
 try:
     __version__ = version("reprsim")
@@ -92,6 +96,7 @@ __all__ = [
     "CCASummary",
     "CalibratedCKAResult",
     "ConfidenceInterval",
+    "Measure",
     "MetricInfo",
     "PermutationTestResult",
     "StreamingMinibatchCKA",
@@ -103,11 +108,14 @@ __all__ = [
     "cca_summary",
     "cka",
     "distance",
+    "ensd",
     "get_num_threads",
     "mean_cca",
     "mean_sq_cca",
+    "measure",
     "minibatch_cka",
     "pairwise",
+    "pairwise_distances",
     "permutation_test",
     "procrustes_distance",
     "pwcca",

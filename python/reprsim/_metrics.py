@@ -2,151 +2,25 @@
 
 from __future__ import annotations
 
-import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from . import _core
-from ._registry import check_metric
-from ._validation import as_lists, as_pair, is_gpu_tensor
+from . import _measures  # noqa: F401  (registers the measures)
+from ._backend import pair_set
+from ._compute import check_range, evaluate
+from ._registry import bind, describe
 
 ArrayLike = Any
 
-_SVCCA_CONVENTIONS = {"variance": True, "singular_values": False}
-_PWCCA_CONVENTIONS = {"x": "pwcca_x", "y": "pwcca_y", "smaller": "pwcca_smaller"}
-# The nuclear norm of x̂ᵀŷ is at most 1; rounding can push it just past 1 (a relative error of a few
-# units of the products' precision). Beyond this slack something is wrong and we say so.
-_NUCLEAR_SLACK = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 
-
-def svcca_mode(variance: Any, convention: str) -> tuple[float, bool]:
-    """Checked SVCCA options as the kernels take them: (share to keep, measured on Σσ² or not)."""
-    if convention not in _SVCCA_CONVENTIONS:
-        raise ValueError(f"convention must be one of {sorted(_SVCCA_CONVENTIONS)}, got {convention!r}")
-    if not (isinstance(variance, (int, float)) and 0.0 < variance <= 1.0):
-        raise ValueError(f"variance must be a number in (0, 1], got {variance!r}")
-    return float(variance), _SVCCA_CONVENTIONS[convention]
-
-
-def pwcca_stat(convention: str) -> str:
-    """The kernels' name of the PWCCA statistic for a checked weighting convention."""
-    if convention not in _PWCCA_CONVENTIONS:
-        raise ValueError(f"convention must be one of {sorted(_PWCCA_CONVENTIONS)}, got {convention!r}")
-    return _PWCCA_CONVENTIONS[convention]
-
-
-def _on_gpu(x: Any, y: Any) -> bool:
-    """Whether x or y is a torch tensor on a GPU (then the torch device path runs, not the C++ kernels)."""
-    return is_gpu_tensor(x) or is_gpu_tensor(y)
-
-
-def _gpu_accumulator(x: Any, y: Any, min_n: int, what: str, float64_products: bool = False) -> Any:
-    """The device accumulator when x or y is a torch tensor on a GPU, else None (the C++ path)."""
-    if not _on_gpu(x, y):
-        return None
-    from .torch._gpu import device_accumulator
-
-    return device_accumulator(x, y, min_n, what, float64_products)
-
-
-def _finite(value: float, what: str) -> float:
-    if not math.isfinite(value):
-        raise FloatingPointError(f"{what} came out as {value}; please report this input")
-    return float(value)
-
-
-_BANDWIDTH_RULES = ("median", "mean", "median_full")
-
-
-def _available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (Linux: MemAvailable), or None when unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _gib(nbytes: float) -> str:
-    return f"{nbytes / 2**30:.3g} GiB"
-
-
-def _require_memory(need: float, what: str, fix: str, detail: str = "") -> None:
-    """Raise ValueError, before anything is allocated, when ``need`` bytes exceed the memory available now.
-
-    Every O(n²) or O(p²) allocation of the public API is checked here first, with the same error type as
-    any other request that cannot be carried out for these inputs (ValueError); the message gives the
-    figure needed, the figure available, and the fix.
-    """
-    available = _available_memory()
-    if available is not None and need > available:
-        detail = f" ({detail})" if detail else ""
-        raise ValueError(
-            f"{what} needs about {_gib(need)}{detail}, but only {_gib(available)} of memory is available; {fix}"
-        )
-
-
-def _rbf_memory_bytes(n: int, p1: int, p2: int) -> int:
-    # Two n×n float64 kernel matrices, the off-diagonal distances copied once for the median, and a
-    # float64 centred copy of the wider input.
-    return 8 * (2 * n * n + n * (n - 1) // 2 + n * max(p1, p2))
-
-
-def _linear_cka_memory_bytes(n: int, widths: list[int], itemsize: int, space: str) -> int:
-    """Peak scratch memory of one linear CKA comparison (both inputs' widths) in the given space."""
-    p = sum(widths)
-    if space == "feature":
-        # x and y centred side by side, and the (p1+p2)² cross-product matrix of one syrk.
-        return itemsize * (n * p + p * p) + 16 * n
-    # Two n×n Gram matrices and the centred copies they are formed from.
-    return itemsize * (2 * n * n + n * p) + 16 * n
-
-
-def _pairwise_cka_memory_bytes(n: int, xw: list[int], yw: list[int] | None, itemsize: int, space: str) -> int:
-    """Peak memory of reprsim.pairwise's linear CKA: every factor is held at once."""
-    right = xw if yw is None else yw
-    every = xw + ([] if yw is None else yw)
-    if space == "feature":
-        # Centred features of every representation, one p×p syrk at a time, the y side stacked once,
-        # and one (p_x × Σp_y) product at a time.
-        return itemsize * (n * sum(every) + max(every) ** 2 + n * sum(right) + max(xw) * sum(right))
-    # A packed n(n+1)/2 triangle per representation, plus one n×n Gram and one centred copy as scratch.
-    return itemsize * (len(every) * (n * (n + 1) // 2) + n * n + n * max(every))
-
-
-_CKA_FIX = (
-    "use fewer samples (Gram space holds n×n matrices) or fewer features (feature space holds a "
-    "(p1+p2)×(p1+p2) matrix), or reprsim.minibatch_cka, whose memory grows with the batch size only"
-)
-
-
-def _linear_cka_space(n: int, widths: list[int], itemsize: int) -> str:
-    """The space the kernel chooses for one comparison, or the other one when only that one fits in
-    memory; ValueError (before allocating) when neither does."""
-    space = _core.choose_space(n, widths[0], widths[1], itemsize)
-    need = _linear_cka_memory_bytes(n, widths, itemsize, space)
-    available = _available_memory()
-    if available is None or need <= available:
-        return space
-    other = "gram" if space == "feature" else "feature"
-    need_other = _linear_cka_memory_bytes(n, widths, itemsize, other)
-    if need_other <= available:
-        return other
-    _require_memory(
-        min(need, need_other),
-        f"linear CKA with n = {n} samples and widths {widths[0]} and {widths[1]}", _CKA_FIX,
-        "in the cheaper of Gram and feature space",
-    )
-    return space  # pragma: no cover (available memory grew meanwhile)
+def _value(metric: str, x: Any, y: Any, options: dict[str, Any], want: str = "value") -> float:
+    """One pair's value (or dissimilarity) of a registered measure: its statistics, then its finaliser."""
+    bound = bind(metric, options)
+    pset = pair_set(bound.measure.statistics, [x], [y], names_x=["x"], names_y=["y"], min_n=bound.min_n,
+                    what=describe(bound))
+    return float(evaluate(bound, pset, want)[0, 0])
 
 
 def cka(
@@ -224,46 +98,11 @@ def cka(
     """
     if kernel not in ("linear", "rbf"):
         raise ValueError(f"kernel must be 'linear' or 'rbf', got {kernel!r}")
-    what = "debiased CKA" if debiased else "CKA"
     if kernel == "linear":
         if threshold != 1.0 or not (isinstance(bandwidth, str) and bandwidth == "median"):
             raise ValueError("threshold and bandwidth apply to kernel='rbf' only; drop them for linear CKA")
-        min_n = 4 if debiased else 2
-        if _on_gpu(x, y):
-            from .torch._gpu import device_cka
-
-            return _finite(device_cka(x, y, bool(debiased)), "CKA")
-        xa, ya = as_pair(x, y, min_n=min_n, what=what)
-        space = _linear_cka_space(xa.shape[0], [xa.shape[1], ya.shape[1]], xa.itemsize)
-        return _finite(_core.linear_cka(xa, ya, bool(debiased), space), "CKA")
-
-    if isinstance(bandwidth, str):
-        if bandwidth not in _BANDWIDTH_RULES:
-            raise ValueError(
-                f"bandwidth must be one of {', '.join(_BANDWIDTH_RULES)} or a positive number (the kernel "
-                f"width sigma), got {bandwidth!r}"
-            )
-        sigma = 0.0
-    elif isinstance(bandwidth, (int, float, np.floating, np.integer)) and not isinstance(bandwidth, bool):
-        sigma = float(bandwidth)
-        if not (math.isfinite(sigma) and sigma > 0):
-            raise ValueError(f"bandwidth must be a positive kernel width sigma, got {bandwidth!r}")
-        if threshold != 1.0:
-            raise ValueError("threshold scales a bandwidth rule; with a fixed bandwidth (sigma) leave threshold at 1.0")
-    else:
-        raise TypeError(f"bandwidth must be a rule name or a number, got {type(bandwidth).__name__}")
-    if not (isinstance(threshold, (int, float, np.floating, np.integer)) and math.isfinite(threshold) and threshold > 0):
-        raise ValueError(f"threshold must be a positive number, got {threshold!r}")
-    xa, ya = as_pair(x, y, min_n=4 if debiased else 2, what=f"RBF {what}")
-    n = xa.shape[0]
-    _require_memory(
-        _rbf_memory_bytes(n, xa.shape[1], ya.shape[1]),
-        f"RBF kernel CKA with n = {n} samples",
-        "use fewer samples, linear CKA (reprsim.cka or reprsim.StreamingSimilarity), or reprsim.minibatch_cka",
-        f"two {n}x{n} float64 kernel matrices and scratch",
-    )
-    bw_rule = bandwidth if isinstance(bandwidth, str) else "median"
-    return _finite(_core.rbf_cka(xa, ya, bool(debiased), bw_rule, float(threshold), sigma), "RBF CKA")
+        return _value("cka", x, y, {"debiased": debiased})
+    return _value("rbf_cka", x, y, {"debiased": debiased, "threshold": threshold, "bandwidth": bandwidth})
 
 
 def canonical_correlations(x: ArrayLike, y: ArrayLike) -> np.ndarray:
@@ -297,11 +136,8 @@ def canonical_correlations(x: ArrayLike, y: ArrayLike) -> np.ndarray:
     ----------
     .. [1] H. Hotelling. "Relations Between Two Sets of Variates." Biometrika 28, 1936.
     """
-    gpu = _gpu_accumulator(x, y, 3, "CCA", float64_products=True)
-    if gpu is not None:
-        return np.asarray(gpu.canonical_correlations())
-    xa, ya = as_pair(x, y, min_n=3, what="CCA")
-    rho = _core.canonical_correlations(xa, ya)
+    pset = pair_set("factor", [x], [y], names_x=["x"], names_y=["y"], min_n=3, what="CCA")
+    rho = np.asarray(pset.pair(0, 0).correlations(), dtype=np.float64)
     if not np.all(np.isfinite(rho)):
         raise FloatingPointError("canonical correlations came out non-finite; please report this input")
     return rho
@@ -340,11 +176,7 @@ def mean_cca(x: ArrayLike, y: ArrayLike) -> float:
     .. [1] F. Ding, J.-S. Denain, J. Steinhardt. "Grounding Representation Similarity Through
        Statistical Testing." NeurIPS 2021.
     """
-    gpu = _gpu_accumulator(x, y, 3, "CCA", float64_products=True)
-    if gpu is not None:
-        return _finite(gpu.mean_cca(), "mean CCA")
-    xa, ya = as_pair(x, y, min_n=3, what="CCA")
-    return _finite(_core.cca_statistic(xa, ya, "mean"), "mean CCA")
+    return _value("mean_cca", x, y, {})
 
 
 def mean_sq_cca(x: ArrayLike, y: ArrayLike) -> float:
@@ -375,11 +207,7 @@ def mean_sq_cca(x: ArrayLike, y: ArrayLike) -> float:
     .. [1] F. Ding, J.-S. Denain, J. Steinhardt. "Grounding Representation Similarity Through
        Statistical Testing." NeurIPS 2021.
     """
-    gpu = _gpu_accumulator(x, y, 3, "CCA", float64_products=True)
-    if gpu is not None:
-        return _finite(gpu.mean_sq_cca(), "mean squared CCA")
-    xa, ya = as_pair(x, y, min_n=3, what="CCA")
-    return _finite(_core.cca_statistic(xa, ya, "mean_sq"), "mean squared CCA")
+    return _value("mean_sq_cca", x, y, {})
 
 
 def svcca(x: ArrayLike, y: ArrayLike, *, variance: float = 0.99, convention: str = "variance") -> float:
@@ -417,14 +245,7 @@ def svcca(x: ArrayLike, y: ArrayLike, *, variance: float = 0.99, convention: str
     .. [1] M. Raghu, J. Gilmer, J. Yosinski, J. Sohl-Dickstein. "SVCCA: Singular Vector Canonical
        Correlation Analysis for Deep Learning Dynamics and Interpretability." NeurIPS 2017.
     """
-    keep, on_variance = svcca_mode(variance, convention)
-    gpu = _gpu_accumulator(x, y, 3, "SVCCA", float64_products=True)
-    if gpu is not None:
-        return _finite(gpu.svcca(variance=variance, convention=convention), "SVCCA")
-    xa, ya = as_pair(x, y, min_n=3, what="SVCCA")
-    return _finite(
-        _core.cca_statistic(xa, ya, "mean", keep, on_variance), "SVCCA"
-    )
+    return _value("svcca", x, y, {"variance": variance, "convention": convention})
 
 
 def pwcca(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> float:
@@ -461,12 +282,7 @@ def pwcca(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> float:
     .. [2] F. Ding, J.-S. Denain, J. Steinhardt. "Grounding Representation Similarity Through
        Statistical Testing." NeurIPS 2021.
     """
-    stat = pwcca_stat(convention)
-    gpu = _gpu_accumulator(x, y, 3, "PWCCA", float64_products=True)
-    if gpu is not None:
-        return _finite(gpu.pwcca(convention=convention), "PWCCA")
-    xa, ya = as_pair(x, y, min_n=3, what="PWCCA")
-    return _finite(_core.cca_statistic(xa, ya, stat), "PWCCA")
+    return _value("pwcca", x, y, {"convention": convention})
 
 
 @dataclass(frozen=True)
@@ -522,30 +338,16 @@ def cca_summary(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> CCASumm
     .. [1] A. Morcos, M. Raghu, S. Bengio. "Insights on representational similarity in neural networks
        with canonical correlation." NeurIPS 2018.
     """
-    stat = pwcca_stat(convention)
-    gpu = _gpu_accumulator(x, y, 3, "CCA", float64_products=True)
-    if gpu is not None:
-        rho = np.asarray(gpu.canonical_correlations())
-        return CCASummary(rho, _finite(rho.mean(), "mean CCA"), _finite(np.mean(rho**2), "mean squared CCA"),
-                          _finite(gpu.pwcca(convention=convention), "PWCCA"))
-    xa, ya = as_pair(x, y, min_n=3, what="CCA")
-    rho, mean, mean_sq, pw = _core.cca_summary(xa, ya, stat)
+    bound = bind("pwcca", {"convention": convention})
+    pset = pair_set("factor", [x], [y], names_x=["x"], names_y=["y"], min_n=3, what="CCA")
+    rho, mean, mean_sq, pw = pset.summary(0, 0, "pwcca_" + convention)
+    rho = np.asarray(rho, dtype=np.float64)
     if not np.all(np.isfinite(rho)):
         raise FloatingPointError("canonical correlations came out non-finite; please report this input")
-    return CCASummary(rho, _finite(mean, "mean CCA"), _finite(mean_sq, "mean squared CCA"), _finite(pw, "PWCCA"))
-
-
-def _nuclear_to_distance(nuc: np.ndarray | float, dtype: np.dtype, angular: bool) -> Any:
-    nuc = np.asarray(nuc, dtype=np.float64)
-    if not np.all(np.isfinite(nuc)):
-        raise FloatingPointError("Procrustes nuclear norm came out non-finite; please report this input")
-    if not angular:
-        return 2.0 - 2.0 * nuc
-    slack = _NUCLEAR_SLACK[np.dtype(dtype)]
-    if np.any(nuc > 1.0 + slack):
-        raise FloatingPointError(f"Procrustes nuclear norm {nuc.max()} exceeds 1 beyond rounding; please report")
-    # Within rounding of 1 the angle is 0.
-    return np.arccos(np.minimum(nuc, 1.0))
+    unit = bound.value_range
+    mean, mean_sq, pw = (float(check_range(np.array([v]), *unit, pset.eps, what)[0])
+                         for v, what in ((mean, "mean CCA"), (mean_sq, "mean squared CCA"), (pw, "PWCCA")))
+    return CCASummary(rho, mean, mean_sq, pw)
 
 
 def procrustes_distance(x: ArrayLike, y: ArrayLike, *, angular: bool = False) -> float:
@@ -583,21 +385,133 @@ def procrustes_distance(x: ArrayLike, y: ArrayLike, *, angular: bool = False) ->
     .. [2] A. Williams, E. Kunz, S. Kornblith, S. Linderman. "Generalized Shape Metrics on Neural
        Representations." NeurIPS 2021.
     """
-    gpu = _gpu_accumulator(x, y, 2, "the Procrustes distance")
-    if gpu is not None:
-        return _finite(gpu.procrustes_distance(angular=bool(angular)), "Procrustes distance")
-    xa, ya = as_pair(x, y, min_n=2, what="the Procrustes distance")
-    nuc = _core.procrustes_nuclear(xa, ya)
-    return float(_nuclear_to_distance(nuc, xa.dtype, bool(angular)))
+    return _value("procrustes", x, y, {"angular": angular})
+
+
+def ensd(x: ArrayLike, y: ArrayLike) -> float:
+    """Effective number of shared dimensions (ENSD; Giaffar, Buxó & Aoi 2023).
+
+    ``ENSD = PRx · PRy · tr(KxKy) / (tr Kx · tr Ky)`` with K = XcXcᵀ the centred linear Gram matrix and
+    ``PR = (tr K)² / tr(K²)`` the participation ratio (the effective dimensionality of one
+    representation). A similarity: the number of dimensions the two representations share, between 0 and
+    √(PRx·PRy); symmetric; invariant to orthogonal maps, isotropic scaling and translation of either
+    input; a biased (plug-in) estimator. ENSD/√(PRx·PRy) is linear CKA, so its dissimilarity
+    ``distance(x, y, "ensd") = (2/π)·arccos(ENSD/√(PRx·PRy))`` is the angle between the centred Gram
+    matrices, a metric in [0, 1].
+
+    Computed from the same sums as linear CKA (tr(KxKy) = ‖XcᵀYc‖²_F, tr(Kx²) = ‖XcᵀXc‖²_F,
+    tr Kx = ‖Xc‖²_F), in feature or Gram space, streamed, pairwise and on CUDA tensors alike.
+
+    Parameters
+    ----------
+    x, y : array_like, shapes (n, p1) and (n, p2)
+        Rows are samples, aligned between x and y; n ≥ 2. float32 stays float32 for the products.
+
+    Returns
+    -------
+    float
+        ENSD, in [0, √(PRx·PRy)]; for x = y it equals PRx.
+
+    Raises
+    ------
+    ValueError
+        The bad inputs listed under :func:`cka` (mismatched n, NaN/Inf, empty or constant input).
+    TypeError
+        An input that is not a real-valued 2-D array.
+
+    References
+    ----------
+    .. [1] T. Giaffar, C. Buxó, R. Aoi. "The effective number of shared dimensions: A simple method
+       for revealing shared structure between datasets." bioRxiv 2023.
+    """
+    return _value("ensd", x, y, {})
+
+
+def minibatch_cka(x: ArrayLike, y: ArrayLike, *, batch_size: int = 256, debiased: bool = True) -> float:
+    """Minibatch CKA (Nguyen, Raghu & Kornblith 2021) over consecutive minibatches of the rows.
+
+    ``Σ_b HSIC(K_b, L_b) / √(Σ_b HSIC(K_b, K_b) · Σ_b HSIC(L_b, L_b))`` over the minibatches
+    ``x[0:batch_size], x[batch_size:2·batch_size], …`` (no shuffling: shuffle first if the rows are
+    ordered). A similarity, usually in [0, 1]; an estimator with its own value, not the CKA of the
+    whole data (see :func:`reprsim.cka` and :class:`StreamingSimilarity` for that).
+
+    Debiased by default, unlike :func:`cka`: minibatches are small, and the biased HSIC's upward bias
+    grows as the widths outgrow the rows per batch, so the paper uses the U-statistic HSIC₁.
+
+    Parameters
+    ----------
+    x, y : array_like, shapes (n, p1) and (n, p2)
+        Rows are samples, aligned between x and y.
+    batch_size : int, default 256
+        Rows per minibatch. A trailing minibatch shorter than ``batch_size`` is used as it is when it
+        has enough rows for the estimator (4 debiased, 2 biased); otherwise ValueError, naming the
+        fixes (trim the rows, or a batch size that leaves a longer remainder).
+    debiased : bool, default True
+        The U-statistic HSIC₁ (Song et al. 2012), as in the paper; False: the biased
+        HSIC₀ = tr(K H L H)/(b − 1)².
+
+    Returns
+    -------
+    float
+        The minibatch CKA, a similarity usually in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        A ``batch_size`` below the estimator's minimum, a last minibatch too short for it, or the bad
+        inputs listed under :func:`reprsim.cka`.
+    TypeError
+        ``debiased`` is not a bool, or an input that is not a real-valued 2-D array.
+
+    References
+    ----------
+    .. [1] T. Nguyen, M. Raghu, S. Kornblith. "Do Wide and Deep Networks Learn the Same Things?
+       Uncovering How Neural Network Representations Vary with Width and Depth." ICLR 2021.
+    """
+    return _value("minibatch_cka", x, y, {"batch_size": batch_size, "debiased": debiased})
+
+
+def measure(x: ArrayLike, y: ArrayLike, metric: str = "cka", **options: Any) -> float:
+    """The value of any registered measure between two representations, by name.
+
+    What the measure's own function returns: a similarity for "cka", the CCA family, "ensd", ...,
+    a distance for "procrustes" and "angular_procrustes" (``reprsim.METRICS[metric].value_kind`` says
+    which). For the dissimilarity of any measure use :func:`distance`.
+
+    Parameters
+    ----------
+    x, y : array_like, shapes (n, p1) and (n, p2)
+        Rows are samples, aligned between x and y (numpy arrays, CPU or CUDA torch tensors).
+    metric : str, default "cka"
+        A name from ``reprsim.METRICS``.
+    **options
+        The measure's options (``reprsim.METRICS[metric].defaults`` lists them), e.g. ``variance=`` for
+        "svcca", ``convention=`` for "pwcca", ``debiased=`` for "cka".
+
+    Returns
+    -------
+    float
+        The measure's value.
+
+    Raises
+    ------
+    ValueError
+        An unknown metric name, a bad option value, or what the measure raises for its inputs.
+    TypeError
+        A metric that is not a string, an option the measure does not take, or a bad input type.
+    """
+    return _value(metric, x, y, options)
 
 
 def distance(x: ArrayLike, y: ArrayLike, metric: str = "cka", **options: Any) -> float:
     """Dissimilarity between two representations, by metric name (see ``reprsim.METRICS``).
 
     "cka" → 1 − CKA, "debiased_cka" → 1 − debiased CKA, "mean_cca" → 1 − ρ̄, "mean_sq_cca" →
-    1 − R²_CCA, "svcca" → 1 − SVCCA, "pwcca" → 1 − PWCCA, "procrustes" → 2 − 2‖xᵀy‖_*,
-    "angular_procrustes" → arccos ‖xᵀy‖_* (Ding et al. 2021's definitions). Each entry of
-    ``reprsim.METRICS`` states its range, symmetry, invariances, estimator and reference.
+    1 − R²_CCA, "svcca" → 1 − SVCCA, "pwcca" → 1 − PWCCA, "procrustes" → 2 − 2‖x̂ᵀŷ‖_*,
+    "angular_procrustes" → arccos ‖x̂ᵀŷ‖_* (Ding et al. 2021's definitions), "ensd" →
+    (2/π)·arccos(ENSD/√(PRx·PRy)), and so on: ``reprsim.METRICS[metric].distance_definition`` states it,
+    with its range, symmetry, invariances, estimator and reference. 0 for representations equal up to
+    the metric's invariances; a value within rounding of a bound of the range is that bound.
 
     Parameters
     ----------
@@ -606,8 +520,7 @@ def distance(x: ArrayLike, y: ArrayLike, metric: str = "cka", **options: Any) ->
     metric : str, default "cka"
         A name from ``reprsim.METRICS``.
     **options
-        Passed to the underlying function (e.g. ``convention=`` for "pwcca", ``variance=`` for
-        "svcca").
+        The measure's options (e.g. ``convention=`` for "pwcca", ``variance=`` for "svcca").
 
     Returns
     -------
@@ -621,26 +534,25 @@ def distance(x: ArrayLike, y: ArrayLike, metric: str = "cka", **options: Any) ->
     TypeError
         A metric that is not a string, an option the metric does not take, or a bad input type.
     """
-    info = check_metric(metric)
-    if metric == "cka":
-        return 1.0 - cka(x, y, **options)
-    if metric == "debiased_cka":
-        return 1.0 - cka(x, y, debiased=True, **options)
-    if metric == "procrustes":
-        return procrustes_distance(x, y, **options)
-    if metric == "angular_procrustes":
-        return procrustes_distance(x, y, angular=True, **options)
-    assert info.similarity is not None  # only the Procrustes metrics, handled above, have none
-    similarity = globals()[info.similarity]
-    return 1.0 - similarity(x, y, **options)
+    return _value(metric, x, y, options, want="distance")
+
+
+def _matrix(xs: Any, ys: Any, metric: str, options: dict[str, Any], want: str) -> np.ndarray:
+    bound = bind(metric, options)
+    pset = pair_set(bound.measure.statistics, xs, ys, min_n=bound.min_n, what=describe(bound))
+    return evaluate(bound, pset, want)
 
 
 def pairwise(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) -> np.ndarray:
-    """Matrix of ``distance(xs[i], ys[j], metric)``; with ys omitted, xs against itself.
+    """Matrix of a measure's values ``measure(xs[i], ys[j], metric)``; with ys omitted, xs against itself.
 
-    Every representation must have the same n; widths may differ. Each representation's factor
-    (centred features or Gram matrix, QR factor, normalised features) is computed once and reused for
-    every pair, so k representations cost k factorisations plus k² cheap combinations.
+    The values are what the measure's own function returns: similarities for "cka", the CCA family,
+    "ensd", ...; distances for the Procrustes metrics (``reprsim.METRICS[metric].value_kind``). For
+    dissimilarities of any measure use :func:`pairwise_distances`.
+
+    Every representation must have the same n; widths may differ. Each representation's statistics
+    (centred features or Gram matrix, QR factor, whitening) are computed once and reused for every pair,
+    so k representations cost k factorisations plus k² cheap combinations.
 
     Parameters
     ----------
@@ -651,8 +563,44 @@ def pairwise(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) ->
     metric : str, default "cka"
         A name from ``reprsim.METRICS``.
     **options
-        Options of the metric (``variance=`` and ``convention=`` for "svcca", ``convention=`` for
-        "pwcca"); the other metrics take none.
+        The measure's options (``variance=`` and ``convention=`` for "svcca", ``convention=`` for
+        "pwcca", ...).
+
+    Returns
+    -------
+    numpy.ndarray, shape (k1, k2)
+        The float64 values, entry (i, j) equal to ``measure(xs[i], ys[j], metric, **options)``. With ys
+        omitted, the diagonal holds the measure's value of a representation with itself exactly (1 for
+        CKA) where that is a constant.
+
+    Raises
+    ------
+    ValueError
+        An unknown metric, an empty list, representations of different n, or the bad inputs listed
+        under :func:`cka`.
+    TypeError
+        xs or ys not a list of arrays, a metric that is not a string, or an option the metric does not
+        take.
+    """
+    return _matrix(xs, ys, metric, options, "value")
+
+
+def pairwise_distances(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) -> np.ndarray:
+    """Matrix of dissimilarities ``distance(xs[i], ys[j], metric)``; with ys omitted, xs against itself.
+
+    As :func:`pairwise`, with each measure's dissimilarity (``reprsim.METRICS[metric].distance_definition``)
+    instead of its value; with ys omitted the diagonal is exactly 0.
+
+    Parameters
+    ----------
+    xs : sequence of array_like
+        The k1 representations of shapes (n, p_i).
+    ys : sequence of array_like, optional
+        The k2 representations of shapes (n, q_j); default: ``xs``.
+    metric : str, default "cka"
+        A name from ``reprsim.METRICS``.
+    **options
+        The measure's options.
 
     Returns
     -------
@@ -668,76 +616,4 @@ def pairwise(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) ->
         xs or ys not a list of arrays, a metric that is not a string, or an option the metric does not
         take.
     """
-    check_metric(metric)
-    return _exact_diagonal(_pairwise(xs, ys, metric, options), ys)
-
-
-def _pairwise(xs: Any, ys: Any, metric: str, options: dict[str, Any]) -> np.ndarray:
-    if metric in ("cka", "debiased_cka"):
-        debiased = metric == "debiased_cka"
-        _no_options(metric, options)
-        xl, yl = as_lists(xs, ys, min_n=4 if debiased else 2, what=metric)
-        space = _pairwise_cka_space(xl, yl)
-        return 1.0 - _finite_matrix(_core.linear_cka_matrix(xl, yl, debiased, space), metric)
-    if metric in ("procrustes", "angular_procrustes"):
-        _no_options(metric, options)
-        xl, yl = as_lists(xs, ys, min_n=2, what="the Procrustes distance")
-        nuc = _core.procrustes_nuclear_matrix(xl, yl)
-        return _nuclear_to_distance(nuc, xl[0].dtype, metric == "angular_procrustes")
-    xl, yl = as_lists(xs, ys, min_n=3, what=metric)
-    if metric == "svcca":
-        variance = options.pop("variance", 0.99)
-        convention = options.pop("convention", "variance")
-        _no_options(metric, options)
-        return 1.0 - _finite_matrix(_core.cca_matrix(xl, yl, "mean", *svcca_mode(variance, convention)), metric)
-    if metric == "pwcca":
-        convention = options.pop("convention", "x")
-        _no_options(metric, options)
-        return 1.0 - _finite_matrix(_core.cca_matrix(xl, yl, pwcca_stat(convention)), metric)
-    _no_options(metric, options)
-    return 1.0 - _finite_matrix(_core.cca_matrix(xl, yl, "mean" if metric == "mean_cca" else "mean_sq"), metric)
-
-
-def _finite_matrix(values: np.ndarray, metric: str) -> np.ndarray:
-    if not np.all(np.isfinite(values)):
-        raise FloatingPointError(f"pairwise {metric} came out non-finite; please report this input")
-    return values
-
-
-def _exact_diagonal(matrix: Any, ys: Any) -> Any:
-    """xs against itself: every metric's distance of a representation to itself is exactly 0 (the kernels'
-    diagonal can differ by rounding, which the debiased estimator amplifies: fuzzing found −1.4e-5)."""
-    if ys is None:
-        np.fill_diagonal(matrix, 0.0)
-    return matrix
-
-
-def _pairwise_cka_space(xl: list[np.ndarray], yl: list[np.ndarray] | None) -> str:
-    """The space for pairwise linear CKA (the kernel's choice, or the other one when only that one
-    fits in memory); ValueError before allocating when neither fits."""
-    n, itemsize = xl[0].shape[0], xl[0].itemsize
-    xw = [a.shape[1] for a in xl]
-    yw = None if yl is None else [a.shape[1] for a in yl]
-    k1, k2 = len(xw), len(xw if yw is None else yw)
-    space = _core.choose_space(n, max(xw), max(xw if yw is None else yw), itemsize, k1, k2)
-    available = _available_memory()
-    need = _pairwise_cka_memory_bytes(n, xw, yw, itemsize, space)
-    if available is None or need <= available:
-        return space
-    other = "gram" if space == "feature" else "feature"
-    need_other = _pairwise_cka_memory_bytes(n, xw, yw, itemsize, other)
-    if need_other <= available:
-        return other
-    count = k1 + (0 if yw is None else k2)
-    _require_memory(
-        min(need, need_other),
-        f"pairwise linear CKA of {count} representations with n = {n} samples",
-        "pass fewer representations per call (e.g. blocks of the matrix), or " + _CKA_FIX,
-        "every representation's factor is held at once",
-    )
-    return space  # pragma: no cover
-
-
-def _no_options(metric: str, options: dict[str, Any]) -> None:
-    if options:
-        raise TypeError(f"metric {metric!r} takes no options, got {sorted(options)}")
+    return _matrix(xs, ys, metric, options, "distance")

@@ -8,6 +8,7 @@ unaligned data are copied. Every mistake raises ValueError or TypeError naming t
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,8 +59,12 @@ def as_representation(a: Any, name: str) -> np.ndarray:
 
 
 def is_gpu_tensor(a: Any) -> bool:
-    """Whether `a` is a torch tensor on a device other than the CPU (checked without importing torch)."""
-    return type(a).__module__.startswith("torch") and getattr(getattr(a, "device", None), "type", "cpu") != "cpu"
+    """Whether `a` is a torch tensor on a device other than the CPU (checked without importing torch: if
+    torch has not been imported, nothing can be a tensor; subclasses of Tensor count too)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(a, torch.Tensor):
+        return False
+    return a.device.type != "cpu"
 
 
 def _torch_to_numpy(t: Any, name: str) -> np.ndarray:
@@ -101,27 +106,32 @@ def as_pair(x: Any, y: Any, *, min_n: int = 2, what: str = "this metric") -> tup
     return xa, ya
 
 
-def as_list(xs: Any, name: str) -> list[np.ndarray]:
+def as_list(xs: Any, name: str, names: list[str] | None = None) -> list[np.ndarray]:
     if isinstance(xs, np.ndarray) or not isinstance(xs, Sequence) or isinstance(xs, (str, bytes)):
         raise TypeError(f"{name} must be a list of 2-D arrays (one per representation), got {type(xs).__name__}")
     if len(xs) == 0:
         raise ValueError(f"{name} is empty; pass at least one representation")
-    return [as_representation(a, f"{name}[{i}]") for i, a in enumerate(xs)]
+    names = names or [f"{name}[{i}]" for i in range(len(xs))]
+    return [as_representation(a, nm) for a, nm in zip(xs, names)]
 
 
 def as_lists(
-    xs: Any, ys: Any, *, min_n: int, what: str
+    xs: Any, ys: Any, *, min_n: int, what: str, names: tuple[list[str] | None, list[str] | None] = (None, None)
 ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
-    """Validate one or two lists of representations sharing n; bring all to one float dtype."""
-    xl = as_list(xs, "xs")
-    yl = None if ys is None else as_list(ys, "ys")
+    """Validate one or two lists of representations sharing n; bring all to one float dtype.
+
+    ``names`` gives each representation's name for messages (default ``xs[i]``, ``ys[j]``)."""
+    xl = as_list(xs, "xs", names[0])
+    yl = None if ys is None else as_list(ys, "ys", names[1])
     everything = xl + (yl or [])
-    names = [f"xs[{i}]" for i in range(len(xl))] + [f"ys[{i}]" for i in range(len(yl or []))]
+    names_x = names[0] or [f"xs[{i}]" for i in range(len(xl))]
+    names_y = names[1] or [f"ys[{i}]" for i in range(len(yl or []))]
+    all_names = names_x + (names_y if yl is not None else [])
     n = everything[0].shape[0]
-    for a, nm in zip(everything, names):
+    for a, nm in zip(everything, all_names):
         if a.shape[0] != n:
             raise ValueError(
-                f"every representation must have the same number of samples: {names[0]} has {n} rows, "
+                f"every representation must have the same number of samples: {all_names[0]} has {n} rows, "
                 f"{nm} has shape {a.shape}"
             )
     check_n(n, min_n, what, names="the representations")
