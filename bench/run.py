@@ -173,7 +173,7 @@ def workloads() -> list[Workload]:
         return reprsim.cka(d["x"], d["y"], debiased=True)
 
     def cka_matrix(d: dict[str, Any]) -> np.ndarray:
-        return 1.0 - reprsim.pairwise(d["xs"], d["ys"], metric="cka")
+        return reprsim.pairwise(d["xs"], d["ys"], metric="cka")
 
     def cca_pair(d: dict[str, Any]) -> tuple[float, float]:
         s = reprsim.cca_summary(d["x"], d["y"])

@@ -97,17 +97,81 @@ def procrustes(x, y, angular=False):
     return float(np.arccos(min(nuc, 1.0))) if angular else float(2 - 2 * nuc)
 
 
-def distance(x, y, metric):
+def sq_distances(x):
+    x = np.asarray(x, dtype=np.float64)
+    diff = x[:, None, :] - x[None, :, :]
+    return np.sum(diff**2, axis=-1)
+
+
+def rbf_kernel(x, threshold=1.0, rule="median", sigma=None):
+    """exp(−‖x_i − x_j‖²/(2σ²)) with σ² = threshold² · (median/mean squared distance of distinct pairs, or the
+    median over all n² entries), or a fixed σ."""
+    d = sq_distances(x)
+    if sigma is not None:
+        sigma2 = sigma**2
+    else:
+        iu = np.triu_indices(x.shape[0], k=1)
+        scale = {"median": np.median(d[iu]), "mean": np.mean(d[iu]), "median_full": np.median(d)}[rule]
+        sigma2 = threshold**2 * scale
+    return np.exp(-d / (2.0 * sigma2))
+
+
+def rbf_cka(x, y, debiased=False, threshold=1.0, rule="median"):
+    return kernel_cka(rbf_kernel(x, threshold, rule), rbf_kernel(y, threshold, rule), debiased)
+
+
+def minibatch_cka(x, y, batch_size=256, debiased=True):
+    """Nguyen, Raghu & Kornblith (2021) from the formula: sums of per-batch HSIC over Gram matrices."""
+    hsic = hsic_unbiased if debiased else hsic_biased
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    xy = xx = yy = 0.0
+    for s in range(0, x.shape[0], batch_size):
+        # Both HSIC estimators are invariant to centring the batch (H, or the U-statistic); centring first
+        # keeps the float64 Grams free of cancellation when the inputs carry a large offset.
+        xb, yb = center(x[s : s + batch_size]), center(y[s : s + batch_size])
+        k, l = xb @ xb.T, yb @ yb.T
+        xy += hsic(k, l)
+        xx += hsic(k, k)
+        yy += hsic(l, l)
+    return xy / np.sqrt(xx * yy)
+
+
+def ensd(x, y):
+    """Giaffar, Buxó & Aoi (2023): PRx·PRy·tr(KxKy)/(tr Kx·tr Ky), PR = (tr K)²/tr(K²), centred Grams."""
+    k = center(x) @ center(x).T
+    l = center(y) @ center(y).T
+    pr = lambda g: np.trace(g) ** 2 / np.trace(g @ g)  # noqa: E731
+    return float(pr(k) * pr(l) * np.trace(k @ l) / (np.trace(k) * np.trace(l)))
+
+
+def value(x, y, metric):
+    """The measure's own value (what its public function returns)."""
     return {
-        "cka": lambda: 1 - cka(x, y),
-        "debiased_cka": lambda: 1 - cka(x, y, debiased=True),
-        "mean_cca": lambda: 1 - np.mean(canonical_correlations(x, y)),
-        "mean_sq_cca": lambda: 1 - np.mean(canonical_correlations(x, y) ** 2),
-        "svcca": lambda: 1 - svcca(x, y),
-        "pwcca": lambda: 1 - pwcca(x, y),
+        "cka": lambda: cka(x, y),
+        "debiased_cka": lambda: cka(x, y, debiased=True),
+        "ensd": lambda: ensd(x, y),
+        "mean_cca": lambda: np.mean(canonical_correlations(x, y)),
+        "mean_sq_cca": lambda: np.mean(canonical_correlations(x, y) ** 2),
+        "svcca": lambda: svcca(x, y),
+        "pwcca": lambda: pwcca(x, y),
         "procrustes": lambda: procrustes(x, y),
         "angular_procrustes": lambda: procrustes(x, y, angular=True),
+        "rbf_cka": lambda: rbf_cka(x, y),
+        "minibatch_cka": lambda: minibatch_cka(x, y),
     }[metric]()
+
+
+def distance(x, y, metric):
+    if metric == "ensd":
+        # (2/π)·arccos(ENSD/√(PRx·PRy)): the angle between the centred Gram matrices.
+        k = center(x) @ center(x).T
+        l = center(y) @ center(y).T
+        cos = np.sum(k * l) / np.sqrt(np.sum(k * k) * np.sum(l * l))
+        return float(2 / np.pi * np.arccos(min(cos, 1.0)))
+    if metric in ("procrustes", "angular_procrustes"):
+        return value(x, y, metric)
+    return 1.0 - value(x, y, metric)
 
 
 def random_pair(rng, n, p1, p2, dtype=np.float64, coupling=0.7):

@@ -117,10 +117,14 @@ def test_bad_options_are_rejected(good):
         reprsim.svcca(x, y, variance=1.5)
     with pytest.raises(ValueError, match=r"convention must be one of"):
         reprsim.svcca(x, y, convention="median")
-    with pytest.raises(ValueError, match=r"convention must be one of \['smaller', 'x', 'y'\]"):
+    with pytest.raises(ValueError, match=r"convention must be one of 'x', 'y', 'smaller'; got 'google'"):
         reprsim.pwcca(x, y, convention="google")
-    with pytest.raises(TypeError, match=r"takes no options"):
-        reprsim.pairwise([x, y[:, :2]], metric="cka", debiased=True)
+    with pytest.raises(TypeError, match=r"metric 'mean_cca' takes no options"):
+        reprsim.pairwise([x, y[:, :2]], metric="mean_cca", debiased=True)
+    with pytest.raises(TypeError, match=r"metric 'cka' does not take the option 'debaised'; did you mean 'debiased'"):
+        reprsim.pairwise([x, y[:, :2]], metric="cka", debaised=True)
+    with pytest.raises(TypeError, match=r"'debiased_cka' does not take the option 'debiased' \(debiased=True is fixed"):
+        reprsim.distance(x, y, metric="debiased_cka", debiased=False)
 
 
 def test_pairwise_bad_lists(good):

@@ -20,9 +20,17 @@ def test_cka_feature_and_gram_space_agree_with_reference(shape, space, dtype, rt
         pytest.skip("debiased needs n >= 4")
     x, y = ref.random_pair(np.random.default_rng(sum(shape)), *shape, dtype=dtype)
     expected = ref.cka(x, y, debiased=debiased)
-    assert _core.linear_cka(x, y, debiased, space) == pytest.approx(expected, rel=rtol, abs=rtol)
-    m = _core.linear_cka_matrix([x, y], [y, x], debiased, space)
-    np.testing.assert_allclose(m, [[expected, 1.0], [1.0, expected]], rtol=rtol, atol=rtol)
+
+    def cka_of(s):
+        return _core.cka_from_sums(s["n"], s["cross"], s["sxx"], s["syy"], s["tx"], s["ty"], s["sum_d2"], s["sum_e2"],
+                                   s["sum_de"], debiased, "x", "y", s["eps"])
+
+    assert cka_of(_core.linear_cka_sums(x, y, debiased, space)) == pytest.approx(expected, rel=rtol, abs=rtol)
+    m = _core.linear_cka_sums_matrix([x, y], [y, x], debiased, space)
+    got = [[cka_of({"n": m["n"], "eps": m["eps"], "cross": m["cross"][i, j], "sum_de": m["sum_de"][i, j],
+                    "sxx": m["sxx"][i], "tx": m["tx"][i], "sum_d2": m["sum_d2"][i],
+                    "syy": m["syy"][j], "ty": m["ty"][j], "sum_e2": m["sum_e2"][j]}) for j in range(2)] for i in range(2)]
+    np.testing.assert_allclose(got, [[expected, 1.0], [1.0, expected]], rtol=rtol, atol=rtol)
 
 
 def test_space_choice_follows_the_cost_model():

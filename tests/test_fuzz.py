@@ -135,8 +135,7 @@ def _outcome(call, low: float, high: float, slack: float = 1e-5):
 
 
 def _similarity_range(metric: str) -> tuple[float, float]:
-    low, high = reprsim.METRICS[metric].range
-    return 1.0 - high, 1.0 - low
+    return reprsim.METRICS[metric].value_range
 
 
 def _cca_outcome(call):
@@ -173,7 +172,10 @@ def test_every_function_on_one_pair(xy):
 def test_pairwise(xy, metric, with_ys):
     x, y = xy
     ys = [y, x] if with_ys else None
-    m = _outcome(lambda: reprsim.pairwise([x, y, x], ys, metric=metric), *reprsim.METRICS[metric].range)
+    m = _outcome(lambda: reprsim.pairwise_distances([x, y, x], ys, metric=metric), *reprsim.METRICS[metric].range)
+    if m is not None:
+        assert m.shape == (3, 2 if with_ys else 3)
+    m = _outcome(lambda: reprsim.pairwise([x, y, x], ys, metric=metric), *reprsim.METRICS[metric].value_range)
     if m is not None:
         assert m.shape == (3, 2 if with_ys else 3)
 
@@ -201,9 +203,7 @@ def test_streaming_accumulators(xy, splits):
 @given(pair(max_n=10), st.sampled_from(sorted(reprsim.METRICS)))
 def test_permutation_test_and_bootstrap(xy, metric):
     x, y = xy
-    low, high = reprsim.METRICS[metric].range
-    if reprsim.METRICS[metric].similarity is not None:
-        low, high = _similarity_range(metric)
+    low, high = reprsim.METRICS[metric].value_range
 
     def perm():
         res = reprsim.permutation_test(x, y, metric, n_permutations=3, seed=0)
@@ -360,23 +360,30 @@ def test_constant_float64_column_with_inexact_mean_is_constant(f):
 def test_streaming_refuses_magnitudes_its_moments_cannot_hold():
     x = np.random.default_rng(0).standard_normal((8, 3))
     for scale, word in ((1e70, "overflow"), (1e-70, "underflow")):
-        acc = reprsim.StreamingSimilarity()
+        acc = reprsim.StreamingSimilarity(route="moments")
         with pytest.raises(ValueError, match=rf"x has centred values of magnitude .* {word} .*rescale"):
             acc.update(x * scale, x)
         assert acc.n_seen == 0
         with pytest.raises(ValueError, match=word):
             reprsim.minibatch_cka(x, x * scale, batch_size=4)
     # Batches of one row are centred to zeros; their means differ by 1e199, which merging would square
-    # (the accumulator came out NaN): refused at the merge, and the accumulator keeps its rows.
-    acc = reprsim.StreamingSimilarity().update(x[:1] * 1e199, x[:1])
-    with pytest.raises(ValueError, match=r"the means of x layer 0 differ by up to .* overflow .*rescale"):
+    # (the accumulator came out NaN): refused when the second row arrives (the column ranges of every row
+    # kept are checked), and the accumulator keeps its rows.
+    acc = reprsim.StreamingSimilarity(route="moments").update(x[:1] * 1e199, x[:1])
+    with pytest.raises(ValueError, match=r"x has centred values of magnitude .* overflow .*rescale"):
         acc.update(x[1:2] * 1e199, x[1:2])
+    assert acc.n_seen == 1
+    # The merge of two accumulators checks the gap between their means too.
+    other = reprsim.StreamingSimilarity(route="moments").update(x[1:2] * 1e199, x[1:2])
+    acc.cka  # noqa: B018
+    with pytest.raises(ValueError, match=r"the means of x layer 0 differ by up to .* overflow .*rescale"):
+        acc.merge(other)
     assert acc.n_seen == 1
     # Within the range, the values are the moderate ones (streaming CKA used to overflow at 1e100 and
     # Procrustes to underflow at 1e-100; minibatch CKA came out 0 at 1e50).
     y = x @ np.random.default_rng(1).standard_normal((3, 2))
     for scale in (1e50, 1e-50):
-        acc = reprsim.StreamingSimilarity().update(x * scale, y)
+        acc = reprsim.StreamingSimilarity(route="moments").update(x * scale, y)
         assert acc.cka(debiased=True) == pytest.approx(reprsim.cka(x, y, debiased=True), rel=1e-9)
         assert acc.procrustes_distance() == pytest.approx(reprsim.procrustes_distance(x, y), rel=1e-9)
         assert reprsim.minibatch_cka(x * scale, y, batch_size=4) == pytest.approx(
@@ -407,7 +414,7 @@ def test_pairwise_diagonal_is_exactly_zero():
                   [5.853637718687906e170] * 4])
     y = np.random.default_rng(0).standard_normal((4, 3))
     for metric in ("cka", "debiased_cka", "procrustes", "angular_procrustes"):
-        m = reprsim.pairwise([x, y], metric=metric)
+        m = reprsim.pairwise_distances([x, y], metric=metric)
         assert m[0, 0] == m[1, 1] == 0.0 and m[0, 1] == m[1, 0] >= 0.0
 
 

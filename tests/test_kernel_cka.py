@@ -6,23 +6,14 @@ import pytest
 import reprsim
 
 import reference as ref
-from reprsim import _core, _metrics
+from reprsim import _core, _memory, _stats
 
 
-def np_sq_distances(x):
-    diff = x[:, None, :] - x[None, :, :]
-    return np.sum(diff**2, axis=-1)
+np_sq_distances = ref.sq_distances
 
 
 def np_rbf(x, threshold=1.0, rule="median", sigma=None):
-    d = np_sq_distances(x)
-    if sigma is not None:
-        sigma2 = sigma**2
-    else:
-        iu = np.triu_indices(x.shape[0], k=1)
-        scale = {"median": np.median(d[iu]), "mean": np.mean(d[iu]), "median_full": np.median(d)}[rule]
-        sigma2 = threshold**2 * scale
-    return np.exp(-d / (2.0 * sigma2))
+    return ref.rbf_kernel(x, threshold, rule, sigma)
 
 
 def pair(rng, n=50, p1=6, p2=4):
@@ -85,13 +76,15 @@ def test_float32_input_gives_the_float64_value_to_float32_precision(rng):
 def test_distance_passes_kernel_options(rng):
     x, y = pair(rng)
     np.testing.assert_allclose(
-        reprsim.distance(x, y, "cka", kernel="rbf", threshold=0.8), 1.0 - reprsim.cka(x, y, kernel="rbf", threshold=0.8)
+        reprsim.distance(x, y, "rbf_cka", threshold=0.8), 1.0 - reprsim.cka(x, y, kernel="rbf", threshold=0.8)
     )
+    with pytest.raises(TypeError, match="does not take the option 'kernel'.*'rbf_cka'"):
+        reprsim.distance(x, y, "cka", kernel="rbf")
 
 
 def test_too_large_n_raises_with_the_memory_figure(rng, monkeypatch):
     x, y = pair(rng)
-    monkeypatch.setattr(_metrics, "_available_memory", lambda: 10_000)
+    monkeypatch.setattr(_memory, "available_memory", lambda: 10_000)
     with pytest.raises(ValueError, match=r"needs about .* GiB .* only .* GiB of memory is available"):
         reprsim.cka(x, y, kernel="rbf")
     # linear CKA needs no n×n matrix
@@ -99,7 +92,7 @@ def test_too_large_n_raises_with_the_memory_figure(rng, monkeypatch):
 
 
 def test_memory_estimate_counts_two_kernel_matrices():
-    assert _metrics._rbf_memory_bytes(1000, 10, 20) >= 2 * 8 * 1000 * 1000
+    assert _stats.rbf_memory_bytes(1000, 10, 20) >= 2 * 8 * 1000 * 1000
 
 
 @pytest.mark.parametrize(
@@ -109,7 +102,7 @@ def test_memory_estimate_counts_two_kernel_matrices():
         ({"kernel": "rbf", "bandwidth": "silverman"}, ValueError, "bandwidth must be one of"),
         ({"kernel": "rbf", "bandwidth": -1.0}, ValueError, "positive kernel width"),
         ({"kernel": "rbf", "bandwidth": 2.0, "threshold": 0.5}, ValueError, "leave threshold at 1.0"),
-        ({"kernel": "rbf", "threshold": 0.0}, ValueError, "threshold must be a positive number"),
+        ({"kernel": "rbf", "threshold": 0.0}, ValueError, r"threshold must be a number in \(0, inf\)"),
         ({"kernel": "rbf", "bandwidth": [1.0]}, TypeError, "rule name or a number"),
         ({"threshold": 2.0}, ValueError, "apply to kernel='rbf' only"),
     ],

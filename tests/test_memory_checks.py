@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 import reprsim
-from reprsim import _core, _inference, _metrics, _streaming
+from reprsim import _core, _memory, _nulls, _stats, _streaming
 
 MESSAGE = r"needs about [\d.e+-]+ GiB \(.*\), but only [\d.e+-]+ GiB of memory is available; "
 
 
 def _limit(monkeypatch, nbytes):
-    monkeypatch.setattr(_metrics, "_available_memory", lambda: nbytes)
+    monkeypatch.setattr(_memory, "available_memory", lambda: nbytes)
 
 
 @pytest.fixture
@@ -42,30 +42,30 @@ def test_linear_cka_takes_the_space_that_fits(rng, monkeypatch):
     x, y = rng.standard_normal((100, 60)), rng.standard_normal((100, 60))
     assert _core.choose_space(100, 60, 60, 8) == "gram"
     expected = reprsim.cka(x, y)
-    feature = _metrics._linear_cka_memory_bytes(100, [60, 60], 8, "feature")
-    gram = _metrics._linear_cka_memory_bytes(100, [60, 60], 8, "gram")
+    feature = _stats._linear_cka_memory_bytes(100, [60, 60], 8, "feature")
+    gram = _stats._linear_cka_memory_bytes(100, [60, 60], 8, "gram")
     assert feature < gram
     _limit(monkeypatch, (feature + gram) // 2)
     spaces = []
-    real = _core.linear_cka
+    real = _core.linear_cka_sums
 
     def spy(a, b, debiased, space="auto"):
         spaces.append(space)
         return real(a, b, debiased, space)
 
-    monkeypatch.setattr(_metrics._core, "linear_cka", spy)
+    monkeypatch.setattr(_stats._core, "linear_cka_sums", spy)
     assert reprsim.cka(x, y) == pytest.approx(expected, rel=1e-12)
     assert spaces == ["feature"]
 
 
 def test_memory_estimates_count_the_big_matrices():
     n, p = 1000, 300
-    assert _metrics._linear_cka_memory_bytes(n, [p, p], 4, "gram") >= 2 * 4 * n * n
-    assert _metrics._linear_cka_memory_bytes(n, [p, p], 4, "feature") >= 4 * (2 * p) ** 2
-    assert _metrics._pairwise_cka_memory_bytes(n, [p] * 10, None, 8, "gram") >= 10 * 8 * n * n / 2
-    assert _inference._null_memory_bytes(n, p, p, 8, "gram", 1) >= 2 * 8 * n * n
+    assert _stats._linear_cka_memory_bytes(n, [p, p], 4, "gram") >= 2 * 4 * n * n
+    assert _stats._linear_cka_memory_bytes(n, [p, p], 4, "feature") >= 4 * (2 * p) ** 2
+    assert _stats._pairwise_cka_memory_bytes(n, [p] * 10, None, 8, "gram") >= 10 * 8 * n * n / 2
+    assert _nulls._null_memory_bytes(n, p, p, 8, "gram", 1) >= 2 * 8 * n * n
     assert _streaming._stream_memory_bytes(16, [p], [2 * p]) >= 8 * (p * p + 4 * p * p + 2 * p * p)
-    assert _streaming._minibatch_memory_bytes(64, [5000], [3]) < 8 * 5000 * 5000  # Gram space, b×b
+    assert _stats.minibatch_memory_bytes(64, [5000], [3]) < 8 * 5000 * 5000  # Gram space, b×b
 
 
 def test_pairwise_refuses_before_allocating(pair, monkeypatch):
@@ -81,12 +81,12 @@ def test_pairwise_refuses_before_allocating(pair, monkeypatch):
 @pytest.mark.parametrize("call", [
     lambda x, y: reprsim.permutation_test(x, y, n_permutations=10, seed=0),
     lambda x, y: reprsim.permutation_test(x, y, "debiased_cka", n_permutations=10, seed=0),
-    lambda x, y: reprsim.calibrated_cka(x, y, n_permutations=0),
+    lambda x, y: reprsim.calibrated_cka(x, y, n_permutations=10),
 ])
 def test_permutation_null_refuses_before_allocating(pair, monkeypatch, call):
     x, y = pair
     # Room for the observed CKA, not for the null's factors.
-    _limit(monkeypatch, _metrics._linear_cka_memory_bytes(50, [8, 6], 8, "feature") + 1)
+    _limit(monkeypatch, _stats._linear_cka_memory_bytes(50, [8, 6], 8, "feature") + 1)
     with pytest.raises(ValueError, match=r"the permutation null of linear CKA with n = 50 samples and widths "
                        r"8 and 6 " + MESSAGE + r"use fewer samples or features"):
         call(x, y)
@@ -95,18 +95,29 @@ def test_permutation_null_refuses_before_allocating(pair, monkeypatch, call):
 def test_streaming_refuses_huge_widths_before_allocating(monkeypatch):
     # p = 200 000: the float64 p×p moments alone would take 320 GB.
     _limit(monkeypatch, 64 * 2**30)
-    acc = reprsim.StreamingSimilarity()
     x = np.zeros((2, 200_000), dtype=np.float32)
     x[1] = 1.0
-    with pytest.raises(ValueError, match=r"a StreamingSimilarity over widths \(200000,\) and \(3,\) needs about "
-                       r"29\d GiB \(float64 moments .*\), but only 64 GiB .* reduce the features first"):
+    for acc in (reprsim.StreamingSimilarity(route="moments"), reprsim.StreamingSimilarity(n=10**6)):
+        with pytest.raises(ValueError, match=r"a StreamingSimilarity over widths \(200000,\) and \(3,\) needs "
+                           r"about 29\d GiB \(float64 moments .*\), but only 64 GiB .* reduce the features first"):
+            acc.update(x, np.ones((2, 3)))
+        assert acc.n_seen == 0
+    # With the number of rows unknown (or small), the rows are kept instead: 1.6 MB here.
+    acc = reprsim.StreamingSimilarity()
+    acc.update(x, np.ones((2, 3)) + np.arange(2)[:, None])
+    assert acc.route == "rows" and acc.n_seen == 2
+    # Kept rows that would not fit are refused before the first batch is kept.
+    acc = reprsim.StreamingSimilarity(n=10**7, route="rows")
+    with pytest.raises(ValueError, match=r"a StreamingSimilarity over widths \(200000,\) and \(3,\) needs about .* "
+                       r"\(the 10000000 rows of every layer"):
         acc.update(x, np.ones((2, 3)))
     assert acc.n_seen == 0
 
 
 def test_streaming_batches_and_values_refuse_when_memory_is_short(pair, monkeypatch):
     x, y = pair
-    acc = reprsim.StreamingSimilarity().update(x, y)
+    acc = reprsim.StreamingSimilarity(route="moments").update(x, y)
+    acc.cka()  # the buffered rows are now moments
     _limit(monkeypatch, 500)
     with pytest.raises(ValueError, match=r"a StreamingSimilarity over widths \(8,\) and \(6,\) " + MESSAGE):
         acc.update(x, y)

@@ -4,17 +4,25 @@ import pytest
 import reprsim
 from reprsim import cli
 
-EXPECTED = {"cka", "debiased_cka", "mean_cca", "mean_sq_cca", "svcca", "pwcca", "procrustes", "angular_procrustes"}
+EXPECTED = {"cka", "debiased_cka", "mean_cca", "mean_sq_cca", "svcca", "pwcca", "procrustes", "angular_procrustes",
+            "ensd", "rbf_cka", "minibatch_cka"}
 
 
 def test_registry_names_and_metadata():
-    assert set(reprsim.METRICS) == EXPECTED
+    assert EXPECTED <= set(reprsim.METRICS)
     for name, info in reprsim.METRICS.items():
-        assert info.name == name and info.kind == "distance"
-        assert info.range[0] < info.range[1]
-        assert info.estimator in {"biased", "debiased", "exact"}
+        assert info.name == name and info.value_kind in ("similarity", "distance")
+        assert info.range[0] < info.range[1] and info.value_range[0] < info.value_range[1]
+        assert info.estimator in {"biased", "debiased", "exact", "minibatch", "cross-validated"}
+        assert info.statistics in ("moments", "factor", "kernel", "minibatch", "neighbours")
+        assert callable(getattr(reprsim, info.function))
         if info.similarity is not None:
-            assert callable(getattr(reprsim, info.similarity))
+            assert info.value_kind == "similarity" and callable(getattr(reprsim, info.similarity))
+        bound = info.bind()  # the defaults pass the option checks
+        assert bound.min_n >= 2
+    assert reprsim.METRICS["cka"].defaults == {"debiased": False}
+    assert reprsim.METRICS["debiased_cka"].defaults == {}
+    assert reprsim.METRICS["procrustes"].value_kind == "distance"
     assert "invertible_linear" in reprsim.METRICS["mean_cca"].invariances
     assert "invertible_linear" not in reprsim.METRICS["cka"].invariances
     assert reprsim.METRICS["angular_procrustes"].is_metric
@@ -35,7 +43,7 @@ def test_demo_prints_every_metric_with_expected_pattern(capsys):
     assert cli.main(["demo", "--n", "200", "--p", "16"]) == 0
     out = capsys.readouterr().out
     lines = {line.split()[0]: line.split()[1:] for line in out.splitlines()[4:] if line.strip()}
-    assert set(lines) == EXPECTED
+    assert set(lines) == set(reprsim.METRICS)
     for metric, (rotated, scaled, noisy, linear, unrelated) in lines.items():
         assert abs(float(scaled)) < 1e-6, metric  # every metric ignores isotropic scaling
         assert float(unrelated) > float(noisy), metric

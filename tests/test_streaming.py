@@ -13,16 +13,9 @@ from reprsim import StreamingMinibatchCKA, StreamingSimilarity, minibatch_cka
 import reference as ref
 
 RTOL = 1e-9
-LINEAR_METRICS = [
-    "cka",
-    "debiased_cka",
-    "mean_cca",
-    "mean_sq_cca",
-    "svcca",
-    "pwcca",
-    "procrustes",
-    "angular_procrustes",
-]
+# Every measure an accumulator computes exactly from its moments (minibatch CKA depends on the batches).
+LINEAR_METRICS = sorted(m for m, info in reprsim.METRICS.items() if info.statistics in ("moments", "factor"))
+ROUTES = ["auto", "moments", "rows"]
 
 
 def related_pair(rng, n=60, p1=6, p2=5, offset=3.0):
@@ -33,8 +26,8 @@ def related_pair(rng, n=60, p1=6, p2=5, offset=3.0):
     return x, y
 
 
-def streamed(x, y, bounds):
-    acc = StreamingSimilarity()
+def streamed(x, y, bounds, route="auto"):
+    acc = StreamingSimilarity(route=route)
     for a, b in zip(bounds[:-1], bounds[1:]):
         acc.update(x[a:b], y[a:b])
     return acc
@@ -49,9 +42,10 @@ def assert_all_metrics_match(acc, x, y):
 # -- equality with the in-memory functions ---------------------------------------------------------
 
 
-def test_uneven_batches_match_in_memory_for_every_linear_metric(rng):
+@pytest.mark.parametrize("route", ROUTES)
+def test_uneven_batches_match_in_memory_for_every_linear_metric(rng, route):
     x, y = related_pair(rng)
-    acc = streamed(x, y, [0, 1, 2, 9, 10, 33, 34, 59, 60])
+    acc = streamed(x, y, [0, 1, 2, 9, 10, 33, 34, 59, 60], route)
     assert acc.n_seen == 60
     assert_all_metrics_match(acc, x, y)
 
@@ -158,13 +152,14 @@ def splits_and_merge_tree(draw):
     p1 = draw(st.integers(1, 5))
     p2 = draw(st.integers(1, 5))
     seed = draw(st.integers(0, 2**32 - 1))
-    return n, bounds, order, grouped, p1, p2, seed
+    routes = draw(st.lists(st.sampled_from(ROUTES), min_size=n_chunks, max_size=n_chunks))
+    return n, bounds, order, grouped, p1, p2, seed, routes
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(splits_and_merge_tree())
 def test_any_batch_split_and_merge_tree_matches_in_memory(case):
-    n, bounds, order, grouped, p1, p2, seed = case
+    n, bounds, order, grouped, p1, p2, seed, routes = case
     rng = np.random.default_rng(seed)
     x, y = related_pair(rng, n=n, p1=p1, p2=p2, offset=rng.uniform(-5, 5))
     parts = []
@@ -172,7 +167,7 @@ def test_any_batch_split_and_merge_tree_matches_in_memory(case):
         if grouped[k] and parts:
             parts[-1].update(x[a:b], y[a:b])  # keeps row order: the last part ends at a
         else:
-            parts.append(StreamingSimilarity().update(x[a:b], y[a:b]))
+            parts.append(StreamingSimilarity(route=routes[k]).update(x[a:b], y[a:b]))
     for pos in order:
         if len(parts) == 1:
             break
@@ -220,7 +215,9 @@ def test_all_pairs_of_layers_match_pairwise_distances(rng):
     for metric in LINEAR_METRICS:
         got = acc.distance(metric)
         assert got.shape == (3, 2)
-        np.testing.assert_allclose(got, reprsim.pairwise(xs, ys, metric=metric), rtol=RTOL, err_msg=metric)
+        np.testing.assert_allclose(got, reprsim.pairwise_distances(xs, ys, metric=metric), rtol=RTOL, err_msg=metric)
+        np.testing.assert_allclose(acc.measure(metric), reprsim.pairwise(xs, ys, metric=metric), rtol=RTOL,
+                                   err_msg=metric)
     rho = acc.canonical_correlations()
     assert rho.shape == (3, 2)
     np.testing.assert_allclose(rho[2, 1], reprsim.canonical_correlations(xs[2], ys[1]), rtol=RTOL)
@@ -298,7 +295,7 @@ def test_from_state_rejects_malformed_states(rng):
     state = streamed(x, y, [0, 60]).state()
     with pytest.raises(ValueError, match="missing the field 'cxy'"):
         StreamingSimilarity.from_state({k: v for k, v in state.items() if k != "cxy"})
-    with pytest.raises(ValueError, match="disagree on its width"):
+    with pytest.raises(ValueError, match=r"state field 'cxx' has shape \(3, 3\), but its layer's mean has 6"):
         StreamingSimilarity.from_state({**state, "cxx": np.eye(3)})
     with pytest.raises(ValueError, match="NaN or Inf"):
         StreamingSimilarity.from_state({**state, "sum_de": np.nan})
@@ -306,6 +303,27 @@ def test_from_state_rejects_malformed_states(rng):
         StreamingSimilarity.from_state({**state, "n": 2.5})
     with pytest.raises(TypeError):
         StreamingSimilarity.from_state([1, 2])
+
+
+def test_from_state_refuses_statistics_no_data_can_have(rng):
+    x, y = related_pair(rng)
+    state = streamed(x, y, [0, 60], route="moments").state()
+    assert StreamingSimilarity.from_state(state).cka() == pytest.approx(reprsim.cka(x, y), rel=RTOL)
+    cases = {
+        # A cross-moment scaled by 1e3 gave CKA = 390 949.66.
+        r"'cxy' breaks the Cauchy–Schwarz inequality": {"cxy": state["cxy"] * 1e3},
+        r"'cxx' has a negative diagonal entry": {"cxx": state["cxx"] - np.diag(np.diag(state["cxx"])) * 2},
+        r"'cxx' is not symmetric": {"cxx": state["cxx"] + np.triu(np.ones_like(state["cxx"]), 1)},
+        r"'sum_d2' = .* is below": {"sum_d2": -1.0},
+        r"'rank_eps' must be 0, the float32 epsilon": {"rank_eps": 1e-3},
+        r"'n' must be a non-negative integer": {"n": -3.0},
+        # Every entry within Cauchy–Schwarz, every correlation 0.9 with random signs: no data has these.
+        r"are not jointly positive semidefinite": {"cxy": 0.9 * rng.choice([-1.0, 1.0], size=state["cxy"].shape)
+                                                    * np.sqrt(np.outer(np.diag(state["cxx"]), np.diag(state["cyy"])))},
+    }
+    for message, change in cases.items():
+        with pytest.raises(ValueError, match=message):
+            StreamingSimilarity.from_state({**state, **change})
 
 
 # -- bad input ------------------------------------------------------------------------------------
@@ -414,11 +432,15 @@ def test_constant_representation_raises_like_in_memory(rng):
 
 def test_unknown_metric_and_options_raise(rng):
     x, y = related_pair(rng)
-    acc = streamed(x, y, [0, 60])
+    acc = streamed(x, y, [0, 60], route="moments")
     with pytest.raises(ValueError, match="unknown metric"):
+        acc.distance("kernel_cka")
+    with pytest.raises(ValueError, match=r"'rbf_cka' needs every pair of rows .* route='rows'"):
         acc.distance("rbf_cka")
     with pytest.raises(TypeError, match="takes no options"):
-        acc.distance("cka", debiased=True)
+        acc.distance("mean_cca", debiased=True)
+    rows = streamed(x, y, [0, 30, 60], route="rows")
+    assert rows.measure("rbf_cka") == pytest.approx(reprsim.cka(x, y, kernel="rbf"), rel=1e-12)
     with pytest.raises(ValueError, match="convention"):
         acc.pwcca(convention="z")
 
@@ -427,18 +449,7 @@ def test_unknown_metric_and_options_raise(rng):
 
 
 def np_minibatch_cka(x, y, batch_size, debiased):
-    """Nguyen, Raghu & Kornblith (2021) from the formula: sums of per-batch HSIC over Gram matrices."""
-
-    hsic = ref.hsic_unbiased if debiased else ref.hsic_biased
-
-    xy = xx = yy = 0.0
-    for s in range(0, x.shape[0], batch_size):
-        k = x[s : s + batch_size] @ x[s : s + batch_size].T
-        l = y[s : s + batch_size] @ y[s : s + batch_size].T
-        xy += hsic(k, l)
-        xx += hsic(k, k)
-        yy += hsic(l, l)
-    return xy / np.sqrt(xx * yy)
+    return ref.minibatch_cka(x, y, batch_size, debiased)
 
 
 @pytest.mark.parametrize("debiased", [True, False])

@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from . import _core, _metrics
-from ._metrics import cka, mean_cca, mean_sq_cca, procrustes_distance, pwcca, svcca
-from ._registry import check_metric
+from . import _measures  # noqa: F401  (registers the measures)
+from ._backend import device_backend, pair_set, permute_rows
+from ._compute import evaluate
+from ._registry import Bound, bind, describe
 from ._validation import as_pair
 
 ArrayLike = Any
@@ -167,27 +168,31 @@ class CalibratedCKAResult:
 
 @dataclass(frozen=True)
 class _Statistic:
-    fn: Callable[[np.ndarray, np.ndarray], float]
+    bound: Bound
     direction: str  # "greater" for similarities, "less" for distances
     min_n: int
     what: str
 
+    def fn(self, a: Any, b: Any) -> float:
+        """The measure's value for one pair (numpy arrays, or tensors on a device)."""
+        pset = pair_set(self.bound.measure.statistics, [a], [b], names_x=["x"], names_y=["y"], min_n=self.min_n,
+                        what=self.what)
+        return float(evaluate(self.bound, pset)[0, 0])
+
 
 def _statistic_for(metric: str, options: dict[str, Any]) -> _Statistic:
-    """The statistic of a registry metric: its similarity where it has one, else its distance."""
-    check_metric(metric)
-    if metric in ("cka", "debiased_cka", "mean_cca", "mean_sq_cca", "procrustes", "angular_procrustes"):
-        if options:
-            raise TypeError(f"metric {metric!r} takes no options, got {sorted(options)}")
-    if metric in ("cka", "debiased_cka"):
-        debiased = metric == "debiased_cka"
-        return _Statistic(lambda a, b: cka(a, b, debiased=debiased), "greater", 4 if debiased else 2, metric)
-    if metric in ("procrustes", "angular_procrustes"):
-        angular = metric == "angular_procrustes"
-        return _Statistic(lambda a, b: procrustes_distance(a, b, angular=angular), "less", 2, metric)
-    funcs = {"mean_cca": mean_cca, "mean_sq_cca": mean_sq_cca, "svcca": svcca, "pwcca": pwcca}
-    f = funcs[metric]
-    return _Statistic(lambda a, b: f(a, b, **options), "greater", 3, metric)
+    """The statistic of a registered measure: its value (a similarity or a distance, by the registry)."""
+    bound = bind(metric, options)
+    direction = "greater" if bound.measure.value_kind == "similarity" else "less"
+    return _Statistic(bound, direction, bound.min_n, describe(bound))
+
+
+def _prepare(x: Any, y: Any, stat: _Statistic) -> tuple[Any, Any, bool]:
+    """Inputs checked once: numpy arrays in one dtype, or tensors left on their device."""
+    if device_backend(x, y) is not None:
+        return x, y, True
+    xa, ya = as_pair(x, y, min_n=stat.min_n, what=stat.what)
+    return xa, ya, False
 
 
 def _positive_int(value: Any, name: str, *, allow_zero: bool = False) -> int:
@@ -278,47 +283,15 @@ def _pvalue(null: np.ndarray, observed: float, alternative: str) -> float:
 # Permutation test
 
 
-def _null_memory_bytes(n: int, p1: int, p2: int, itemsize: int, space: str, n_jobs: int) -> int:
-    """Peak memory of the compiled permutation null of linear CKA in the given space."""
-    if space == "gram":
-        # K packed (n²/2), L in full (n²) and, while L is formed, its packed triangle (n²/2); before that
-        # one n×n Gram and a centred copy as scratch; a row buffer per thread.
-        return itemsize * (2 * n * n + n * max(p1, p2) + n * n_jobs)
-    # Centred features of both inputs, one p×p product while forming them, the gathered Yc[π] and XcᵀYc[π].
-    return itemsize * (n * (p1 + p2) + max(p1, p2) ** 2 + n * p2 + p1 * p2)
-
-
-def _null_space(xa: np.ndarray, ya: np.ndarray, n_permutations: int, n_jobs: int, space: str) -> str:
-    """The space of the compiled null (the kernel's choice, or the other one when only that one fits in
-    memory); ValueError before allocating when neither fits."""
-    if space != "auto":
-        return space
-    (n, p1), p2, itemsize = xa.shape, ya.shape[1], xa.itemsize
-    space = _core.choose_null_space(n, p1, p2, itemsize, float(max(n_permutations, 1)))
-    available = _metrics._available_memory()
-    need = _null_memory_bytes(n, p1, p2, itemsize, space, n_jobs)
-    if available is None or need <= available:
-        return space
-    other = "gram" if space == "feature" else "feature"
-    need_other = _null_memory_bytes(n, p1, p2, itemsize, other, n_jobs)
-    if need_other <= available:
-        return other
-    _metrics._require_memory(
-        min(need, need_other),
-        f"the permutation null of linear CKA with n = {n} samples and widths {p1} and {p2}",
-        "use fewer samples or features, or a random subset of the rows for the test",
-        "two n×n Gram matrices, or the centred features and a p×p product",
-    )
-    return space  # pragma: no cover
-
-
-def _linear_cka_null(
-    xa: np.ndarray, ya: np.ndarray, debiased: bool, n_permutations: int, rng: np.random.Generator,
+def _compiled_null(
+    xa: np.ndarray, ya: np.ndarray, bound: Bound, n_permutations: int, rng: np.random.Generator,
     n_jobs: int, progress: bool, space: str = "auto",
 ) -> tuple[Any, np.ndarray]:
-    """The compiled kernel and its null values for permutations drawn one by one from rng."""
-    space = _null_space(xa, ya, n_permutations, n_jobs, space)
-    kernel = _core.LinearCKANull(xa, ya, debiased, space, float(max(n_permutations, 1)))
+    """The measure's compiled null kernel (see ``Measure.permutation_null``) and its values for permutations
+    drawn one by one from rng."""
+    builder = bound.measure.permutation_null
+    assert builder is not None
+    kernel = builder(xa, ya, bound, n_permutations, n_jobs, space)
     n = xa.shape[0]
     null = np.empty(n_permutations)
     bar = _Progress(progress, n_permutations, "permutations")
@@ -334,6 +307,27 @@ def _linear_cka_null(
     finally:
         bar.close()
     return kernel, null
+
+
+def _looped_null(stat: _Statistic, x: Any, y: Any, n_permutations: int, rng: np.random.Generator, n_jobs: int,
+                 progress: bool) -> np.ndarray:
+    """The measure recomputed on y's rows in each drawn order (threads over permutations)."""
+    n = int(x.shape[0])
+    null = np.empty(n_permutations)
+    bar = _Progress(progress, n_permutations, "permutations")
+    pool = ThreadPoolExecutor(max_workers=n_jobs) if n_jobs > 1 else None
+    try:
+        done = 0
+        for k in _chunks(n_permutations, max(4 * n_jobs, 16)):
+            perms = [rng.permutation(n) for _ in range(k)]
+            null[done : done + k] = _map_threads(lambda p: stat.fn(x, permute_rows(y, p)), perms, n_jobs, pool)
+            done += k
+            bar.update(k)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.shutdown()
+    return null
 
 
 def permutation_test(
@@ -424,29 +418,13 @@ def permutation_test(
         raise ValueError(f"alternative must be one of {list(_ALTERNATIVES)} or None, got {alternative!r}")
     jobs = _n_jobs(n_jobs)
     rng = _generator(seed)
-    xa, ya = as_pair(x, y, min_n=stat.min_n, what=stat.what)
-    n = xa.shape[0]
-
-    if metric in ("cka", "debiased_cka"):
-        observed = stat.fn(xa, ya)  # the public value, and its input checks
-        kernel, null = _linear_cka_null(xa, ya, metric == "debiased_cka", b, rng, jobs, progress)
+    xa, ya, on_device = _prepare(x, y, stat)
+    observed = stat.fn(xa, ya)  # the public value, and its input checks
+    if stat.bound.measure.permutation_null is not None and not on_device:
+        kernel, null = _compiled_null(xa, ya, stat.bound, b, rng, jobs, progress)
         method = str(kernel.space)
     else:
-        observed = stat.fn(xa, ya)
-        null = np.empty(b)
-        bar = _Progress(progress, b, "permutations")
-        pool = ThreadPoolExecutor(max_workers=jobs) if jobs > 1 else None
-        try:
-            done = 0
-            for k in _chunks(b, max(4 * jobs, 16)):
-                perms = [rng.permutation(n) for _ in range(k)]
-                null[done : done + k] = _map_threads(lambda p: stat.fn(xa, ya[p]), perms, jobs, pool)
-                done += k
-                bar.update(k)
-        finally:
-            bar.close()
-            if pool is not None:
-                pool.shutdown()
+        null = _looped_null(stat, xa, ya, b, rng, jobs, progress)
         method = "loop"
     if not np.all(np.isfinite(null)):
         raise FloatingPointError(f"the permutation null of {metric} has non-finite values; please report this input")
@@ -528,15 +506,23 @@ def calibrated_cka(
     b = _positive_int(n_permutations, "n_permutations", allow_zero=True)
     jobs = _n_jobs(n_jobs)
     rng = _generator(seed)
-    debiased = bool(debiased)
-    xa, ya = as_pair(x, y, min_n=4 if debiased else 2, what="debiased CKA" if debiased else "CKA")
-    value = cka(xa, ya, debiased=debiased)
-    if b > 0:
-        kernel, null = _linear_cka_null(xa, ya, debiased, b, rng, jobs, progress)
+    stat = _statistic_for("cka", {"debiased": debiased})
+    debiased = bool(stat.bound["debiased"])
+    xa, ya, on_device = _prepare(x, y, stat)
+    pset = pair_set("moments", [xa], [ya], names_x=["x"], names_y=["y"], min_n=stat.min_n, what=stat.what)
+    value = float(evaluate(stat.bound, pset)[0, 0])
+    if debiased:
+        mu0 = 0.0  # the U-statistic HSIC is unbiased under every pairing: its permutation mean is 0
     else:
-        kernel = _core.LinearCKANull(xa, ya, debiased, _null_space(xa, ya, 1, jobs, "auto"), 1.0)
+        # E_π⟨K, L_π⟩ = tr K · tr L / (n − 1) for centred Grams (their rows sum to zero).
+        s = pset.pair(0, 0).sums(False)
+        mu0 = s["tx"] * s["ty"] / ((s["n"] - 1.0) * math.sqrt(s["sxx"]) * math.sqrt(s["syy"]))
+    if b > 0 and not on_device:
+        _, null = _compiled_null(xa, ya, stat.bound, b, rng, jobs, progress)
+    elif b > 0:
+        null = _looped_null(stat, xa, ya, b, rng, jobs, progress)
+    else:
         null = np.empty(0)
-    mu0 = float(kernel.exact_null_mean)
     if not 1.0 - mu0 > 1e-12:
         raise ValueError(
             f"the chance level of CKA is {mu0!r} for these inputs (x and y each span every centred direction "
@@ -695,13 +681,13 @@ def bootstrap(
         raise ValueError(f"on_degenerate must be 'skip' or 'raise', got {on_degenerate!r}")
     jobs = _n_jobs(n_jobs)
     rng = _generator(seed)
-    xa, ya = as_pair(x, y, min_n=stat.min_n, what=stat.what)
-    n = xa.shape[0]
+    xa, ya, _ = _prepare(x, y, stat)
+    n = int(xa.shape[0])
     observed = stat.fn(xa, ya)
 
     def on_resample(idx: np.ndarray) -> float:
         try:
-            return stat.fn(xa[idx], ya[idx])
+            return stat.fn(permute_rows(xa, idx), permute_rows(ya, idx))
         except ValueError as exc:
             if on_degenerate == "raise":
                 raise ValueError(
@@ -747,7 +733,7 @@ def bootstrap(
             def leave_one_out(i: int) -> float:
                 sel = np.delete(np.arange(n), i)
                 try:
-                    return stat.fn(xa[sel], ya[sel])
+                    return stat.fn(permute_rows(xa, sel), permute_rows(ya, sel))
                 except ValueError as exc:
                     raise ValueError(
                         f"the BCa interval needs {metric} on every leave-one-out sample, but leaving out row {i} "

@@ -1,8 +1,24 @@
-"""Streaming accumulators: exact full-dataset linear metrics in O(p²) memory, and minibatch CKA."""
+"""Streaming accumulators: exact full-dataset measures over data streamed in batches, and minibatch CKA.
+
+An accumulator keeps the statistics its measures need (see :mod:`reprsim._stats`) and merges them batch
+by batch; every value is the registered measure's finaliser over those statistics, the same function the
+in-memory path calls. Two routes hold the rows' information:
+
+- ``"moments"``: the float64 moments about the running mean (means, XcᵀXc, YcᵀYc, XcᵀYc and the
+  debiased-HSIC extras), O(p²) memory whatever the number of rows — the route for layers narrower than
+  the number of rows;
+- ``"rows"``: the rows themselves, O(n·p) memory, finalised in memory (Gram space when the layers are wider
+  than n) — the route for wide layers, where p×p moments would be larger than the data, and for measures
+  that need every pair of rows (RBF kernel CKA, neighbourhood measures).
+
+``route="auto"`` picks the smaller of the two from the widths and the number of rows (given as ``n``,
+or discovered: the rows are kept until the moments become the smaller, then turned into moments).
+"""
 
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -10,16 +26,30 @@ from typing import Any
 
 import numpy as np
 
-from . import _core, _metrics
-from ._metrics import _NUCLEAR_SLACK, _no_options, pwcca_stat, svcca_mode
-from ._registry import check_metric
-from ._validation import _common_dtype, as_pair, as_representation, check_n, is_gpu_tensor
+from . import _core
+from . import _measures  # noqa: F401  (registers the measures)
+from ._backend import device_backend, pair_set
+from ._compute import evaluate
+from ._memory import fits, gib, require_memory
+from ._registry import KINDS, STREAMING_KINDS, Bound, bind, describe, get
+from ._stats import PairSet, angle_from_nuclear, check_minibatch_memory
+from ._validation import _common_dtype, as_representation, check_n
 
 ArrayLike = Any
 
 _LAYER_FIELDS_X = ("mean_x", "cxx", "sum_d2", "sum_xd")
 _LAYER_FIELDS_Y = ("mean_y", "cyy", "sum_e2", "sum_ye")
 _PAIR_FIELDS = ("cxy", "sum_de", "sum_xe", "sum_yd")
+_EPS32 = float(np.finfo(np.float32).eps)
+_EPS64 = float(np.finfo(np.float64).eps)
+# Buffered rows are turned into moments once this many have arrived (or on any read): the merge of a
+# batch into the running moments costs a few passes over the p×p matrices, which a few hundred rows
+# amortise, so that batches of one row cost about what batches of hundreds do.
+_FLUSH_ROWS = 512
+_FLUSH_BYTES = 64 << 20
+# Streamed moments are sums of up to fourth powers of the data: centred magnitudes beyond 2**±200
+# overflow or underflow them (the C++ accumulator refuses the same range).
+_STREAM_EXPONENT = 200
 
 
 def _check_layers(layers_x: Any, layers_y: Any) -> tuple[bool, int, int]:
@@ -62,9 +92,47 @@ def _batch(x: Any, y: Any, multi: bool, k1: int, k2: int) -> tuple[list[np.ndarr
     return both[:k1], both[k1:], names_x, names_y
 
 
-def _has_gpu_tensor(a: Any) -> bool:
-    items = a if isinstance(a, (list, tuple)) else [a]
-    return any(is_gpu_tensor(t) for t in items)
+def _column_ranges(arrays: list[np.ndarray], names: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each array's float64 column minima and maxima; raises on NaN/Inf (naming the array and column)."""
+    out = []
+    for a, name in zip(arrays, names):
+        lo, hi = a.min(axis=0).astype(np.float64), a.max(axis=0).astype(np.float64)
+        bad = np.flatnonzero(~(np.isfinite(lo) & np.isfinite(hi)))
+        if bad.size:
+            raise ValueError(
+                f"{name} contains NaN or Inf (column {bad[0]}), or values so large that their sum overflows "
+                "float64; remove or replace them (e.g. numpy.nan_to_num) before comparing"
+            )
+        out.append((lo, hi))
+    return out
+
+
+def _check_spread(ranges: list[tuple[np.ndarray, np.ndarray]], names: list[str]) -> None:
+    """Centred values of a magnitude the streamed moments can hold (sums of up to fourth powers of the data:
+    beyond 2**±200 they overflow or underflow float64), over every row kept so far and the new batch."""
+    for (lo, hi), name in zip(ranges, names):
+        spread = float(np.max(hi - lo))
+        if spread > 0.0 and abs(math.frexp(spread)[1]) > _STREAM_EXPONENT:
+            word = "overflow" if spread > 1.0 else "underflow"
+            raise ValueError(
+                f"{name} has centred values of magnitude up to {spread:.3g}: the streaming accumulators keep "
+                f"float64 sums of up to fourth powers of the data, which {word} beyond about 1e"
+                f"{'' if spread > 1.0 else '-'}60; rescale the data (e.g. divide every batch by one constant: the "
+                "metrics are invariant to scaling)"
+            )
+
+
+def _check_widths(seen: tuple[list[int], list[int]], xs: list[Any], ys: list[Any], names_x: list[str],
+                  names_y: list[str]) -> None:
+    wx, wy = seen
+    if not wx:
+        return
+    for a, w, nm in list(zip(xs, wx, names_x)) + list(zip(ys, wy, names_y)):
+        if a.shape[1] != w:
+            raise ValueError(
+                f"{nm} has shape {tuple(a.shape)} but earlier batches had {w} features; every batch of a layer must "
+                "have the same width (start a new accumulator for a different layer)"
+            )
 
 
 @contextmanager
@@ -76,71 +144,178 @@ def _both_locked(a: Any, b: Any) -> Iterator[None]:
         yield
 
 
+def moments_bytes(wx: list[int], wy: list[int]) -> int:
+    """Memory of the moments of k1 x-layers and k2 y-layers: p×p per layer, p1×p2 per pair (float64)."""
+    return 8 * (sum(p * p for p in wx + wy) + sum(p * q for p in wx for q in wy) + 4 * sum(wx + wy))
+
+
 def _stream_memory_bytes(b: int, wx: list[int], wy: list[int]) -> int:
-    """Scratch memory of StreamingSimilarity.update for a batch of b rows: float64 centred copies, a
-    p×p moment matrix per layer and a p1×p2 one per pair (twice: product and copy), and the row sums."""
+    """Scratch memory of turning a batch of b rows into moments: float64 centred copies, a p×p moment matrix
+    per layer and a p1×p2 one per pair (twice: product and copy), and the row sums."""
     every = wx + wy
     return 8 * (b * sum(every) + sum(p * p for p in every) + 2 * sum(p * q for p in wx for q in wy)
                 + len(every) * sum(every) + b * len(every))
 
 
 def _stream_values_bytes(wx: list[int], wy: list[int]) -> int:
-    """Scratch memory of the CCA-family values of a StreamingSimilarity: a pivoted Cholesky copy, R
-    factor and triangle per layer (3 p² each), and one pair's M and its SVD at a time."""
+    """Scratch memory of the CCA-family values of the moments: a pivoted Cholesky copy, R factor and
+    triangle per layer (3 p² each), and one pair's M and its SVD at a time."""
     every = wx + wy
     return 8 * (3 * sum(p * p for p in every) + 2 * max(p * q for p in wx for q in wy))
 
 
-def _minibatch_memory_bytes(b: int, wx: list[int], wy: list[int]) -> int:
-    """Scratch memory of one minibatch's HSIC terms in the space the kernel chooses for it."""
-    space = _core.choose_space(b, max(wx), max(wy), 8, len(wx), len(wy))
-    every = wx + wy
-    if space == "feature":
-        # Float64 centred copies of every layer, one p×p and one p1×p2 product at a time.
-        return 8 * (b * sum(every) + max(every) ** 2 + max(wx) * max(wy))
-    # One centred copy at a time and a b×b Gram matrix per layer.
-    return 8 * (b * max(every) + len(every) * b * b)
+def plan_route(wx: list[int], wy: list[int], n: int | None, itemsize: int, kinds: frozenset[str],
+               route: str = "auto") -> tuple[str, int]:
+    """The route an accumulator over these widths takes, and the memory it needs for ``n`` rows.
+
+    "rows" when a measure needs every row (kernel, neighbours) or when the stored rows are smaller than
+    the moments; "moments" otherwise. With ``n`` unknown, "auto" starts with the rows (see the module
+    docstring) and the figure is that of the moments.
+    """
+    mom = moments_bytes(wx, wy)
+    every = sum(wx + wy)
+    needs_rows = bool(kinds - STREAMING_KINDS)
+    if route == "auto":
+        if needs_rows:
+            route = "rows"
+        elif n is None:
+            return "auto", mom
+        else:
+            route = "rows" if n * every * itemsize < mom else "moments"
+    if route == "rows":
+        # The rows, and their concatenation once when the values are asked for.
+        return "rows", 2 * (n or 0) * every * itemsize
+    return route, mom
 
 
 _WIDTH_FIX = (
-    "the accumulator's memory does not depend on the number of rows but grows with the square of the "
-    "widths: reduce the features first (e.g. a random projection or PCA to a few thousand), or compare "
-    "fewer layers per accumulator"
+    "the moments' memory does not depend on the number of rows but grows with the square of the widths: "
+    "reduce the features first (e.g. a random projection, PCA, or pooling), compare fewer layers per "
+    "accumulator, or keep the rows instead (route='rows', memory n × width)"
 )
 
 
-def _check_widths(seen: tuple[list[int], list[int]], xs: list[np.ndarray], ys: list[np.ndarray],
-                  names_x: list[str], names_y: list[str]) -> None:
-    wx, wy = seen
-    if not wx:
-        return
-    for a, w, nm in list(zip(xs, wx, names_x)) + list(zip(ys, wy, names_y)):
-        if a.shape[1] != w:
-            raise ValueError(
-                f"{nm} has shape {a.shape} but earlier batches had {w} features; every batch of a layer must "
-                "have the same width (start a new accumulator for a different layer)"
-            )
+class _StateSet(PairSet):
+    """``moments`` and ``factor`` statistics of an accumulator's float64 moments (reprsim._core.StreamState).
+
+    Moments square the condition number of the data; the CCA family is computed from a pivoted Cholesky
+    factor of each layer's moments, whose rank rule is never finer than √(max(n, p)·ε₆₄)."""
+
+    def __init__(self, kind: str, state: Any, names_x: list[str], names_y: list[str]) -> None:
+        super().__init__(state.k1, state.k2, names_x, names_y, int(state.n), _EPS64)
+        self.kind = kind
+        self.state = state
+
+    def _raw(self) -> dict[str, Any]:
+        return self.bulk("raw", self.state.to_dict)
+
+    def sums(self, debiased: bool) -> dict[str, Any]:
+        return self.bulk("sums", lambda: dict(self.state.cka_sums()))
+
+    def nuclear(self) -> np.ndarray:
+        return self.bulk("nuclear", lambda: np.asarray(self.state.procrustes_nuclear(self.names_x, self.names_y)))
+
+    def angle(self) -> np.ndarray:
+        return self.bulk("angle", lambda: angle_from_nuclear(self.nuclear(), self.eps))
+
+    def blocks(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        raw = self._raw()
+        return (np.asarray(raw["cxx"][i]), np.asarray(raw["cyy"][j]), np.asarray(raw["cxy"][i * self.k2 + j]))
+
+    def coordinates(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        raw = self._raw()
+        cxx, cyy, cxy = self.blocks(i, j)
+        return np.asarray(raw["mean_x"][i]), np.asarray(raw["mean_y"][j]), cxx, cyy, cxy
+
+    def _check_values_memory(self) -> None:
+        wx, wy = self.state.widths()
+        require_memory(
+            _stream_values_bytes(list(wx), list(wy)),
+            f"the CCA family of a StreamingSimilarity over widths {tuple(wx)} and {tuple(wy)}",
+            _WIDTH_FIX,
+            "a Cholesky factor of every layer's p×p moments",
+        )
+
+    def cca(self, stat: str, keep: float, on_variance: bool) -> np.ndarray:
+        def compute() -> np.ndarray:
+            self._check_values_memory()
+            return np.asarray(self.state.cca_statistic(stat, float(keep), bool(on_variance), self.names_x,
+                                                       self.names_y))
+
+        return self.bulk(("cca", stat, keep, on_variance), compute)
+
+    def correlations(self, i: int, j: int) -> np.ndarray:
+        def compute() -> list[np.ndarray]:
+            self._check_values_memory()
+            return [np.asarray(r) for r in self.state.canonical_correlations(self.names_x, self.names_y)]
+
+        return self.bulk("rho", compute)[i * self.k2 + j]
+
+    def summary(self, i: int, j: int, pwcca_stat: str) -> tuple[np.ndarray, float, float, float]:
+        rho = self.correlations(i, j)
+        return rho, float(rho.mean()), float(np.mean(rho**2)), float(self.cca(pwcca_stat, 0.0, True)[i, j])
+
+
+class _MinibatchSums(PairSet):
+    """``minibatch`` statistics of an accumulator: each update was one minibatch."""
+
+    kind = "minibatch"
+
+    def __init__(self, terms: tuple[np.ndarray, np.ndarray, np.ndarray, int], n: int, names_x: list[str],
+                 names_y: list[str]) -> None:
+        xy = terms[0]
+        super().__init__(xy.shape[0], xy.shape[1], names_x, names_y, n, _EPS64)
+        self.terms = terms
+
+    def hsic(self, batch_size: int | None, debiased: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        return self.terms
+
+
+def _declared_kinds(metrics: Any) -> tuple[frozenset[str], tuple[str, ...] | None]:
+    if metrics is None:
+        return frozenset({"moments", "factor"}), None
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    if not isinstance(metrics, Sequence) or len(metrics) == 0:
+        raise TypeError(f"metrics must be a list of measure names (see reprsim.METRICS) or None, got {metrics!r}")
+    names = tuple(metrics)
+    return frozenset(get(m).statistics for m in names), names
 
 
 class StreamingSimilarity:
-    """Exact linear similarity metrics over data streamed in batches, in memory independent of n.
+    """Exact full-dataset measures over data streamed in batches.
 
     Feed aligned batches of two representations with :meth:`update` (and combine accumulators built
-    on other processes or machines with :meth:`merge`); every method then returns exactly what the
-    in-memory function of the same name returns on all rows seen, concatenated: :meth:`cka` (biased
-    and debiased), :meth:`canonical_correlations`, :meth:`mean_cca`, :meth:`mean_sq_cca`,
-    :meth:`svcca`, :meth:`pwcca`, :meth:`procrustes_distance`, and :meth:`distance` for every linear
-    metric of ``reprsim.METRICS``. The split into batches (even batches of one row) and the order of
-    merges change the values only at rounding level.
+    on other processes or machines with :meth:`merge`); :meth:`measure` then returns exactly what
+    :func:`reprsim.measure` returns on all rows seen, concatenated, for any registered measure whose
+    statistics the accumulator keeps, and :meth:`distance` the dissimilarity. The named methods
+    (:meth:`cka`, :meth:`mean_cca`, :meth:`svcca`, :meth:`pwcca`, :meth:`procrustes_distance`,
+    :meth:`canonical_correlations`, ...) are shortcuts. The split into batches (even batches of one row)
+    and the order of merges change the values only at rounding level.
 
     With ``layers_x=k1, layers_y=k2`` one accumulator holds every pair of two lists of layers (e.g. two
-    models): :meth:`update` takes a list of k1 and a list of k2 arrays, and every method returns a
-    k1 × k2 numpy array. Each layer's own moments are stored once, each pair's once.
+    models): :meth:`update` takes a list of k1 and a list of k2 arrays, and every value is a k1 × k2
+    numpy array.
 
-    The state is a handful of float64 moments about the running mean (Chan et al.'s pairwise update
-    merges them exactly; nothing is subtracted from already-summed raw products). For x of width p1
-    and y of width p2, with d_i = ‖x_i − x̄‖² and e_i = ‖y_i − ȳ‖², :meth:`state` returns these fields
-    (numpy float64 arrays; :meth:`from_state` reads them back):
+    **Routes.** With ``route="moments"`` the accumulator keeps float64 moments about the running mean
+    (Chan et al.'s pairwise update merges them exactly; nothing is subtracted from already-summed raw
+    products): memory O(p²) per layer and O(p1·p2) per pair, whatever the number of rows. Batches of
+    fewer than 512 rows are buffered and turned into moments together, so small batches cost about what
+    large ones do. With ``route="rows"`` it keeps the rows (memory O(n·p)) and computes every value in
+    memory when asked — cheaper than moments for layers wider than the number of rows (e.g. flattened
+    conv maps) and the only route for measures that need every pair of rows (``"rbf_cka"``, the
+    neighbourhood measures). ``route="auto"`` (default) takes the smaller of the two for the widths of
+    the first batch and ``n`` rows; when ``n`` is not given, it keeps the rows until the moments would be
+    smaller, then turns them into moments (exactly). The memory the chosen route needs is checked before
+    anything is kept.
+
+    **Measures.** ``metrics`` declares which measures will be asked for (default: every exact linear
+    measure — linear CKA, the CCA family, Procrustes, ENSD, ...); it decides what is accumulated:
+    ``"minibatch_cka"`` adds per-update HSIC terms (each update is one minibatch), ``"rbf_cka"`` and the
+    neighbourhood measures need the rows route.
+
+    The moments (route "moments"; :meth:`state` returns them, :meth:`from_state` reads them back), for x
+    of width p1 and y of width p2, with d_i = ‖x_i − x̄‖² and e_i = ‖y_i − ȳ‖² (float64 numpy arrays):
 
     ========== ========= =================================================
     field      shape     meaning
@@ -164,31 +339,33 @@ class StreamingSimilarity:
     With several layers the per-layer fields are named ``mean_x[i]``, ``cxx[i]``, ``sum_d2[i]``,
     ``sum_xd[i]``, ``mean_y[j]``, ``cyy[j]``, ``sum_e2[j]``, ``sum_ye[j]``, the per-pair fields
     ``cxy[i,j]``, ``sum_de[i,j]``, ``sum_xe[i,j]``, ``sum_yd[i,j]``, and ``layers`` holds (k1, k2).
-    Before the first batch only ``n`` (0), ``rank_eps`` (and ``layers``) are present.
+    Route "rows" stores ``rows_x[i]``/``rows_y[j]`` (the rows, in their dtype) and ``route`` = 1.
+    Declared minibatch CKA adds ``mb_xy``, ``mb_xx``, ``mb_yy``, ``mb_batches`` (debiased terms) and
+    ``mb0_xy``, ``mb0_xx``, ``mb0_yy`` (biased terms).
 
-    Final values: linear CKA = ‖cxy‖²_F / (‖cxx‖_F ‖cyy‖_F); debiased, n(n−3)·HSIC₁ =
-    ‖cxy‖²_F − n/(n−2)·Σde + Σd·Σe/((n−1)(n−2)) (Song et al. 2012, centred features); Procrustes from
-    the nuclear norm of cxy over √(tr cxx · tr cyy); the CCA family from a pivoted Cholesky
-    factorisation of cxx and cyy (the R factors of the centred inputs, up to row signs) and an SVD of
-    Rx⁻ᵀ·cxy·Ry⁻¹ computed by triangular solves.
-
-    Every product is computed and accumulated in float64, for float32 batches too. CCA's rank rule is
-    the in-memory one, |R_ii| > tol·|R_11| with tol = max(n, p)·ε₆₄ (+ √p·ε₃₂ for float32 inputs), but never below
-    √(max(n, p)·ε₆₄): cross-products resolve directions only down to about √ε of the largest, so
-    inputs whose conditioning lies beyond 1e7 or so can get a smaller rank than the in-memory QR.
-
-    Kernel (RBF) CKA needs every pair of samples and cannot stream; for it, see
-    :func:`reprsim.cka` with ``kernel="rbf"``, or :func:`minibatch_cka`.
+    Every product is computed and accumulated in float64, for float32 batches too. The CCA family is
+    computed from a pivoted Cholesky factor of each layer's moments; its rank rule is the in-memory one,
+    |R_ii| > tol·|R_11| with tol = max(n, p)·ε₆₄ (+ √p·ε₃₂ for float32 inputs), but never below
+    √(max(n, p)·ε₆₄): cross-products resolve directions only down to about √ε of the largest.
 
     Parameters
     ----------
     layers_x, layers_y : int, optional
         Numbers of layers on each side for the all-pairs form. Omit both for two representations.
+    metrics : list of str, optional
+        The measures that will be asked for (names of ``reprsim.METRICS``); default: the exact linear
+        measures.
+    route : {"auto", "moments", "rows"}, default "auto"
+        What is kept (see above).
+    n : int, optional
+        The number of rows that will be streamed, if known (e.g. ``len(loader.dataset)``): lets "auto"
+        choose the route and check its memory at the first batch.
 
     Raises
     ------
     ValueError
-        Only one of ``layers_x``, ``layers_y`` given, or a count that is not a positive integer.
+        Only one of ``layers_x``, ``layers_y`` given, a count that is not a positive integer, an unknown
+        route or metric, or ``route="moments"`` with a measure that needs every row.
 
     References
     ----------
@@ -203,19 +380,50 @@ class StreamingSimilarity:
     >>> acc.cka(), acc.distance("procrustes")       # doctest: +SKIP
     """
 
-    def __init__(self, *, layers_x: int | None = None, layers_y: int | None = None) -> None:
+    def __init__(self, *, layers_x: int | None = None, layers_y: int | None = None, metrics: Any = None,
+                 route: str = "auto", n: int | None = None) -> None:
         self._multi, self._k1, self._k2 = _check_layers(layers_x, layers_y)
+        self._kinds, self._metrics = _declared_kinds(metrics)
+        if route not in ("auto", "moments", "rows"):
+            raise ValueError(f"route must be 'auto', 'moments' or 'rows', got {route!r}")
+        if route == "moments" and self._kinds - STREAMING_KINDS:
+            raise ValueError(
+                f"route='moments' cannot compute {', '.join(self._metrics or ())}: "
+                "these measures need every row; use route='rows' (or 'auto')"
+            )
+        if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+            raise ValueError(f"n must be a positive integer (the number of rows that will be streamed) or None, got {n!r}")
+        self._route_arg = route
+        self._n_hint = None if n is None else int(n)
         # Guards the state: updates, merges and reads from several threads are serialised here (the
         # heavy part of an update, a batch's own moments, is computed outside it).
         self._lock = threading.RLock()
-        self._state = _core.StreamState(self._k1, self._k2)
-        self._dev: Any = None  # moments of batches that arrived as GPU tensors, kept on that device
         # Products of GPU batches in float64 (as the C++ path computes them), which the CCA family's rank
-        # decisions need; reprsim.torch.compare turns this off for CKA and Procrustes.
-        self._dev_float64_products = True
-        self._dev_eps = 0.0
+        # decisions need; reprsim.torch.compare turns this off for measures without rank decisions.
+        self._dev_float64_products = "factor" in self._kinds
         self._names_x = [f"x[{i}]" for i in range(self._k1)] if self._multi else ["x"]
         self._names_y = [f"y[{j}]" for j in range(self._k2)] if self._multi else ["y"]
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every row seen."""
+        with self._lock:
+            self._route: str | None = None if self._route_arg == "auto" else self._route_arg
+            self._state = _core.StreamState(self._k1, self._k2)
+            self._pending: list[tuple[list[np.ndarray], list[np.ndarray]]] = []
+            self._pending_rows = 0
+            self._rows: list[list[Any]] = [[] for _ in range(self._k1 + self._k2)]
+            self._rows_n = 0
+            self._mb: dict[bool, list[Any] | None] | None = None
+            if "minibatch" in self._kinds:
+                self._mb = {True: [np.zeros((self._k1, self._k2)), np.zeros(self._k1), np.zeros(self._k2), 0],
+                            False: [np.zeros((self._k1, self._k2)), np.zeros(self._k1), np.zeros(self._k2), 0]}
+            self._mb_n = 0
+            self._dev: Any = None  # moments of batches that arrived on a device, kept there
+            self._dev_eps = 0.0
+            self._widths: tuple[list[int], list[int]] = ([], [])
+            self._ranges: list[tuple[np.ndarray, np.ndarray]] = []  # column minima and maxima of the rows seen
+            self._eps = 0.0
 
     # -- accumulation ------------------------------------------------------------------------------
 
@@ -223,12 +431,18 @@ class StreamingSimilarity:
     def n_seen(self) -> int:
         """Number of rows accumulated so far."""
         with self._lock:
-            return int(self._st().n)
+            dev = self._dev.n if self._dev is not None else 0
+            return int(self._state.n) + self._pending_rows + self._rows_n + int(dev)
 
     @property
     def layers(self) -> tuple[int, int] | None:
         """(k1, k2) for the all-pairs form, None for two representations."""
         return (self._k1, self._k2) if self._multi else None
+
+    @property
+    def route(self) -> str | None:
+        """"moments" or "rows" once decided (None before the first batch under route="auto")."""
+        return self._route
 
     def update(self, x: Any, y: Any) -> StreamingSimilarity:
         """Add one batch of aligned rows (any number ≥ 1).
@@ -253,91 +467,221 @@ class StreamingSimilarity:
         ------
         ValueError
             Widths that differ from earlier batches, arrays that differ in b, NaN/Inf, an empty batch,
-            lists of the wrong length, or moments (O(p²) for width p) that would not fit in the available
-            memory (raised before anything is allocated).
+            lists of the wrong length, too few rows for a declared minibatch measure, or a route whose
+            memory would not fit (raised before anything is kept).
         TypeError
             An input that is not a real-valued 2-D array (or list of them).
         """
-        if _has_gpu_tensor(x) or _has_gpu_tensor(y):
+        backend = device_backend(x, y)
+        if backend is not None:
             with self._lock:
-                self._update_on_device(x, y)
+                self._update_on_device(backend, x, y)
             return self
         xs, ys, names_x, names_y = _batch(x, y, self._multi, self._k1, self._k2)
         with self._lock:
-            _check_widths(self._widths(), xs, ys, names_x, names_y)
+            self._check_widths(xs, ys, names_x, names_y)
+        ranges = _column_ranges(xs + ys, names_x + names_y)
+        b = xs[0].shape[0]
         wx, wy = [a.shape[1] for a in xs], [a.shape[1] for a in ys]
-        _metrics._require_memory(
+        terms = self._minibatch_terms(xs, ys, names_x, names_y) if self._mb is not None else None
+        with self._lock:
+            self._check_widths(xs, ys, names_x, names_y)  # again: another thread may have set them
+            if not self._widths[0]:
+                self._decide_route(wx, wy, xs[0].itemsize)
+            if self._route == "moments":
+                # The magnitudes the moments will hold, over every row so far and this batch, and what
+                # turning the buffered rows and this batch into moments will need: both checked before the
+                # batch is kept.
+                if self._ranges:
+                    ranges = [(np.minimum(a, c), np.maximum(b, d)) for (a, b), (c, d) in zip(self._ranges, ranges)]
+                _check_spread(ranges, names_x + names_y)
+                require_memory(
+                    _stream_memory_bytes(self._pending_rows + b, wx, wy),
+                    f"a StreamingSimilarity over widths {tuple(wx)} and {tuple(wy)}", _WIDTH_FIX,
+                    "float64 moments of size p×p per layer and p1×p2 per pair",
+                )
+            self._add_terms(terms, b)
+            self._ranges = ranges
+            self._widths = (wx, wy)
+            self._eps = max(self._eps, float(np.finfo(xs[0].dtype).eps))
+            if self._route == "rows":
+                self._rows_n += b
+                for k, a in enumerate(xs + ys):
+                    self._rows[k].append(np.array(a, copy=True))
+                self._maybe_leave_rows()
+                return self
+            if b >= _FLUSH_ROWS:
+                batches = [(xs, ys)]
+            else:
+                self._pending.append(([np.array(a, copy=True) for a in xs], [np.array(a, copy=True) for a in ys]))
+                self._pending_rows += b
+                if self._pending_rows < _FLUSH_ROWS and self._pending_rows * sum(wx + wy) * 8 < _FLUSH_BYTES:
+                    return self
+                batches, self._pending, self._pending_rows = self._pending, [], 0
+        try:
+            state = self._moments_of(batches)  # the heavy part, outside the lock
+        except BaseException:
+            with self._lock:  # nothing is lost: the rows go back to the buffer, except this batch
+                kept = batches if b >= _FLUSH_ROWS else batches[:-1]
+                self._pending = kept + self._pending
+                self._pending_rows += sum(bt[0][0].shape[0] for bt in kept)
+                self._undo_terms(terms, b)
+            raise
+        with self._lock:
+            self._state.absorb(state)  # checks the widths again, then an O(p²) merge in place
+        return self
+
+    def _check_widths(self, xs: list[Any], ys: list[Any], names_x: list[str], names_y: list[str]) -> None:
+        _check_widths(self._widths, xs, ys, names_x, names_y)
+
+    def _decide_route(self, wx: list[int], wy: list[int], itemsize: int) -> None:
+        route, need = plan_route(wx, wy, self._n_hint, itemsize, self._kinds, self._route_arg)
+        what = f"a StreamingSimilarity over widths {tuple(wx)} and {tuple(wy)}"
+        if route == "rows" and self._n_hint is not None:
+            require_memory(need, what, "use fewer rows, pool or reduce the features first, or compare fewer layers",
+                           f"the {self._n_hint} rows of every layer, kept until the values are computed")
+        elif route in ("moments", "auto"):
+            require_memory(need if route == "moments" else min(need, _FLUSH_BYTES), what, _WIDTH_FIX,
+                           "float64 moments of size p×p per layer and p1×p2 per pair")
+        self._route = "rows" if route == "auto" else route
+
+    def _maybe_leave_rows(self) -> None:
+        """Under route "auto" with n unknown: once the rows kept outgrow the moments, turn them into
+        moments (exactly) and continue on that route."""
+        if self._route_arg != "auto" or self._n_hint is not None or self._kinds - STREAMING_KINDS:
+            return
+        wx, wy = self._widths
+        every = sum(wx + wy)
+        itemsize = self._rows[0][0].itemsize
+        mom = moments_bytes(wx, wy)
+        if self._rows_n * every * itemsize < mom or not fits(mom + _stream_memory_bytes(self._rows_n, wx, wy)):
+            return
+        xs = [np.concatenate(r) if len(r) > 1 else r[0] for r in self._rows]
+        state = self._moments_of([(xs[: self._k1], xs[self._k1 :])])
+        self._state.absorb(state)
+        self._rows = [[] for _ in range(self._k1 + self._k2)]
+        self._rows_n = 0
+        self._route = "moments"
+
+    def _moments_of(self, batches: list[tuple[list[np.ndarray], list[np.ndarray]]]) -> Any:
+        """The moments of some batches (concatenated), as a state of their own."""
+        if len(batches) == 1:
+            xs, ys = batches[0]
+        else:
+            both = _common_dtype([np.concatenate([bt[0][i] for bt in batches]) for i in range(self._k1)]
+                                 + [np.concatenate([bt[1][j] for bt in batches]) for j in range(self._k2)])
+            xs, ys = both[: self._k1], both[self._k1 :]
+        wx, wy = [a.shape[1] for a in xs], [a.shape[1] for a in ys]
+        require_memory(
             _stream_memory_bytes(xs[0].shape[0], wx, wy),
             f"a StreamingSimilarity over widths {tuple(wx)} and {tuple(wy)}",
             _WIDTH_FIX,
             "float64 moments of size p×p per layer and p1×p2 per pair",
         )
-        batch = _core.StreamState(self._k1, self._k2)
-        batch.update(xs, ys, names_x, names_y)  # the batch's moments, with the GIL released, unlocked
-        with self._lock:
-            self._state.absorb(batch)  # checks the widths again, then an O(p²) merge in place
-        return self
+        state = _core.StreamState(self._k1, self._k2)
+        state.update(xs, ys, self._names_x, self._names_y)
+        return state
 
-    def _update_on_device(self, x: Any, y: Any) -> None:
-        """A batch of torch tensors on a GPU: its moments are computed and merged there (torch ops,
-        float64 products and accumulation), and stay there until a value is asked for."""
-        import torch
+    def _minibatch_terms(self, xs: list[np.ndarray], ys: list[np.ndarray], names_x: list[str],
+                         names_y: list[str]) -> dict[bool, Any]:
+        b = xs[0].shape[0]
+        if b < 2:
+            raise ValueError(
+                f"this batch has {b} row; minibatch CKA (declared in metrics) needs at least 2 rows per update "
+                "(4 for the debiased estimator): merge short batches or drop them"
+            )
+        check_minibatch_memory(b, [a.shape[1] for a in xs], [a.shape[1] for a in ys])
+        out: dict[bool, Any] = {False: _core.batch_hsic(xs, ys, False, names_x, names_y)}
+        out[True] = _core.batch_hsic(xs, ys, True, names_x, names_y) if b >= 4 else None
+        return out
 
-        from .torch._device import DeviceMoments
-        from .torch._gpu import check_tensor
+    def _add_terms(self, terms: dict[bool, Any] | None, b: int) -> None:
+        if terms is None or self._mb is None:
+            return
+        for debiased, t in terms.items():
+            acc = self._mb[debiased]
+            if acc is None:
+                continue
+            if t is None:  # a batch too short for the debiased estimator
+                self._mb[debiased] = None
+                continue
+            acc[0] = acc[0] + t[0]
+            acc[1] = acc[1] + np.asarray(t[1]).ravel()
+            acc[2] = acc[2] + np.asarray(t[2]).ravel()
+            acc[3] += 1
+        self._mb_n += b
 
+    def _undo_terms(self, terms: dict[bool, Any] | None, b: int) -> None:
+        if terms is None or self._mb is None:
+            return
+        for debiased, t in terms.items():
+            acc = self._mb[debiased]
+            if acc is None or t is None:
+                continue
+            acc[0], acc[1], acc[2] = acc[0] - t[0], acc[1] - np.asarray(t[1]).ravel(), acc[2] - np.asarray(t[2]).ravel()
+            acc[3] -= 1
+        self._mb_n -= b
+
+    def _update_on_device(self, backend: Any, x: Any, y: Any) -> None:
+        """A batch of tensors on a device: its moments are computed and merged there (float64
+        accumulation) and stay there until a value is asked for; or, on the rows route, its rows are kept
+        on the device."""
         xs_in, ys_in = (x, y) if self._multi else ([x], [y])
         for name, b, k in (("x", xs_in, self._k1), ("y", ys_in, self._k2)):
             if not isinstance(b, Sequence) or len(b) != k:
                 raise ValueError(f"{name} must hold {k} tensors (one per layer)")
-        names_x, names_y = self._names_x, self._names_y
-        xs = [check_tensor(t, nm) for t, nm in zip(xs_in, names_x)]
-        ys = [check_tensor(t, nm) for t, nm in zip(ys_in, names_y)]
-        devices = {t.device for t in xs + ys}
-        if len(devices) != 1:
-            raise ValueError(f"every tensor of a batch must be on one device, got {sorted(map(str, devices))}")
-        n = xs[0].shape[0]
-        for t, nm in zip(xs + ys, names_x + names_y):
-            if t.shape[0] != n:
-                raise ValueError(f"every array of a batch must have the same number of rows: {names_x[0]} has {n} "
-                                 f"rows, {nm} has shape {tuple(t.shape)}; pass aligned batches of x and y")
-        _check_widths(self._widths(), xs, ys, names_x, names_y)
-        if len({t.dtype for t in xs + ys}) > 1:
-            xs, ys = [t.to(torch.float64) for t in xs], [t.to(torch.float64) for t in ys]
-        device = devices.pop()
-        if self._dev is None:
-            self._dev = DeviceMoments(self._k1, self._k2,
-                                      product_dtype=torch.float64 if self._dev_float64_products else None)
-        elif self._dev.layer and self._dev.layer[0]["mean"].device != device:
-            raise ValueError(f"this accumulator keeps its device moments on {self._dev.layer[0]['mean'].device}; "
-                             f"got a batch on {device}")
-        self._dev.update(xs, ys)
-        eps = np.finfo(np.float32 if xs[0].dtype == torch.float32 else np.float64).eps
-        self._dev_eps = max(self._dev_eps, float(eps))
-
-    def _widths(self) -> tuple[list[int], list[int]]:
-        """Widths of the x and y layers seen so far (empty before the first batch), read without exporting
-        the moments kept on a device (every update checks that both kinds of batches agree on them)."""
-        if self._dev is not None and self._dev.n > 0:
-            w = [int(s["mean"].shape[0]) for s in self._dev.layer]
-            return w[: self._k1], w[self._k1 :]
-        wx, wy = self._state.widths()
-        return list(wx), list(wy)
+        xs, ys = backend.check_batch(xs_in, ys_in, self._names_x, self._names_y)
+        self._check_widths(xs, ys, self._names_x, self._names_y)
+        wx, wy = [int(t.shape[1]) for t in xs], [int(t.shape[1]) for t in ys]
+        b = int(xs[0].shape[0])
+        if not self._widths[0]:
+            if self._route_arg == "auto" and self._n_hint is None and not self._kinds - STREAMING_KINDS:
+                self._route = "moments"  # device batches: moments on the device, unless told the rows are few
+            self._decide_route(wx, wy, xs[0].element_size())
+        terms = backend.minibatch_terms(xs, ys) if self._mb is not None else None
+        if self._route == "rows":
+            for k, t in enumerate(xs + ys):
+                self._rows[k].append(t.clone())
+            self._rows_n += b
+        else:
+            if self._dev is None:
+                self._dev = backend.device_accumulator(self._k1, self._k2, self._dev_float64_products)
+            self._dev.update(xs, ys)
+        self._add_terms(terms, b)
+        eps = float(np.finfo(np.float32).eps) if xs[0].element_size() == 4 else _EPS64
+        self._widths = (wx, wy)
+        self._dev_eps = max(self._dev_eps, eps)
+        self._eps = max(self._eps, eps)
 
     def _st(self) -> Any:
-        """The C++ state of every row seen: the CPU moments merged with those kept on a device."""
-        if self._dev is None or self._dev.n == 0:
-            return self._state
-        from .torch._stream import moments_to_state
+        """The C++ state of every row seen (route "moments"): buffered rows flushed, the moments kept on
+        a device merged in."""
+        if self._pending:
+            state = self._moments_of(self._pending)  # may raise: the buffered rows stay buffered
+            self._pending, self._pending_rows = [], 0
+            self._state.absorb(state)
+        if self._dev is not None and self._dev.n > 0:
+            on_device = _core.StreamState.from_dict(self._dev.export(self._dev_eps))
+            self._state = on_device if self._state.n == 0 else self._state.merged(on_device)
+            self._dev = None
+        return self._state
 
-        on_device = StreamingSimilarity.from_state(moments_to_state(self._dev, self._dev_eps, multi=self._multi))
-        return on_device._state if self._state.n == 0 else self._state.merged(on_device._state)
+    def _rows_now(self) -> list[Any]:
+        """Every layer's rows as one array (route "rows"), concatenated once."""
+        out = []
+        for k, r in enumerate(self._rows):
+            if len(r) > 1:
+                r = [_concatenate(r)]
+                self._rows[k] = r
+            out.append(r[0])
+        return out
 
     def merge(self, other: StreamingSimilarity) -> StreamingSimilarity:
         """Absorb the rows of ``other`` (which is not modified).
 
-        The combined state is a pure function of the two states (Chan et al.'s pairwise update), so
-        accumulators from any number of processes merge in any order to the same values.
+        The combined state is a pure function of the two states (Chan et al.'s pairwise update for
+        moments; concatenation for rows), so accumulators from any number of processes merge in any
+        order to the same values.
 
         Parameters
         ----------
@@ -354,7 +698,7 @@ class StreamingSimilarity:
         TypeError
             ``other`` is not a StreamingSimilarity.
         ValueError
-            The two accumulators are over different layers or widths.
+            The two accumulators are over different layers or widths, or keep different statistics.
         """
         if not isinstance(other, StreamingSimilarity):
             raise TypeError(f"other must be a StreamingSimilarity, got {type(other).__name__}")
@@ -362,22 +706,57 @@ class StreamingSimilarity:
             raise ValueError(
                 f"cannot merge accumulators over different layers: layers {self.layers} and {other.layers}"
             )
+        if (self._mb is None) != (other._mb is None):
+            raise ValueError("cannot merge an accumulator that keeps minibatch terms with one that does not "
+                             "(declare the same metrics for both)")
         with _both_locked(self, other):
-            self._state = self._st().merged(other._st())  # device moments, if any, are merged on the CPU
-            self._dev = None
+            if self._widths[0] and other._widths[0] and self._widths != other._widths:
+                raise ValueError(f"cannot merge accumulators over different widths: {self._widths} and {other._widths}")
+            mine = self._route or ("moments" if self._state.n else None)
+            theirs = other._route or ("moments" if other._state.n else None)
+            if "rows" in (mine, theirs) and mine != theirs and None not in (mine, theirs):
+                if self._kinds - STREAMING_KINDS or other._kinds - STREAMING_KINDS:
+                    raise ValueError("cannot merge an accumulator that keeps rows with one that keeps moments: the "
+                                     "declared measures need every row")
+                if mine == "rows":
+                    self._route_to_moments()
+                else:
+                    other = StreamingSimilarity.from_state(other.state())
+                    other._route_to_moments()
+                    theirs = "moments"
+            if theirs == "rows":
+                rows = other._rows_now()
+                for k, r in enumerate(rows):
+                    self._rows[k].append(r)
+                self._rows_n += other._rows_n
+                self._route = "rows"
+            elif other.n_seen:
+                merged = self._st().merged(other._st())
+                self._state = merged
+                self._route = self._route or "moments"
+            if self._mb is not None and other._mb is not None:
+                for debiased in (True, False):
+                    a, b = self._mb[debiased], other._mb[debiased]
+                    self._mb[debiased] = None if a is None or b is None else [a[0] + b[0], a[1] + b[1], a[2] + b[2],
+                                                                              a[3] + b[3]]
+                self._mb_n += other._mb_n
+            if not self._widths[0]:
+                self._widths = other._widths
+            self._eps = max(self._eps, other._eps)
         return self
 
-    def reset(self) -> None:
-        """Forget every row seen."""
-        with self._lock:
-            self._state = _core.StreamState(self._k1, self._k2)
-            self._dev = None
-            self._dev_eps = 0.0
+    def _route_to_moments(self) -> None:
+        if self._rows_n:
+            xs = self._rows_now()
+            self._state.absorb(self._moments_of([(xs[: self._k1], xs[self._k1 :])]))
+        self._rows = [[] for _ in range(self._k1 + self._k2)]
+        self._rows_n = 0
+        self._route = "moments"
 
     # -- state ---------------------------------------------------------------------------------------
 
     def state(self) -> dict[str, np.ndarray]:
-        """The sufficient statistics as a dict of float64 numpy arrays.
+        """The statistics as a dict of numpy arrays (float64, except stored rows, which keep their dtype).
 
         Returns
         -------
@@ -385,17 +764,34 @@ class StreamingSimilarity:
             The fields listed in the class docstring; :meth:`from_state` reads them back.
         """
         with self._lock:
+            out: dict[str, np.ndarray] = {}
+            if self._multi:
+                out["layers"] = np.array([self._k1, self._k2], dtype=np.float64)
+            if self._mb is not None:
+                for debiased, prefix in ((True, "mb_"), (False, "mb0_")):
+                    t = self._mb[debiased]
+                    if t is not None:
+                        out[prefix + "xy"], out[prefix + "xx"], out[prefix + "yy"] = (np.array(v, dtype=np.float64)
+                                                                                      for v in t[:3])
+                        out[prefix + "batches"] = np.float64(t[3])
+                out["mb_n"] = np.float64(self._mb_n)
+            if self._route == "rows":
+                out["route"] = np.float64(1.0)
+                out["n"] = np.float64(self._rows_n)
+                out["rank_eps"] = np.float64(self._eps)
+                for k, r in enumerate(self._rows_now()):
+                    key = f"rows_x[{k}]" if k < self._k1 else f"rows_y[{k - self._k1}]"
+                    out[key] = np.array(r, copy=True)
+                return out
             raw = self._st().to_dict()
-        out: dict[str, np.ndarray] = {"n": np.float64(raw["n"]), "rank_eps": np.float64(raw["rank_eps"])}
-        out = {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
-        if self._multi:
-            out["layers"] = np.array([self._k1, self._k2], dtype=np.float64)
+        out["n"] = np.float64(raw["n"])
+        out["rank_eps"] = np.float64(raw["rank_eps"])
         if raw["n"] == 0:
-            return out
-        for fields, k, fmt in ((_LAYER_FIELDS_X, self._k1, "{}[{}]"), (_LAYER_FIELDS_Y, self._k2, "{}[{}]")):
+            return {k: np.asarray(v) for k, v in out.items()}
+        for fields, k in ((_LAYER_FIELDS_X, self._k1), (_LAYER_FIELDS_Y, self._k2)):
             for f in fields:
                 for i in range(k):
-                    key = fmt.format(f, i) if self._multi else f
+                    key = f"{f}[{i}]" if self._multi else f
                     out[key] = np.array(raw[f][i], dtype=np.float64)
         for f in _PAIR_FIELDS:
             for i in range(self._k1):
@@ -406,7 +802,7 @@ class StreamingSimilarity:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> StreamingSimilarity:
-        """An accumulator holding the given statistics.
+        """An accumulator holding the given statistics, checked field by field.
 
         Parameters
         ----------
@@ -423,47 +819,61 @@ class StreamingSimilarity:
         TypeError
             ``state`` is not a dict.
         ValueError
-            A missing field, a field of the wrong shape, NaN/Inf, or an invalid count.
+            A missing field, a field of the wrong shape, NaN/Inf, an invalid count or epsilon, moments that
+            are not symmetric positive semidefinite within rounding (jointly, so cross-moments that break
+            the Cauchy–Schwarz inequality are refused), or debiased sums inconsistent with the moments;
+            the message names the field.
         """
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict of arrays as returned by state(), got {type(state).__name__}")
-
-        def get(key: str, ndim: int) -> np.ndarray:
-            if key not in state:
-                raise ValueError(f"state is missing the field {key!r}")
-            a = np.asarray(state[key], dtype=np.float64)
-            if a.ndim != ndim:
-                raise ValueError(f"state field {key!r} must have {ndim} dimensions, got shape {a.shape}")
-            if not np.all(np.isfinite(a)):
-                raise ValueError(f"state field {key!r} contains NaN or Inf")
-            return a
-
+        get_field = _FieldReader(state)
         if "layers" in state:
-            layers = get("layers", 1)
+            layers = get_field("layers", 1)
             if layers.shape != (2,) or np.any(layers < 1) or np.any(layers != np.round(layers)):
                 raise ValueError(f"state field 'layers' must be two positive integers, got {layers}")
-            acc = cls(layers_x=int(layers[0]), layers_y=int(layers[1]))
+            kw: dict[str, Any] = {"layers_x": int(layers[0]), "layers_y": int(layers[1])}
         else:
-            acc = cls()
-        n = float(get("n", 0))
-        if n < 0 or n != round(n):
-            raise ValueError(f"state field 'n' must be a non-negative integer count, got {n}")
-        rank_eps = float(get("rank_eps", 0))
-        raw: dict[str, Any] = {"k1": acc._k1, "k2": acc._k2, "n": n, "rank_eps": rank_eps}
+            kw = {}
+        has_mb = "mb_n" in state
+        acc = cls(**kw)
+        if has_mb:
+            acc._kinds = acc._kinds | {"minibatch"}
+            acc._mb = {True: None, False: None}
+        n = get_field.count("n")
+        rank_eps = float(get_field("rank_eps", 0))
+        if rank_eps not in (0.0, _EPS32, _EPS64):
+            raise ValueError(f"state field 'rank_eps' must be 0, the float32 epsilon {_EPS32} or the float64 epsilon "
+                             f"{_EPS64}, got {rank_eps!r}")
+        if n == 0 and rank_eps != 0.0:
+            raise ValueError(f"state field 'rank_eps' must be 0 before any row was seen, got {rank_eps!r}")
+        if has_mb:
+            acc._mb_n = get_field.count("mb_n")
+            for debiased, prefix in ((True, "mb_"), (False, "mb0_")):
+                if prefix + "xy" in state:
+                    xy = get_field(prefix + "xy", 2)
+                    xx, yy = get_field(prefix + "xx", 1), get_field(prefix + "yy", 1)
+                    if xy.shape != (acc._k1, acc._k2) or xx.shape != (acc._k1,) or yy.shape != (acc._k2,):
+                        raise ValueError(f"state fields {prefix}xy/xx/yy do not match the layers {acc._k1} x {acc._k2}")
+                    if np.any(xx < 0) or np.any(yy < 0) and not debiased:
+                        raise ValueError(f"state fields {prefix}xx/{prefix}yy hold negative self terms")
+                    acc._mb[debiased] = [xy, xx, yy, get_field.count(prefix + "batches")]  # type: ignore[index]
+                else:
+                    acc._mb[debiased] = None  # type: ignore[index]
+        if "route" in state and float(get_field("route", 0)) == 1.0:
+            acc._route = "rows"
+            rows: list[list[Any]] = []
+            for k in range(acc._k1 + acc._k2):
+                key = f"rows_x[{k}]" if k < acc._k1 else f"rows_y[{k - acc._k1}]"
+                rows.append([get_field.rows(key, n)])
+            acc._rows, acc._rows_n, acc._eps = rows, n, rank_eps
+            acc._widths = ([r[0].shape[1] for r in rows[: acc._k1]], [r[0].shape[1] for r in rows[acc._k1 :]])
+            return acc
+        raw: dict[str, Any] = {"k1": acc._k1, "k2": acc._k2, "n": float(n), "rank_eps": rank_eps}
         if n > 0:
-            ndims = {"mean_x": 1, "cxx": 2, "sum_d2": 0, "sum_xd": 1, "mean_y": 1, "cyy": 2, "sum_e2": 0,
-                     "sum_ye": 1, "cxy": 2, "sum_de": 0, "sum_xe": 1, "sum_yd": 1}
-            for fields, k in ((_LAYER_FIELDS_X, acc._k1), (_LAYER_FIELDS_Y, acc._k2)):
-                for f in fields:
-                    vals = [get(f"{f}[{i}]" if acc._multi else f, ndims[f]) for i in range(k)]
-                    raw[f] = [float(v) if ndims[f] == 0 else v for v in vals]
-            for f in _PAIR_FIELDS:
-                vals = [
-                    get(f"{f}[{i},{j}]" if acc._multi else f, ndims[f])
-                    for i in range(acc._k1)
-                    for j in range(acc._k2)
-                ]
-                raw[f] = [float(v) if ndims[f] == 0 else v for v in vals]
+            raw.update(_read_moments(get_field, acc._k1, acc._k2, acc._multi, n))
+            acc._route = "moments"
+            acc._eps = rank_eps
+            acc._widths = ([len(m) for m in raw["mean_x"]], [len(m) for m in raw["mean_y"]])
         acc._state = _core.StreamState.from_dict(raw)
         return acc
 
@@ -476,24 +886,103 @@ class StreamingSimilarity:
 
     def __repr__(self) -> str:
         layers = f"layers_x={self._k1}, layers_y={self._k2}, " if self._multi else ""
-        return f"StreamingSimilarity({layers}n_seen={self.n_seen})"
+        return f"StreamingSimilarity({layers}route={self._route!r}, n_seen={self.n_seen})"
 
     # -- values --------------------------------------------------------------------------------------
 
-    def _need(self, min_n: int, what: str) -> None:
-        check_n(self.n_seen, min_n, what, names="the rows seen so far")
+    def _pair_set(self, bound: Bound, options: dict[str, Any]) -> PairSet:
+        kind = bound.measure.statistics
+        if self._metrics is not None and kind not in self._kinds and self._route != "rows":
+            raise ValueError(
+                f"{bound.name!r} needs {kind} statistics, which this accumulator does not keep: it was made with "
+                f"metrics={list(self._metrics)}; declare {bound.name!r} there"
+            )
+        check_n(self.n_seen, bound.min_n, describe(bound), names="the rows seen so far")
+        if kind == "minibatch":
+            if self._mb is None:
+                raise ValueError("minibatch CKA needs the per-update HSIC terms: create the accumulator with "
+                                 "metrics=[..., 'minibatch_cka'] (each update is then one minibatch)")
+            if options.get("batch_size") is not None:
+                raise ValueError("an accumulator's minibatches are its updates: drop batch_size (or use "
+                                 "reprsim.minibatch_cka on arrays in memory)")
+            terms = self._mb[bound["debiased"]]
+            if terms is None:
+                raise ValueError("a batch of fewer than 4 rows was seen, so debiased minibatch CKA is undefined; "
+                                 "use debiased=False or merge short batches")
+            return _MinibatchSums((terms[0], terms[1], terms[2], terms[3]), self._mb_n, self._names_x, self._names_y)
+        if self._route == "rows":
+            rows = self._rows_now()
+            return pair_set(kind, rows[: self._k1], rows[self._k1 :], names_x=self._names_x, names_y=self._names_y,
+                            min_n=bound.min_n, what=describe(bound))
+        if kind not in STREAMING_KINDS:
+            raise ValueError(
+                f"{bound.name!r} needs every pair of rows ({kind} statistics) and cannot be computed from streamed "
+                "moments: create the accumulator with route='rows' (memory n × width), or compute it in memory "
+                "with reprsim.measure / reprsim.pairwise"
+            )
+        return _StateSet(kind, self._st(), self._names_x, self._names_y)
 
-    def _out(self, values: np.ndarray, what: str) -> Any:
-        values = np.asarray(values, dtype=np.float64)
-        if not np.all(np.isfinite(values)):
-            raise FloatingPointError(f"{what} came out non-finite; please report this input")
+    def _evaluate(self, metric: str, options: dict[str, Any], want: str) -> Any:
+        bound = bind(metric, options)
+        with self._lock:
+            values = evaluate(bound, self._pair_set(bound, options), want)
         return values if self._multi else float(values[0, 0])
+
+    def measure(self, metric: str = "cka", **options: Any) -> Any:
+        """The value of a registered measure over all rows seen: what :func:`reprsim.measure` returns.
+
+        Parameters
+        ----------
+        metric : str, default "cka"
+            A name of ``reprsim.METRICS`` whose statistics the accumulator keeps.
+        **options
+            The measure's options.
+
+        Returns
+        -------
+        float or numpy.ndarray
+            The value, or a k1 × k2 float64 array of them for several layers.
+
+        Raises
+        ------
+        ValueError
+            An unknown metric or option value, too few rows, statistics the accumulator does not keep, or
+            what the measure raises for the data.
+        TypeError
+            An option the measure does not take.
+        """
+        return self._evaluate(metric, options, "value")
+
+    def distance(self, metric: str = "cka", **options: Any) -> Any:
+        """Dissimilarity of all rows seen, by metric name: what :func:`reprsim.distance` returns.
+
+        Parameters
+        ----------
+        metric : str, default "cka"
+            A name of ``reprsim.METRICS`` whose statistics the accumulator keeps.
+        **options
+            The measure's options (``variance`` and ``convention`` for "svcca", ``convention`` for
+            "pwcca", ...).
+
+        Returns
+        -------
+        float or numpy.ndarray
+            The dissimilarity, or a k1 × k2 array of them for several layers.
+
+        Raises
+        ------
+        ValueError
+            An unknown metric, or what the metric raises.
+        TypeError
+            A metric that is not a string, or an option the metric does not take.
+        """
+        return self._evaluate(metric, options, "distance")
 
     def cka(self, *, debiased: bool = False) -> Any:
         """Linear CKA of all rows seen (see :func:`reprsim.cka`): a similarity in [0, 1].
 
         Biased (Kornblith et al. 2019) or, with ``debiased=True``, with the U-statistic HSIC
-        (Song et al. 2012; needs n ≥ 4).
+        (Song et al. 2012; needs n ≥ 4; in [-1, 1]).
 
         Parameters
         ----------
@@ -510,25 +999,7 @@ class StreamingSimilarity:
         ValueError
             Fewer rows seen than the estimator needs (2, or 4 debiased), or a constant representation.
         """
-        with self._lock:
-            self._need(4 if debiased else 2, "debiased CKA" if debiased else "CKA")
-            return self._out(self._st().cka(bool(debiased), self._names_x, self._names_y), "CKA")
-
-    def _check_values_memory(self, st: Any) -> None:
-        wx, wy = st.widths()
-        _metrics._require_memory(
-            _stream_values_bytes(list(wx), list(wy)),
-            f"the CCA family of a StreamingSimilarity over widths {tuple(wx)} and {tuple(wy)}",
-            _WIDTH_FIX,
-            "a Cholesky factor of every layer's p×p moments",
-        )
-
-    def _cca(self, stat: str, keep: float = 0.0, on_variance: bool = True) -> np.ndarray:
-        with self._lock:
-            self._need(3, "CCA")
-            st = self._st()
-            self._check_values_memory(st)
-            return st.cca_statistic(stat, float(keep), bool(on_variance), self._names_x, self._names_y)
+        return self.measure("cka", debiased=debiased)
 
     def canonical_correlations(self) -> Any:
         """Canonical correlations of all rows seen, descending (see :func:`reprsim.canonical_correlations`).
@@ -543,17 +1014,16 @@ class StreamingSimilarity:
         ValueError
             Fewer than 3 rows seen, or a rank reaching n − 1.
         """
+        bound = bind("mean_cca", {})
         with self._lock:
-            self._need(3, "CCA")
-            st = self._st()
-            self._check_values_memory(st)
-            values = st.canonical_correlations(self._names_x, self._names_y)
-        out = np.empty((self._k1, self._k2), dtype=object)
-        for k, rho in enumerate(values):
-            rho = np.asarray(rho, dtype=np.float64)
-            if not np.all(np.isfinite(rho)):
-                raise FloatingPointError("canonical correlations came out non-finite; please report this input")
-            out[divmod(k, self._k2)] = rho
+            pset = self._pair_set(bound, {})
+            out = np.empty((self._k1, self._k2), dtype=object)
+            for i in range(self._k1):
+                for j in range(self._k2):
+                    rho = np.asarray(pset.pair(i, j).correlations(), dtype=np.float64)
+                    if not np.all(np.isfinite(rho)):
+                        raise FloatingPointError("canonical correlations came out non-finite; please report this input")
+                    out[i, j] = rho
         return out if self._multi else out[0, 0]
 
     def mean_cca(self) -> Any:
@@ -570,7 +1040,7 @@ class StreamingSimilarity:
         ValueError
             Fewer than 3 rows seen, or a rank reaching n − 1.
         """
-        return self._out(self._cca("mean"), "mean CCA")
+        return self.measure("mean_cca")
 
     def mean_sq_cca(self) -> Any:
         """Mean squared canonical correlation R²_CCA of all rows seen: a similarity in [0, 1].
@@ -586,7 +1056,7 @@ class StreamingSimilarity:
         ValueError
             Fewer than 3 rows seen, or a rank reaching n − 1.
         """
-        return self._out(self._cca("mean_sq"), "mean squared CCA")
+        return self.measure("mean_sq_cca")
 
     def svcca(self, *, variance: float = 0.99, convention: str = "variance") -> Any:
         """SVCCA of all rows seen (Raghu et al. 2017): a similarity in [0, 1].
@@ -608,7 +1078,7 @@ class StreamingSimilarity:
         ValueError
             A bad option, fewer than 3 rows seen, or a rank reaching n − 1.
         """
-        return self._out(self._cca("mean", *svcca_mode(variance, convention)), "SVCCA")
+        return self.measure("svcca", variance=variance, convention=convention)
 
     def pwcca(self, *, convention: str = "x") -> Any:
         """Projection-weighted CCA of all rows seen (Morcos et al. 2018): a similarity in [0, 1].
@@ -628,7 +1098,7 @@ class StreamingSimilarity:
         ValueError
             An unknown convention, fewer than 3 rows seen, or a rank reaching n − 1.
         """
-        return self._out(self._cca(pwcca_stat(convention)), "PWCCA")
+        return self.measure("pwcca", convention=convention)
 
     def procrustes_distance(self, *, angular: bool = False) -> Any:
         """Orthogonal Procrustes distance of all rows seen (Ding et al. 2021): 2 − 2‖x̂ᵀŷ‖_* in [0, 2].
@@ -648,58 +1118,111 @@ class StreamingSimilarity:
         ValueError
             Fewer than 2 rows seen, or a constant representation.
         """
-        with self._lock:
-            self._need(2, "the Procrustes distance")
-            nuc = np.asarray(self._st().procrustes_nuclear(self._names_x, self._names_y), dtype=np.float64)
-        if not np.all(np.isfinite(nuc)):
-            raise FloatingPointError("Procrustes nuclear norm came out non-finite; please report this input")
-        if angular:
-            slack = _NUCLEAR_SLACK[np.dtype(np.float64)]
-            if np.any(nuc > 1.0 + slack):
-                raise FloatingPointError(
-                    f"Procrustes nuclear norm {nuc.max()} exceeds 1 beyond rounding; please report"
-                )
-            out = np.arccos(np.minimum(nuc, 1.0))
-        else:
-            out = 2.0 - 2.0 * nuc
-        return out if self._multi else float(out[0, 0])
+        return self.measure("procrustes", angular=angular)
 
-    def distance(self, metric: str = "cka", **options: Any) -> Any:
-        """Dissimilarity of all rows seen, by metric name: what :func:`reprsim.distance` returns.
 
-        Parameters
-        ----------
-        metric : str, default "cka"
-            Any metric of ``reprsim.METRICS`` (all are linear): "cka", "debiased_cka", "mean_cca",
-            "mean_sq_cca", "svcca", "pwcca", "procrustes", "angular_procrustes".
-        **options
-            ``variance`` and ``convention`` for "svcca", ``convention`` for "pwcca"; no others.
+def _concatenate(parts: list[Any]) -> Any:
+    """Rows kept batch by batch, as one array (numpy, or a tensor on its device)."""
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    return sys.modules["torch"].cat(parts)
 
-        Returns
-        -------
-        float or numpy.ndarray
-            The dissimilarity, or a k1 × k2 array of them for several layers.
 
-        Raises
-        ------
-        ValueError
-            An unknown metric, or what the metric's method raises.
-        TypeError
-            A metric that is not a string, or an option the metric does not take.
-        """
-        check_metric(metric)
-        if metric in ("cka", "debiased_cka"):
-            _no_options(metric, options)
-            return 1.0 - self.cka(debiased=metric == "debiased_cka")
-        if metric in ("procrustes", "angular_procrustes"):
-            _no_options(metric, options)
-            return self.procrustes_distance(angular=metric == "angular_procrustes")
-        if metric == "svcca":
-            return 1.0 - self.svcca(**options)
-        if metric == "pwcca":
-            return 1.0 - self.pwcca(**options)
-        _no_options(metric, options)
-        return 1.0 - (self.mean_cca() if metric == "mean_cca" else self.mean_sq_cca())
+class _FieldReader:
+    """Reads and checks the fields of a state dict, naming the field in every error."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+
+    def __call__(self, key: str, ndim: int) -> np.ndarray:
+        if key not in self.state:
+            raise ValueError(f"state is missing the field {key!r}")
+        try:
+            a = np.asarray(self.state[key], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"state field {key!r} must be a numeric array, got {type(self.state[key]).__name__}") from None
+        if a.ndim != ndim:
+            raise ValueError(f"state field {key!r} must have {ndim} dimensions, got shape {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"state field {key!r} contains NaN or Inf")
+        return a
+
+    def count(self, key: str) -> int:
+        v = float(self(key, 0))
+        if v < 0 or v != round(v) or v > 2.0**53:
+            raise ValueError(f"state field {key!r} must be a non-negative integer count, got {v!r}")
+        return int(v)
+
+    def rows(self, key: str, n: int) -> np.ndarray:
+        if key not in self.state:
+            raise ValueError(f"state is missing the field {key!r}")
+        a = as_representation(self.state[key], f"state field {key!r}")
+        if a.shape[0] != n:
+            raise ValueError(f"state field {key!r} has {a.shape[0]} rows, but the state's n is {n}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"state field {key!r} contains NaN or Inf")
+        return np.array(a, copy=True)
+
+
+def _psd_violation(c: np.ndarray) -> float:
+    """How far below zero the smallest eigenvalue of a symmetric matrix lies, relative to its largest."""
+    w = np.linalg.eigvalsh(c)
+    top = max(float(np.abs(w).max()), np.finfo(np.float64).tiny)
+    return max(0.0, -float(w[0]) / top)
+
+
+def _read_moments(get_field: _FieldReader, k1: int, k2: int, multi: bool, n: int) -> dict[str, Any]:
+    """The moment fields of a state, checked: shapes, symmetry, joint positive semidefiniteness within
+    rounding, the debiased sums against the moments."""
+    ndims = {"mean_x": 1, "cxx": 2, "sum_d2": 0, "sum_xd": 1, "mean_y": 1, "cyy": 2, "sum_e2": 0,
+             "sum_ye": 1, "cxy": 2, "sum_de": 0, "sum_xe": 1, "sum_yd": 1}
+    raw: dict[str, Any] = {}
+    names: dict[str, list[str]] = {}
+    for fields, k in ((_LAYER_FIELDS_X, k1), (_LAYER_FIELDS_Y, k2)):
+        for f in fields:
+            keys = [f"{f}[{i}]" if multi else f for i in range(k)]
+            vals = [get_field(key, ndims[f]) for key in keys]
+            raw[f] = [float(v) if ndims[f] == 0 else v for v in vals]
+            names[f] = keys
+    for f in _PAIR_FIELDS:
+        keys = [f"{f}[{i},{j}]" if multi else f for i in range(k1) for j in range(k2)]
+        vals = [get_field(key, ndims[f]) for key in keys]
+        raw[f] = [float(v) if ndims[f] == 0 else v for v in vals]
+        names[f] = keys
+    # Rounding slack of float64 sums of n products.
+    tol = 64.0 * max(n, 1) * _EPS64
+    for side, cf, mf, d2f, udf in (("x", "cxx", "mean_x", "sum_d2", "sum_xd"), ("y", "cyy", "mean_y", "sum_e2", "sum_ye")):
+        for c, mean, d2, ud, key, d2key, udkey in zip(raw[cf], raw[mf], raw[d2f], raw[udf], names[cf], names[d2f],
+                                                      names[udf]):
+            p = mean.shape[0]
+            if c.shape != (p, p) or ud.shape != (p,):
+                raise ValueError(f"state field {key!r} has shape {c.shape}, but its layer's mean has {p} entries "
+                                 f"(and {udkey!r} must have shape ({p},))")
+            scale = max(float(np.abs(c).max()), np.finfo(np.float64).tiny)
+            if np.abs(c - c.T).max() > tol * scale:
+                raise ValueError(f"state field {key!r} is not symmetric: moments Σ(x−x̄)(x−x̄)ᵀ are")
+            if np.any(np.diag(c) < -tol * scale):
+                raise ValueError(f"state field {key!r} has a negative diagonal entry: a sum of squares cannot be")
+            tr = float(np.trace(c))
+            if d2 < 0 or d2 < tr * tr / max(n, 1) * (1.0 - tol) - tol * tr * tr:
+                raise ValueError(f"state field {d2key!r} = {d2!r} is below (tr {key})²/n = {tr * tr / max(n, 1)!r}, "
+                                 "which Σd² is at least (Cauchy–Schwarz)")
+    for i in range(k1):
+        for j in range(k2):
+            cxx, cyy, cxy = raw["cxx"][i], raw["cyy"][j], raw["cxy"][i * k2 + j]
+            key = names["cxy"][i * k2 + j]
+            if cxy.shape != (cxx.shape[0], cyy.shape[0]):
+                raise ValueError(f"state field {key!r} has shape {cxy.shape}, expected {(cxx.shape[0], cyy.shape[0])}")
+            sx, sy = np.sqrt(np.maximum(np.diag(cxx), 0.0)), np.sqrt(np.maximum(np.diag(cyy), 0.0))
+            scale = max(float(sx.max()) * float(sy.max()), np.finfo(np.float64).tiny)
+            if np.any(np.abs(cxy) > np.outer(sx, sy) * (1.0 + tol) + tol * scale):
+                raise ValueError(f"state field {key!r} breaks the Cauchy–Schwarz inequality against the diagonals of "
+                                 f"{names['cxx'][i]!r} and {names['cyy'][j]!r}: it is not a cross-moment of these layers")
+            joint = np.block([[cxx, cxy], [cxy.T, cyy]])
+            if _psd_violation(joint) > 1e3 * tol:
+                raise ValueError(f"the moments {names['cxx'][i]!r}, {names['cyy'][j]!r} and {key!r} are not jointly "
+                                 "positive semidefinite: they are not the moments of any data")
+    return raw
 
 
 def _check_debiased(debiased: Any) -> bool:
@@ -814,7 +1337,7 @@ class StreamingMinibatchCKA:
                 f"this minibatch has {b} rows; minibatch CKA with debiased={self._debiased} needs at least {need} "
                 "rows per minibatch (drop or merge the short batch)"
             )
-        _check_minibatch_memory(b, [a.shape[1] for a in xs], [a.shape[1] for a in ys])
+        check_minibatch_memory(b, [a.shape[1] for a in xs], [a.shape[1] for a in ys])
         xy, xx, yy = _core.batch_hsic(xs, ys, self._debiased, names_x, names_y)
         with self._lock:
             _check_widths(self._widths, xs, ys, names_x, names_y)  # again: another thread may have set them
@@ -968,75 +1491,3 @@ class StreamingMinibatchCKA:
 
     def __repr__(self) -> str:
         return f"StreamingMinibatchCKA(debiased={self._debiased}, n_seen={self._n}, n_batches={self._batches})"
-
-
-def _check_minibatch_memory(b: int, wx: list[int], wy: list[int]) -> None:
-    _metrics._require_memory(
-        _minibatch_memory_bytes(b, wx, wy),
-        f"minibatch CKA over minibatches of {b} rows and widths {tuple(wx)} and {tuple(wy)}",
-        "use smaller minibatches (the Gram matrices are b×b) or fewer features",
-        "each minibatch's Gram matrices or cross-products",
-    )
-
-
-def minibatch_cka(x: ArrayLike, y: ArrayLike, *, batch_size: int, debiased: bool = True) -> float:
-    """Minibatch CKA (Nguyen, Raghu & Kornblith 2021) over consecutive minibatches of the rows.
-
-    ``Σ_b HSIC(K_b, L_b) / √(Σ_b HSIC(K_b, K_b) · Σ_b HSIC(L_b, L_b))`` over the minibatches
-    ``x[0:batch_size], x[batch_size:2·batch_size], …`` (no shuffling: shuffle first if the rows are
-    ordered). A similarity, usually in [0, 1]; an estimator with its own value, not the CKA of the
-    whole data (see :func:`reprsim.cka` and :class:`StreamingSimilarity` for that).
-
-    Parameters
-    ----------
-    x, y : array_like, shapes (n, p1) and (n, p2)
-        Rows are samples, aligned between x and y.
-    batch_size : int
-        Rows per minibatch. A trailing minibatch shorter than ``batch_size`` is used as it is when it
-        has enough rows for the estimator (4 debiased, 2 biased); otherwise ValueError, naming the
-        fixes (trim the rows, or a batch size that leaves a longer remainder).
-    debiased : bool, default True
-        The U-statistic HSIC₁ (Song et al. 2012), as in the paper; False: the biased
-        HSIC₀ = tr(K H L H)/(b − 1)².
-
-    Returns
-    -------
-    float
-        The minibatch CKA, a similarity usually in [0, 1].
-
-    Raises
-    ------
-    ValueError
-        A ``batch_size`` below the estimator's minimum, a last minibatch too short for it, or the bad
-        inputs listed under :func:`reprsim.cka`.
-    TypeError
-        ``debiased`` is not a bool, or an input that is not a real-valued 2-D array.
-
-    References
-    ----------
-    .. [1] T. Nguyen, M. Raghu, S. Kornblith. "Do Wide and Deep Networks Learn the Same Things?
-       Uncovering How Neural Network Representations Vary with Width and Depth." ICLR 2021.
-    """
-    debiased = _check_debiased(debiased)
-    need = 4 if debiased else 2
-    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < need:
-        raise ValueError(
-            f"batch_size must be an integer of at least {need} (debiased={debiased}), got {batch_size!r}"
-        )
-    xa, ya = as_pair(x, y, min_n=need, what="minibatch CKA")
-    n = xa.shape[0]
-    tail = n % batch_size
-    if 0 < tail < need:
-        raise ValueError(
-            f"n = {n} rows in minibatches of {batch_size} leave a last minibatch of {tail} rows, too few for "
-            f"minibatch CKA with debiased={debiased} (needs {need}); trim the data to {n - tail} rows "
-            "(x[:n - n % batch_size]) or choose another batch_size"
-        )
-    _check_minibatch_memory(min(batch_size, n), [xa.shape[1]], [ya.shape[1]])
-    acc = StreamingMinibatchCKA(debiased=debiased)
-    for start in range(0, n, batch_size):
-        acc.update(xa[start : start + batch_size], ya[start : start + batch_size])
-    value = acc.result()
-    if not math.isfinite(value):
-        raise FloatingPointError("minibatch CKA came out non-finite; please report this input")
-    return value

@@ -355,7 +355,7 @@ def pairwise_dissimilarities(
 ) -> np.ndarray:
     """Matrix of the dissimilarities ``d(xs[i], ys[j])``.
 
-    A metric name goes through ``reprsim.pairwise``, a callable through its ``pairwise`` method when it
+    A metric name goes through ``reprsim.pairwise_distances``, a callable through its ``pairwise`` method when it
     has one, else through a loop of calls.
 
     Parameters
@@ -365,7 +365,7 @@ def pairwise_dissimilarities(
     metric : str or callable
         A name from ``reprsim.METRICS`` or a callable ``(x, y) -> float``.
     options : mapping, optional
-        Options for ``reprsim.pairwise`` (names only).
+        Options for ``reprsim.pairwise_distances`` (names only).
 
     Returns
     -------
@@ -380,9 +380,9 @@ def pairwise_dissimilarities(
         The metric returned a non-finite value.
     """
     if isinstance(metric, str):
-        from .._metrics import pairwise
+        from .._metrics import pairwise_distances
 
-        return np.asarray(pairwise(list(xs), list(ys), metric=metric, **dict(options or {})), dtype=float)
+        return np.asarray(pairwise_distances(list(xs), list(ys), metric=metric, **dict(options or {})), dtype=float)
     if hasattr(metric, "pairwise"):
         out = np.asarray(metric.pairwise(list(xs), list(ys)), dtype=float)
     else:
@@ -401,7 +401,7 @@ def dissimilarities_to_reference(
 ) -> np.ndarray:
     """Dissimilarity of the reference (first argument) to each representation in ``others``.
 
-    A metric name goes through ``reprsim.pairwise([reference], others)``, which factors each
+    A metric name goes through ``reprsim.pairwise_distances([reference], others)``, which factors each
     representation once; a callable is called as ``metric(reference, other)`` (or through its
     ``pairwise`` method when it has one).
 
@@ -414,7 +414,7 @@ def dissimilarities_to_reference(
     metric : str or callable
         A name from ``reprsim.METRICS`` or a callable ``(x, y) -> float``.
     options : mapping, optional
-        Options for ``reprsim.pairwise`` (names only).
+        Options for ``reprsim.pairwise_distances`` (names only).
 
     Returns
     -------

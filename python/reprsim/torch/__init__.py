@@ -10,7 +10,10 @@ try:
 except ImportError as exc:  # pragma: no cover
     raise ImportError("reprsim.torch needs PyTorch: pip install torch") from exc
 
+from ._backend import register as _register_backend
 from ._compare import CompareResult, compare
 from ._hooks import Capture, capture
+
+_register_backend()
 
 __all__ = ["Capture", "CompareResult", "capture", "compare"]

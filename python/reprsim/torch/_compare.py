@@ -9,19 +9,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._registry import METRICS
+from .._registry import bind
+from .._streaming import StreamingSimilarity
 from ._hooks import Selector, capture
-
-COMPARE_METRICS = tuple(METRICS) + ("minibatch_cka",)
 
 
 @dataclass(frozen=True)
 class CompareResult:
     """A layer × layer matrix: ``values[i, j]`` compares ``layers_a[i]`` with ``layers_b[j]``.
 
-    For similarity metrics ("cka", "debiased_cka", "mean_cca", "mean_sq_cca", "svcca", "pwcca",
-    "minibatch_cka") the values are similarities, as the function of the same name returns; for
-    "procrustes" and "angular_procrustes" they are distances. Returned by :func:`compare`.
+    The values are what the metric's own function returns (``reprsim.METRICS[metric].value_kind``):
+    similarities for CKA, the CCA family, ENSD, ...; distances for "procrustes" and "angular_procrustes".
+    Returned by :func:`compare`.
 
     Attributes
     ----------
@@ -208,10 +207,10 @@ def compare(
     TypeError
         A batch that is neither a tensor, a tuple nor a dict.
     """
-    from ._stream import make_accumulator
-
-    if metric not in COMPARE_METRICS:
-        raise ValueError(f"unknown metric {metric!r}; known metrics: {', '.join(COMPARE_METRICS)}")
+    bound = bind(metric, options)  # the name and the options are checked before any forward pass
+    minibatch = bound.measure.statistics == "minibatch"
+    if minibatch and options.get("batch_size") is not None:
+        raise ValueError("compare's minibatches are the loader's batches: drop batch_size (set the loader's)")
     if max_batches is not None and (not isinstance(max_batches, int) or max_batches < 1):
         raise ValueError(f"max_batches must be a positive integer or None, got {max_batches!r}")
     dev = torch.device(device) if device is not None else _default_device(model_a)
@@ -221,7 +220,10 @@ def compare(
     modes = (model_a.training, model_b.training)
     model_a.eval()
     model_b.eval()
-    acc = make_accumulator(metric, len(layers_a), len(layers_b), options)
+    n_hint = None
+    if max_batches is None and hasattr(getattr(loader, "dataset", None), "__len__"):
+        n_hint = len(loader.dataset) or None  # type: ignore[attr-defined]
+    acc = StreamingSimilarity(layers_x=len(layers_a), layers_y=len(layers_b), metrics=[metric], n=n_hint)
     try:
         with capture(model_a, layers_a, pool=pool, select=select) as cap_a, \
                 capture(model_b, layers_b, pool=pool, select=select) as cap_b:
@@ -245,12 +247,30 @@ def compare(
                         f"the captured layers saw different numbers of samples in batch {k}: {sorted(sizes)}; "
                         "every layer must give one row per input sample (check pool= for sequence outputs)"
                     )
+                if minibatch:  # minibatch terms are computed on the CPU
+                    xs, ys = [_host(t) for t in xs], [_host(t) for t in ys]
                 acc.update(xs, ys)
     finally:
         model_a.train(modes[0])
         model_b.train(modes[1])
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        acc.all_reduce()
-    values, n = acc.result()
-    return CompareResult(np.asarray(values, dtype=np.float64), list(layers_a), list(layers_b), metric, n,
+        acc = _gather_and_merge(acc)
+    values = acc.measure(metric, **options)
+    return CompareResult(np.asarray(values, dtype=np.float64), list(layers_a), list(layers_b), metric, acc.n_seen,
                          dict(options))
+
+
+def _host(t: torch.Tensor) -> np.ndarray:
+    if t.dtype not in (torch.float32, torch.float64):
+        t = t.to(torch.float32 if t.is_floating_point() else torch.float64)
+    return t.detach().cpu().numpy()
+
+
+def _gather_and_merge(acc: StreamingSimilarity) -> StreamingSimilarity:
+    """Every rank's accumulator state, gathered and merged in rank order (the same result on every rank)."""
+    states: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(states, acc.state())
+    merged = StreamingSimilarity.from_state(states[0])
+    for state in states[1:]:
+        merged.merge(StreamingSimilarity.from_state(state))
+    return merged

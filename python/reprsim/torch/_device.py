@@ -10,7 +10,9 @@ decisions (the CCA family), in float64, and are accumulated in float64.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -168,3 +170,22 @@ class DeviceMoments:
             out["xe"] = p["xe"] + 2 * (p["c"] @ dy) + dx * ly["sd"] + n * ddy * dx
             out["yd"] = p["yd"] + 2 * (p["c"].T @ dx) + dy * lx["sd"] + n * ddx * dy
         return out
+
+    def to_raw(self, rank_eps: float) -> dict[str, Any]:
+        """The moments as ``reprsim._core.StreamState.from_dict`` reads them."""
+        raw: dict[str, Any] = {"k1": self.k1, "k2": self.k2, "n": float(self.n), "rank_eps": float(rank_eps)}
+        if self.n == 0:
+            return raw
+        xs, ys = self.layer[: self.k1], self.layer[self.k1 :]
+        for side, names in ((xs, ("mean_x", "cxx", "sum_d2", "sum_xd")), (ys, ("mean_y", "cyy", "sum_e2", "sum_ye"))):
+            for field, name in zip(("mean", "c", "sdd", "xd"), names):
+                raw[name] = [float(_host(s[field])) if field == "sdd" else _host(s[field]) for s in side]
+        pairs = [self.pair[(i, j)] for i in range(self.k1) for j in range(self.k2)]
+        for field, name in zip(("c", "sde", "xe", "yd"), ("cxy", "sum_de", "sum_xe", "sum_yd")):
+            raw[name] = [float(_host(p[field])) if field == "sde" else _host(p[field]) for p in pairs]
+        return raw
+
+
+def _host(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float64).numpy()
+

@@ -1,0 +1,410 @@
+"""The torch backend: the statistics of every kind for tensors on a device, computed there with torch ops.
+
+Registered with the numpy core when ``reprsim.torch`` is imported (and through the ``reprsim.backends``
+entry point the first time a CUDA tensor reaches the core). The finalisers are the registry's, the same as
+for numpy input; only the statistics are computed differently:
+
+- ``moments``: float64 column means, rows centred about them, products over row chunks accumulated in
+  float64 (:class:`~reprsim.torch._device.DeviceMoments`); CKA-type sums and the Procrustes nuclear norm are
+  reduced on the device, only scalars (or, for measures that need them, the p×p blocks) reach the CPU.
+  Products run in the input dtype (TF32 left as the user set it).
+- ``factor``: the same moments with float64 products (the CCA family's rank decisions need them, as on the
+  CPU), finalised by the C++ code of the streaming accumulators.
+- ``kernel``: RBF kernel matrices in float64 on the device, the bandwidth rules of the C++ core.
+- ``minibatch``: each minibatch's HSIC terms from centred float64 products on the device.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import _core
+from .._backend import register_backend
+from .._stats import PairSet, angle_from_nuclear
+from .._streaming import _StateSet
+from ._device import DeviceMoments
+
+# Rows per product: float32 sums over at most this many terms inside one matmul, then float64 across chunks.
+CHUNK_ROWS = 4096
+_EPS32 = float(np.finfo(np.float32).eps)
+_EPS64 = float(np.finfo(np.float64).eps)
+
+
+def check_tensor(t: Any, name: str) -> torch.Tensor:
+    """A 2-D, finite, float32/float64 tensor (other real dtypes promoted), detached; raises naming `name`."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch tensor on the same device as the others, got {type(t).__name__}")
+    if t.device.type == "meta":
+        raise TypeError(f"{name} is a tensor on the meta device (it holds no values); pass a tensor with data")
+    if t.dim() != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {tuple(t.shape)}")
+    if t.shape[0] == 0 or t.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(t.shape)}); it needs at least one sample and one feature")
+    if t.is_complex():
+        raise TypeError(f"{name} has complex dtype {t.dtype}; pass real-valued activations")
+    if t.dtype not in (torch.float32, torch.float64):
+        t = t.to(torch.float32 if t.is_floating_point() else torch.float64)
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or Inf; remove or replace them before comparing")
+    return t.detach()
+
+
+def checked_tensors(xs: Sequence[Any], ys: Sequence[Any] | None, names_x: list[str], names_y: list[str],
+                    min_n: int, what: str) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+    """Tensors of one device, with the same rows, in one dtype (float64 when they differ)."""
+    everything = list(xs) + list(ys or [])
+    names = names_x + (names_y if ys is not None else [])
+    for t, nm in zip(everything, names):
+        if isinstance(t, torch.Tensor) and t.device.type == "meta":
+            raise TypeError(f"{nm} is a tensor on the meta device (it holds no values); pass a tensor with data")
+    if not all(isinstance(t, torch.Tensor) for t in everything) or len({t.device for t in everything}) != 1:
+        kinds = sorted({f"{type(t).__name__} on {getattr(t, 'device', 'cpu')}" for t in everything})
+        raise TypeError(f"the representations must all be tensors on one device for the device path, got {kinds}; "
+                        "move them to one device (or all to the CPU)")
+    ts = [check_tensor(t, nm) for t, nm in zip(everything, names)]
+    n = ts[0].shape[0]
+    for t, nm in zip(ts, names):
+        if t.shape[0] != n:
+            raise ValueError(f"every representation must have the same number of samples (rows): {names[0]} has {n} "
+                             f"rows, {nm} has shape {tuple(t.shape)}")
+    if n < min_n:
+        who = "x and y have" if names[:2] == ["x", "y"] else "the representations have"
+        raise ValueError(f"{who} n = {n} samples; {what} needs at least {min_n}")
+    if len({t.dtype for t in ts}) > 1:
+        ts = [t.to(torch.float64) for t in ts]
+    k1 = len(xs)
+    return ts[:k1], (ts[k1:] if ys is not None else None)
+
+
+def _eps(t: torch.Tensor) -> float:
+    return _EPS32 if t.dtype == torch.float32 else _EPS64
+
+
+class DeviceMomentsSet(PairSet):
+    """``moments`` statistics of tensors on a device."""
+
+    kind = "moments"
+
+    def __init__(self, xs: list[torch.Tensor], ys: list[torch.Tensor] | None, names_x: list[str],
+                 names_y: list[str]) -> None:
+        right = xs if ys is None else ys
+        super().__init__(len(xs), len(right), names_x, names_y if ys is not None else names_x, int(xs[0].shape[0]),
+                         _eps(xs[0]), same=ys is None)
+        self.xs, self.ys = xs, right
+
+    def _moments(self, debiased: bool) -> DeviceMoments:
+        if not debiased and ("dm", True) in self._bulk:
+            return self._bulk[("dm", True)]
+        return self.bulk(("dm", debiased), lambda: DeviceMoments.from_tensors(self.xs, self.ys, CHUNK_ROWS,
+                                                                              debiased=debiased))
+
+    def sums(self, debiased: bool) -> dict[str, Any]:
+        def compute() -> dict[str, Any]:
+            m = self._moments(debiased)
+            lx = [m.layer[i] for i in range(self.k1)]
+            ly = [m.layer[self.k1 + j] for j in range(self.k2)]
+            zero = torch.zeros((), dtype=torch.float64, device=self.xs[0].device)
+            vals = torch.stack(
+                [m.pair[(i, j)]["c"].pow(2).sum() for i in range(self.k1) for j in range(self.k2)]
+                + [m.pair[(i, j)]["sde"] if debiased else zero for i in range(self.k1) for j in range(self.k2)]
+                + [s["c"].pow(2).sum() for s in lx + ly] + [s["c"].trace() for s in lx + ly]
+                + [s["sdd"] if debiased else zero for s in lx + ly]
+            ).cpu().numpy()
+            k, kk = self.k1 * self.k2, self.k1 + self.k2
+            cross, sde = vals[:k].reshape(self.k1, self.k2), vals[k : 2 * k].reshape(self.k1, self.k2)
+            self_terms, traces, sdd = vals[2 * k : 2 * k + kk], vals[2 * k + kk : 2 * k + 2 * kk], vals[2 * k + 2 * kk :]
+            return {"n": float(self.n), "eps": self.eps, "cross": cross, "sum_de": sde,
+                    "sxx": self_terms[: self.k1], "tx": traces[: self.k1], "sum_d2": sdd[: self.k1],
+                    "scale_x": np.ones(self.k1), "syy": self_terms[self.k1 :], "ty": traces[self.k1 :],
+                    "sum_e2": sdd[self.k1 :], "scale_y": np.ones(self.k2)}
+
+        if not debiased and ("sums", True) in self._bulk:
+            return self._bulk[("sums", True)]
+        return self.bulk(("sums", debiased), compute)
+
+    def nuclear(self) -> np.ndarray:
+        def compute() -> np.ndarray:
+            m = self._moments(False)
+            out = np.empty((self.k1, self.k2))
+            for i in range(self.k1):
+                for j in range(self.k2):
+                    tx, ty = m.layer[i]["c"].trace(), m.layer[self.k1 + j]["c"].trace()
+                    for name, t in ((self.names_x[i], tx), (self.names_y[j], ty)):
+                        if float(t) == 0.0:
+                            raise ValueError(f"{name} has zero variance (every column is constant over the {self.n} "
+                                             "rows): it cannot be scaled to unit norm, so the Procrustes distance is "
+                                             "undefined")
+                    nuc = torch.linalg.svdvals(m.pair[(i, j)]["c"]).sum()
+                    out[i, j] = float(nuc / (tx.sqrt() * ty.sqrt()))
+            return out
+
+        return self.bulk("nuclear", compute)
+
+    def angle(self) -> np.ndarray:
+        return self.bulk("angle", lambda: angle_from_nuclear(self.nuclear(), self.eps))
+
+    def blocks(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        m = self._moments(False)
+
+        def host(t: torch.Tensor) -> np.ndarray:
+            return t.detach().to("cpu", torch.float64).numpy()
+
+        return host(m.layer[i]["c"]), host(m.layer[self.k1 + j]["c"]), host(m.pair[(i, j)]["c"])
+
+    def coordinates(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        m = self._moments(False)
+        cxx, cyy, cxy = self.blocks(i, j)
+        mx = m.layer[i]["mean"].detach().to("cpu", torch.float64).numpy()
+        my = m.layer[self.k1 + j]["mean"].detach().to("cpu", torch.float64).numpy()
+        return mx, my, cxx, cyy, cxy
+
+
+def factor_set(xs: list[torch.Tensor], ys: list[torch.Tensor] | None, names_x: list[str],
+               names_y: list[str]) -> PairSet:
+    """``factor`` statistics of tensors on a device: moments with float64 products on the device, finalised by
+    the C++ code of the streaming accumulators (pivoted Cholesky factors, the in-memory rank rule)."""
+    right = xs if ys is None else ys
+    m = DeviceMoments.from_tensors(xs, right, CHUNK_ROWS, product_dtype=torch.float64)
+    state = _core.StreamState.from_dict(m.to_raw(max(_eps(t) for t in xs + right)))
+    pset = _StateSet("factor", state, names_x, names_y if ys is not None else names_x)
+    pset.same = ys is None
+    return pset
+
+
+def _squared_distances(x: torch.Tensor) -> torch.Tensor:
+    """Squared distances between the rows, in float64, from the centred rows (no cancellation of a mean)."""
+    xc = x.to(torch.float64)
+    xc = xc - xc.mean(dim=0)
+    sq = (xc * xc).sum(dim=1)
+    d = (sq[:, None] + sq[None, :] - 2.0 * (xc @ xc.T)).clamp_min_(0.0)
+    d.fill_diagonal_(0.0)
+    return d
+
+
+def _median(v: torch.Tensor) -> torch.Tensor:
+    """numpy's median: the mean of the two middle values for an even count."""
+    s = torch.sort(v).values
+    m = s.numel()
+    return s[m // 2] if m % 2 else 0.5 * (s[m // 2 - 1] + s[m // 2])
+
+
+def _rbf_kernel(x: torch.Tensor, rule: str, threshold: float, sigma: float, name: str) -> torch.Tensor:
+    d = _squared_distances(x)
+    n = d.shape[0]
+    if sigma > 0.0:
+        sigma2 = sigma * sigma
+    else:
+        iu = torch.triu_indices(n, n, offset=1, device=d.device)
+        upper = d[iu[0], iu[1]]
+        if rule == "mean":
+            s = upper.mean()
+        elif rule == "median":
+            s = _median(upper)
+        else:  # median over all n² entries: n zeros and every off-diagonal value twice
+            s = _median(torch.cat([torch.zeros(n, dtype=d.dtype, device=d.device), upper, upper]))
+        scale = float(s)
+        if not scale > 0.0:
+            if float(d.max()) == 0.0:
+                raise ValueError(f"{name} has zero variance (all {n} samples are identical): the RBF bandwidth and "
+                                 "kernel CKA are undefined")
+            raise ValueError(f"the {'mean' if rule == 'mean' else 'median'} squared distance between the samples of "
+                             f"{name} is 0 (more than half of the pairs are duplicates), so the RBF bandwidth is 0; "
+                             "use bandwidth='mean' or a fixed bandwidth")
+        sigma2 = threshold * threshold * scale
+    factor = -1.0 / (2.0 * sigma2)
+    if math.isfinite(factor):
+        return torch.exp(d * factor)
+    return (d == 0.0).to(d.dtype)
+
+
+def _hsic_unbiased(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
+    """n(n−3)·HSIC₁ of two symmetric kernel matrices (Song et al. 2012)."""
+    n = k.shape[0]
+    kt, lt = k.clone(), l.clone()
+    kt.fill_diagonal_(0.0)
+    lt.fill_diagonal_(0.0)
+    rk, rl = kt.sum(dim=1), lt.sum(dim=1)
+    return (kt * lt).sum() + rk.sum() * rl.sum() / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (rk @ rl)
+
+
+def _kernel_cka(k: torch.Tensor, l: torch.Tensor, debiased: bool, names: tuple[str, str]) -> float:
+    n = k.shape[0]
+    if debiased:
+        hx, hy = float(_hsic_unbiased(k, k)), float(_hsic_unbiased(l, l))
+        if not (hx > 0.0 and hy > 0.0):
+            bad, val = (names[0], hx) if not hx > 0.0 else (names[1], hy)
+            raise ValueError(f"the debiased HSIC of {bad} with itself is {val} (not positive) with n = {n} samples, "
+                             "so debiased kernel CKA is undefined; use more samples or debiased=False")
+        return float(_hsic_unbiased(k, l)) / (math.sqrt(hx) * math.sqrt(hy))
+
+    def centre(g: torch.Tensor) -> torch.Tensor:
+        r = g.mean(dim=1)
+        return g - r[:, None] - r[None, :] + r.mean()
+
+    kc, lc = centre(k), centre(l)
+    sk, sl = float((kc * kc).sum()), float((lc * lc).sum())
+    if sk == 0.0 or sl == 0.0:
+        raise ValueError(f"{names[0] if sk == 0.0 else names[1]} has a constant kernel matrix after centring, so "
+                         "kernel CKA is undefined")
+    return float((kc * lc).sum()) / (math.sqrt(sk) * math.sqrt(sl))
+
+
+class DeviceKernelSet(PairSet):
+    """``kernel`` statistics of tensors on a device: RBF kernel matrices in float64."""
+
+    kind = "kernel"
+
+    def __init__(self, xs: list[torch.Tensor], ys: list[torch.Tensor] | None, names_x: list[str],
+                 names_y: list[str]) -> None:
+        right = xs if ys is None else ys
+        super().__init__(len(xs), len(right), names_x, names_y if ys is not None else names_x, int(xs[0].shape[0]),
+                         _EPS64, same=ys is None)
+        self.xs, self.ys = xs, right
+
+    def rbf_cka(self, debiased: bool, rule: str, threshold: float, sigma: float) -> np.ndarray:
+        def compute() -> np.ndarray:
+            kx = [_rbf_kernel(x, rule, threshold, sigma, nm) for x, nm in zip(self.xs, self.names_x)]
+            ky = kx if self.same else [_rbf_kernel(y, rule, threshold, sigma, nm) for y, nm in zip(self.ys, self.names_y)]
+            out = np.empty((self.k1, self.k2))
+            for i in range(self.k1):
+                for j in range(self.k2):
+                    out[i, j] = _kernel_cka(kx[i], ky[j], debiased, (self.names_x[i], self.names_y[j]))
+            return out
+
+        return self.bulk(("rbf", debiased, rule, threshold, sigma), compute)
+
+
+def batch_hsic(xs: list[torch.Tensor], ys: list[torch.Tensor], debiased: bool) -> tuple[np.ndarray, np.ndarray,
+                                                                                            np.ndarray]:
+    """One minibatch's HSIC terms (every pair, every layer with itself), from centred float64 products."""
+    b = xs[0].shape[0]
+
+    def centred(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        u = t.to(torch.float64)
+        u = u - u.mean(dim=0)
+        return u, (u * u).sum(dim=1)
+
+    cx, cy = [centred(t) for t in xs], [centred(t) for t in ys]
+
+    def hsic(a: tuple[torch.Tensor, torch.Tensor], c: tuple[torch.Tensor, torch.Tensor]) -> float:
+        cross = float((a[0].T @ c[0]).pow(2).sum())
+        if not debiased:
+            return cross / ((b - 1.0) ** 2)
+        d, e = a[1], c[1]
+        num = cross - b / (b - 2.0) * float(d @ e) + float(d.sum()) * float(e.sum()) / ((b - 1.0) * (b - 2.0))
+        return num / (b * (b - 3.0))
+
+    xy = np.array([[hsic(a, c) for c in cy] for a in cx])
+    return xy, np.array([hsic(a, a) for a in cx]), np.array([hsic(c, c) for c in cy])
+
+
+class DeviceMinibatchSet(PairSet):
+    """``minibatch`` statistics of tensors on a device: HSIC terms summed over consecutive minibatches."""
+
+    kind = "minibatch"
+
+    def __init__(self, xs: list[torch.Tensor], ys: list[torch.Tensor] | None, names_x: list[str],
+                 names_y: list[str]) -> None:
+        right = xs if ys is None else ys
+        super().__init__(len(xs), len(right), names_x, names_y if ys is not None else names_x, int(xs[0].shape[0]),
+                         _EPS64, same=ys is None)
+        self.xs, self.ys = xs, right
+
+    def hsic(self, batch_size: int | None, debiased: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        def compute() -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+            n = self.n
+            b = n if batch_size is None else batch_size
+            need = 4 if debiased else 2
+            tail = n % b
+            if 0 < tail < need:
+                raise ValueError(
+                    f"n = {n} rows in minibatches of {b} leave a last minibatch of {tail} rows, too few for "
+                    f"minibatch CKA with debiased={debiased} (needs {need}); trim the data to {n - tail} rows or "
+                    "choose another batch_size")
+            xy, xx, yy = np.zeros((self.k1, self.k2)), np.zeros(self.k1), np.zeros(self.k2)
+            batches = 0
+            for s in range(0, n, b):
+                t = batch_hsic([a[s : s + b] for a in self.xs], [a[s : s + b] for a in self.ys], debiased)
+                xy, xx, yy = xy + t[0], xx + t[1], yy + t[2]
+                batches += 1
+            return xy, xx, yy, batches
+
+        return self.bulk(("hsic", batch_size, debiased), compute)
+
+
+class DeviceAccumulator:
+    """The moments an accumulator keeps for batches that arrive on a device (see StreamingSimilarity)."""
+
+    def __init__(self, k1: int, k2: int, float64_products: bool) -> None:
+        self.moments = DeviceMoments(k1, k2, product_dtype=torch.float64 if float64_products else None)
+
+    @property
+    def n(self) -> int:
+        return int(self.moments.n)
+
+    def update(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> None:
+        if self.moments.n and self.moments.layer[0]["mean"].device != xs[0].device:
+            raise ValueError(f"this accumulator keeps its device moments on {self.moments.layer[0]['mean'].device}; "
+                             f"got a batch on {xs[0].device}")
+        self.moments.update(xs, ys)
+
+    def export(self, rank_eps: float) -> dict[str, Any]:
+        """The moments as ``reprsim._core.StreamState.from_dict`` reads them (float64, on the CPU)."""
+        return self.moments.to_raw(rank_eps)
+
+
+class TorchBackend:
+    """Statistics of torch tensors on a device. ``include_cpu=True`` also takes CPU tensors through the device
+    code (the tests use it to check that code without a GPU)."""
+
+    name = "torch"
+
+    def __init__(self, include_cpu: bool = False) -> None:
+        self.include_cpu = include_cpu
+
+    def owns(self, a: Any) -> bool:
+        return isinstance(a, torch.Tensor) and (self.include_cpu or a.device.type != "cpu")
+
+    def pair_set(self, kind: str, xs: Sequence[Any], ys: Sequence[Any] | None, names_x: list[str],
+                 names_y: list[str], min_n: int, what: str) -> PairSet:
+        tx, ty = checked_tensors(xs, ys, names_x, names_y, min_n, what)
+        if kind == "moments":
+            return DeviceMomentsSet(tx, ty, names_x, names_y)
+        if kind == "factor":
+            return factor_set(tx, ty, names_x, names_y)
+        if kind == "kernel":
+            return DeviceKernelSet(tx, ty, names_x, names_y)
+        if kind == "minibatch":
+            return DeviceMinibatchSet(tx, ty, names_x, names_y)
+        raise ValueError(f"no device producer of {kind!r} statistics; move the tensors to the CPU (.cpu())")
+
+    def permute_rows(self, a: Any, index: np.ndarray) -> Any:
+        return a[torch.as_tensor(np.asarray(index), dtype=torch.long, device=a.device)]
+
+    def device_accumulator(self, k1: int, k2: int, float64_products: bool) -> DeviceAccumulator:
+        return DeviceAccumulator(k1, k2, float64_products)
+
+    def check_batch(self, xs: Sequence[Any], ys: Sequence[Any], names_x: list[str],
+                    names_y: list[str]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """One batch of an accumulator: tensors on one device, with the same rows, finite, in one dtype."""
+        tx, ty = checked_tensors(xs, ys, names_x, names_y, 1, "an update")
+        assert ty is not None
+        return tx, ty
+
+    def minibatch_terms(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> dict[bool, Any]:
+        """One update's minibatch HSIC terms, biased and (with at least 4 rows) debiased, on the device."""
+        b = int(xs[0].shape[0])
+        if b < 2:
+            raise ValueError(f"this batch has {b} row; minibatch CKA (declared in metrics) needs at least 2 rows per "
+                             "update (4 for the debiased estimator): merge short batches or drop them")
+        return {False: batch_hsic(xs, ys, False), True: batch_hsic(xs, ys, True) if b >= 4 else None}
+
+
+def register() -> None:
+    """Make the device backend available to the numpy core (the ``reprsim.backends`` entry point)."""
+    register_backend(TorchBackend())
