@@ -97,3 +97,28 @@ def test_cpu_float32_tensor_is_read_without_copy():
 
     t = torch.randn(10, 3)
     assert np.shares_memory(as_representation(t, "x"), t.numpy())
+
+
+def test_a_failed_take_leaves_no_stale_activations():
+    model = torch.nn.Sequential(torch.nn.Identity(), torch.nn.Flatten(1))
+    x = torch.randn(3, 4, 2)
+    calls = []
+
+    def fails_once(out, batch):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("first call fails")
+        return out.mean(1)
+
+    with capture(model, ["0", "1"], pool={"0": fails_once}) as cap:
+        model(x)
+        with pytest.raises(ValueError, match="first call fails"):
+            cap.take()
+        model(2 * x)
+        acts = cap.take()  # only the second pass: the failed take cleared every layer
+    np.testing.assert_allclose(acts["1"].numpy(), (2 * x).flatten(1).numpy())
+    np.testing.assert_allclose(acts["0"].numpy(), (2 * x).mean(1).numpy(), rtol=1e-6)
+    with capture(model, ["1"]) as cap:
+        model(x)
+        model(2 * x)  # two passes before one take: both are kept, in order
+        assert cap.take()["1"].shape == (6, 8)

@@ -226,3 +226,23 @@ def test_short_batch_errors_name_the_fix():
     res = compare(mlp(0), mlp(1), batches, ["0"], ["2"], metric="minibatch_cka", short_batch="error",
                   debiased=False, progress=False)
     assert res.n_samples == 10
+
+
+def test_one_model_given_twice_runs_once_and_shared_modules_record_only_their_own_pass():
+    # Hooks of both captures sit on the same modules: each batch must count once, or the debiased
+    # estimator (which is not invariant to duplicated rows) and n_samples come out wrong.
+    g = torch.Generator().manual_seed(0)
+    data = torch.randn(40, 5, generator=g)
+    batches = [data[i:i + 10] for i in range(0, 40, 10)]
+    a = mlp(0)
+    calls = []
+    a.register_forward_pre_hook(lambda m, i: calls.append(1))
+    res = compare(a, a, batches, ["0", "2"], ["0", "2"], metric="debiased_cka", progress=False)
+    assert res.n_samples == 40 and len(calls) == 4
+    with torch.no_grad():
+        x, y = a[0](data).numpy(), a(data).numpy()
+    assert res.values[0, 1] == pytest.approx(ref.cka(x, y, debiased=True), rel=1e-5)
+    # Two models sharing their first layer.
+    b = torch.nn.Sequential(a[0], torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    res = compare(a, b, batches, ["0"], ["0", "2"], metric="debiased_cka", progress=False)
+    assert res.n_samples == 40 and res.values[0, 0] == pytest.approx(1.0, abs=1e-9)

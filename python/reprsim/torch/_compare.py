@@ -273,8 +273,17 @@ def compare(
             for k, batch in enumerate(_progress(loader, progress, total)):
                 if max_batches is not None and k >= max_batches:
                     break
+                # Each capture records only its own model's forward pass (the models may share modules);
+                # the same model given twice runs once.
+                cap_b.recording = model_b is model_a
                 mask_a = _call(model_a, batch, dev)
-                mask_b = _call(model_b, batch, dev)
+                cap_b.recording = True
+                if model_b is model_a:
+                    mask_b = mask_a
+                else:
+                    cap_a.recording = False
+                    mask_b = _call(model_b, batch, dev)
+                    cap_a.recording = True
                 acts_a = cap_a.take(attention_mask=mask_a, batch=batch)
                 acts_b = cap_b.take(attention_mask=mask_b, batch=batch)
                 check_rows(k, [(names[0], cap_a.row_info), (names[1], cap_b.row_info)])

@@ -104,12 +104,15 @@ class Capture:
         self._raw: dict[str, list[torch.Tensor]] = {name: [] for name in self.layers}
         self._handles: list[Any] = []
         self._taken = 0  # batches taken so far: numbers the "spatial" subsample of each batch
+        # Off while another model that shares modules with this one runs (compare feeds two models).
+        self.recording = True
         # per layer, for the last take(): (row kind, rows before any row cap)
         self.row_info: dict[str, tuple[str, int]] = {}
 
     def _hook(self, name: str) -> Callable[..., None]:
         def hook(module: torch.nn.Module, inputs: Any, output: Any) -> None:
-            self._raw[name].append(select_output(output, self._select, name).detach())
+            if self.recording:
+                self._raw[name].append(select_output(output, self._select, name).detach())
 
         return hook
 
@@ -154,22 +157,26 @@ class Capture:
             attention_mask = batch_mask(batch)
         out = {}
         info = {}
-        for name in self.layers:
-            chunks = self._raw[name]
-            if not chunks:
-                raise RuntimeError(f"module {name!r} did not run since the last take(); is it used in forward()?")
-            strategy = self.pools[name]
-            try:
-                mats = [to_rows(c, strategy, attention_mask, batch, name) for c in chunks]
-            finally:
+        try:
+            for name in self.layers:
+                if not self._raw[name]:
+                    raise RuntimeError(
+                        f"module {name!r} did not run since the last take(); is it used in forward()?"
+                    )
+            for name in self.layers:
+                strategy = self.pools[name]
+                mats = [to_rows(c, strategy, attention_mask, batch, name) for c in self._raw[name]]
+                rows = mats[0] if len(mats) == 1 else torch.cat(mats, dim=0)
+                info[name] = (strategy.rows if strategy is not None else SAMPLES, rows.shape[0])
+                if strategy is not None and strategy.max_rows is not None:
+                    keep = spatial_rows(rows.shape[0], strategy.max_rows, strategy.seed, self._taken)
+                    if keep is not None:
+                        rows = rows[keep.to(rows.device)]
+                out[name] = rows
+        finally:
+            # Whatever happens, the next take() starts from the next forward pass.
+            for chunks in self._raw.values():
                 chunks.clear()
-            rows = mats[0] if len(mats) == 1 else torch.cat(mats, dim=0)
-            info[name] = (strategy.rows if strategy is not None else SAMPLES, rows.shape[0])
-            if strategy is not None and strategy.max_rows is not None:
-                keep = spatial_rows(rows.shape[0], strategy.max_rows, strategy.seed, self._taken)
-                if keep is not None:
-                    rows = rows[keep.to(rows.device)]
-            out[name] = rows
         self._taken += 1
         self.row_info = info
         return out
