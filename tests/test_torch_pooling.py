@@ -217,7 +217,8 @@ def test_strategies_refuse_outputs_of_the_wrong_kind():
         run(torch.randn(2, 3, 4), "gap")
     with pytest.raises(ValueError, match=r"3-axis grid, but '0' has 2 spatial axes"):
         run(torch.randn(2, 3, 4, 4), ("adaptive", 2, 2, 2))
-    with pytest.raises(ValueError, match=r"attention_mask has shape \(3, 4\), but '0' gave \(batch, tokens\) = \(3, 5\)"):
+    with pytest.raises(ValueError, match=r"attention_mask has shape \(3, 4\), but '0' gave \(batch, tokens\) = "
+                                         r"\(3, 5\)"):
         run(torch.randn(3, 5, 2), "mean", torch.ones(3, 4))
 
 

@@ -222,6 +222,11 @@ def test_short_batch_errors_name_the_fix():
         compare(mlp(0), mlp(1), batches, ["0"], ["2"], metric="minibatch_cka", short_batch="pad", progress=False)
     with pytest.raises(ValueError, match=r"short_batch applies to metric='minibatch_cka' only"):
         compare(mlp(0), mlp(1), batches, ["0"], ["2"], short_batch="drop", progress=False)
+    tiny = [torch.randn(2, 5), torch.randn(1, 5)]
+    with pytest.raises(ValueError, match=r"the loader gave 3 rows in all"):
+        compare(mlp(0), mlp(1), tiny, ["0"], ["2"], metric="minibatch_cka", progress=False)
+    with pytest.raises(ValueError, match=r"short_batch='drop' dropped every batch \(3 rows in all"):
+        compare(mlp(0), mlp(1), tiny, ["0"], ["2"], metric="minibatch_cka", short_batch="drop", progress=False)
     # Biased HSIC needs 2 rows: a 2-row batch is not short there.
     res = compare(mlp(0), mlp(1), batches, ["0"], ["2"], metric="minibatch_cka", short_batch="error",
                   debiased=False, progress=False)

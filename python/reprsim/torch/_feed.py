@@ -47,6 +47,7 @@ class ShortBatches:
         self.mode, self.need, self.debiased = mode, need, debiased
         self._pending: Rows | None = None
         self.dropped_rows = 0
+        self._used_rows = 0
 
     def push(self, k: int, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> Iterator[Rows]:
         """Take batch `k`; yield the minibatches that are complete."""
@@ -62,6 +63,7 @@ class ShortBatches:
             self.dropped_rows += rows
             return
         if self.mode != "merge":
+            self._used_rows += rows
             yield xs, ys
             return
         if self._pending is None:
@@ -77,5 +79,17 @@ class ShortBatches:
     def finish(self) -> Iterator[Rows]:
         """Yield what is held back (merge mode) at the end of the loader."""
         if self._pending is not None:
+            rows = self._pending[0][0].shape[0]
+            if rows < self.need and self._used_rows == 0:
+                raise ValueError(
+                    f"the loader gave {rows} rows in all, fewer than one minibatch of minibatch CKA needs (at least "
+                    f"{self.need} with debiased={self.debiased})"
+                )
+            self._used_rows += rows
             yield self._pending
             self._pending = None
+        if self._used_rows == 0 and self.dropped_rows > 0:
+            raise ValueError(
+                f"short_batch='drop' dropped every batch ({self.dropped_rows} rows in all, each batch under "
+                f"{self.need} rows, the least minibatch CKA needs with debiased={self.debiased}); use larger batches"
+            )

@@ -86,6 +86,12 @@ class Capture:
         The hooked module names, in order.
     pools : dict of str to Strategy or None
         The parsed strategy of every layer.
+    row_info : dict of str to (str, int)
+        For the last :meth:`take`, per layer: how its rows were made (one per input sample, per token, per
+        position, or by a callable) and how many there were before any ``spatial`` row cap.
+    recording : bool
+        Whether the hooks record (default True); ``compare`` turns it off while the other model runs, so that
+        modules shared by two models count each pass once.
 
     Raises
     ------

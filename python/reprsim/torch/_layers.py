@@ -41,7 +41,7 @@ class LayerInfo:
     calls: int = 0
 
 
-class LayerList(list):  # type: ignore[type-arg]
+class LayerList(list):
     """A list of :class:`LayerInfo` that prints as a table; ``.names`` gives the names to pass to compare."""
 
     @property
