@@ -78,7 +78,7 @@ def test_compare_equals_numpy_api_on_activations_collected_by_hand(metric):
 def test_compare_cnn_flattens_conv_maps_and_accepts_unlabelled_batches():
     batches, data = loader(n=64, batch=16, shape=(1, 8, 8), labels=False)
     a, b = SmallCNN(0), SmallCNN(1)
-    res = compare(a, b, batches, ["conv1", "conv2"], ["conv2", "fc"], progress=False)
+    res = compare(a, b, batches, ["conv1", "conv2"], ["conv2", "fc"], pool="flatten", progress=False)
     xs, ys = by_hand(a, data, ["conv1", "conv2"]), by_hand(b, data, ["conv2", "fc"])
     want = [[reprsim.cka(x, y) for y in ys] for x in xs]
     np.testing.assert_allclose(res.values, want, rtol=2e-5)

@@ -13,7 +13,9 @@ except ImportError as exc:  # pragma: no cover
 from ._backend import register as _register_backend
 from ._compare import CompareResult, compare
 from ._hooks import Capture, capture
+from ._layers import LayerInfo, layers
+from ._pool import STRATEGY_NAMES
 
 _register_backend()
 
-__all__ = ["Capture", "CompareResult", "capture", "compare"]
+__all__ = ["STRATEGY_NAMES", "Capture", "CompareResult", "LayerInfo", "capture", "compare", "layers"]

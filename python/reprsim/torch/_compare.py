@@ -12,6 +12,9 @@ import torch
 from .._registry import bind
 from .._streaming import StreamingSimilarity
 from ._hooks import Selector, capture
+from ._feed import ShortBatches, check_short_batch, split_pool
+from ._layers import resolve_layers
+from ._pool import PoolArg, check_rows
 
 
 @dataclass(frozen=True)
@@ -31,9 +34,12 @@ class CompareResult:
     metric : str
         The metric name.
     n_samples : int
-        Samples the values were computed over.
+        Rows the values were computed over: samples, or tokens / positions with ``pool="tokens"`` /
+        ``"spatial"``.
     options : dict
         The metric's options.
+    names : tuple of str
+        Labels of the two models (the axes of :meth:`plot` and of :meth:`to_pandas`).
     """
 
     values: np.ndarray
@@ -42,6 +48,7 @@ class CompareResult:
     metric: str
     n_samples: int
     options: dict[str, Any] = field(default_factory=dict)
+    names: tuple[str, str] = ("model a", "model b")
 
     def to_pandas(self) -> Any:
         """The matrix as a pandas DataFrame indexed by layer names (requires pandas).
@@ -49,7 +56,7 @@ class CompareResult:
         Returns
         -------
         pandas.DataFrame
-            ``values`` with ``layers_a`` as the index and ``layers_b`` as the columns.
+            ``values`` with ``layers_a`` as the index and ``layers_b`` as the columns, named by ``names``.
 
         Raises
         ------
@@ -60,7 +67,8 @@ class CompareResult:
             import pandas as pd
         except ImportError:
             raise ImportError("CompareResult.to_pandas needs pandas: pip install pandas") from None
-        return pd.DataFrame(self.values, index=self.layers_a, columns=self.layers_b)
+        return pd.DataFrame(self.values, index=pd.Index(self.layers_a, name=self.names[0]),
+                            columns=pd.Index(self.layers_b, name=self.names[1]))
 
     def plot(self, ax: Any = None, *, cmap: str = "magma", annotate: bool = False) -> Any:
         """Draw the matrix as a heatmap (requires matplotlib).
@@ -95,8 +103,8 @@ class CompareResult:
         ax.set_xticks(range(len(self.layers_b)), self.layers_b, rotation=45 if len(self.layers_b) > 6 else 0,
                       ha="right" if len(self.layers_b) > 6 else "center")
         ax.set_yticks(range(len(self.layers_a)), self.layers_a)
-        ax.set_xlabel("model b")
-        ax.set_ylabel("model a")
+        ax.set_xlabel(self.names[1])
+        ax.set_ylabel(self.names[0])
         ax.figure.colorbar(im, ax=ax, label=self.metric)
         if annotate:
             lo, hi = float(self.values.min()), float(self.values.max())
@@ -146,14 +154,16 @@ def compare(
     model_a: torch.nn.Module,
     model_b: torch.nn.Module,
     loader: Iterable[Any],
-    layers_a: Sequence[str],
-    layers_b: Sequence[str],
+    layers_a: Sequence[str] | None = None,
+    layers_b: Sequence[str] | None = None,
     *,
     metric: str = "cka",
     device: str | torch.device | None = None,
     max_batches: int | None = None,
-    pool: str | None = None,
+    pool: PoolArg = None,
     select: Selector = None,
+    short_batch: str | None = None,
+    names: tuple[str, str] = ("model a", "model b"),
     progress: bool = True,
     **options: Any,
 ) -> CompareResult:
@@ -174,9 +184,11 @@ def compare(
         The two models (they may be the same object).
     loader : iterable of batches
         Tensors, ``(inputs, labels, ...)`` tuples, or dicts of model keyword arguments (HF style; an
-        ``attention_mask`` entry is used by ``pool="mean"``/``"last"``; ``labels`` is not passed on).
-    layers_a, layers_b : list of str
-        Module names as in ``named_modules()``.
+        ``attention_mask`` entry is used by the token strategies of `pool`; ``labels`` is not passed on).
+    layers_a, layers_b : list of str, optional
+        Module names as in ``named_modules()`` (:func:`reprsim.torch.layers` lists them with their output
+        shapes). None: the model's blocks, as ``reprsim.torch.layers(model, kind="blocks")`` finds them
+        (transformer layers, CNN stages).
     metric : str, default "cka"
         A name of ``reprsim.METRICS`` or ``"minibatch_cka"`` (Nguyen et al. 2021's estimator over the
         loader's batches). Similarities for CKA and the CCA family, distances for Procrustes.
@@ -185,10 +197,25 @@ def compare(
         On a CUDA device the accumulators stay on the GPU (torch ops, float64 accumulation).
     max_batches : int, optional
         Stop after this many batches.
-    pool : {None, "mean", "cls", "last"}, optional
-        How layer outputs become (batch, features) matrices; see :func:`reprsim.torch.capture`.
+    pool : str, tuple, callable or dict, optional
+        How each layer's output becomes a (rows, features) matrix: one strategy for every layer, or a dict of
+        layer name → strategy (a name of either model; layers left out get None). Token sequences:
+        ``"mean"``, ``"last"``, ``"first"``/``"cls"``, ``"max"``, ``"tokens"`` (every unmasked token a
+        sample); channel-first maps: ``"gap"``, ``("adaptive", h, w)``, ``"spatial"`` /
+        ``("spatial", max_rows_per_batch[, seed])`` (positions as samples); ``"flatten"``; or a callable
+        ``f(output, batch)``. None keeps (batch, features) outputs and refuses larger ones. What each keeps
+        and is invariant to: :func:`reprsim.torch.capture`. Rows are the aligned samples of every layer pair,
+        so every layer of both models must give the same number of rows per batch, made the same way (one
+        per sample, per token or per position): checked on every batch.
     select : int, str or callable, optional
         Which tensor of a structured layer output to use; see :func:`reprsim.torch.capture`.
+    short_batch : {"merge", "drop", "error"}, optional
+        For ``metric="minibatch_cka"`` only, whose every minibatch needs at least 4 rows (2 with
+        ``debiased=False``): a batch with fewer is merged into the previous one (``"merge"``, the default; a
+        short first batch joins the next), skipped (``"drop"``), or refused (``"error"``). Batches with enough
+        rows are used as they are, as :func:`reprsim.minibatch_cka` uses them.
+    names : tuple of two str, default ("model a", "model b")
+        Labels of the two models in the result (axes of ``CompareResult.plot``).
     progress : bool, default True
         Show a tqdm progress bar when tqdm is installed.
     **options
@@ -202,8 +229,10 @@ def compare(
     Raises
     ------
     ValueError
-        An unknown metric or layer name, a bad ``max_batches``, an empty batch, or what the metric
-        raises for the activations (e.g. too few samples).
+        An unknown metric or layer name, a model without blocks when its layers are None, a strategy that
+        does not fit a layer, layers that give different numbers of rows in a batch, a bad ``max_batches``
+        or ``short_batch``, an empty batch, or what the metric raises for the activations (e.g. too few
+        samples).
     TypeError
         A batch that is neither a tensor, a tuple nor a dict.
     """
@@ -213,6 +242,13 @@ def compare(
         raise ValueError("compare's minibatches are the loader's batches: drop batch_size (set the loader's)")
     if max_batches is not None and (not isinstance(max_batches, int) or max_batches < 1):
         raise ValueError(f"max_batches must be a positive integer or None, got {max_batches!r}")
+    short_mode = check_short_batch(short_batch, metric)
+    if not (isinstance(names, (tuple, list)) and len(names) == 2 and all(isinstance(n, str) for n in names)):
+        raise TypeError(f"names must be a tuple of two strings (model a, model b), got {names!r}")
+    names = (names[0], names[1])
+    layers_a = resolve_layers(model_a, layers_a)
+    layers_b = resolve_layers(model_b, layers_b)
+    pool_a, pool_b = split_pool(pool, layers_a, layers_b)
     dev = torch.device(device) if device is not None else _default_device(model_a)
     if device is not None:
         model_a.to(dev)
@@ -224,9 +260,13 @@ def compare(
     if max_batches is None and hasattr(getattr(loader, "dataset", None), "__len__"):
         n_hint = len(loader.dataset) or None  # type: ignore[attr-defined]
     acc = StreamingSimilarity(layers_x=len(layers_a), layers_y=len(layers_b), metrics=[metric], n=n_hint)
+    grouper = None
+    if short_mode is not None:
+        debiased = bool(bound["debiased"])
+        grouper = ShortBatches(short_mode, 4 if debiased else 2, debiased)
     try:
-        with capture(model_a, layers_a, pool=pool, select=select) as cap_a, \
-                capture(model_b, layers_b, pool=pool, select=select) as cap_b:
+        with capture(model_a, layers_a, pool=pool_a, select=select) as cap_a, \
+                capture(model_b, layers_b, pool=pool_b, select=select) as cap_b:
             total = None
             if max_batches is not None:
                 total = max_batches
@@ -235,35 +275,48 @@ def compare(
             for k, batch in enumerate(_progress(loader, progress, total)):
                 if max_batches is not None and k >= max_batches:
                     break
+                # Each capture records only its own model's forward pass (the models may share modules);
+                # the same model given twice runs once.
+                cap_b.recording = model_b is model_a
                 mask_a = _call(model_a, batch, dev)
-                mask_b = _call(model_b, batch, dev)
-                acts_a = cap_a.take(attention_mask=mask_a)
-                acts_b = cap_b.take(attention_mask=mask_b)
+                cap_b.recording = True
+                if model_b is model_a:
+                    mask_b = mask_a
+                else:
+                    cap_a.recording = False
+                    mask_b = _call(model_b, batch, dev)
+                    cap_a.recording = True
+                acts_a = cap_a.take(attention_mask=mask_a, batch=batch)
+                acts_b = cap_b.take(attention_mask=mask_b, batch=batch)
+                check_rows(k, [(names[0], cap_a.row_info), (names[1], cap_b.row_info)])
                 xs = [acts_a[name] for name in layers_a]
                 ys = [acts_b[name] for name in layers_b]
-                sizes = {t.shape[0] for t in xs + ys}
-                if len(sizes) != 1:
-                    raise ValueError(
-                        f"the captured layers saw different numbers of samples in batch {k}: {sorted(sizes)}; "
-                        "every layer must give one row per input sample (check pool= for sequence outputs)"
-                    )
-                if minibatch:  # minibatch terms are computed on the CPU
-                    xs, ys = [_host(t) for t in xs], [_host(t) for t in ys]
-                acc.update(xs, ys)
+                if grouper is None:
+                    acc.update(xs, ys)
+                else:
+                    for mx, my in grouper.push(k, xs, ys):
+                        acc.update(mx, my)
+            if grouper is not None:
+                for mx, my in grouper.finish():
+                    acc.update(mx, my)
     finally:
         model_a.train(modes[0])
         model_b.train(modes[1])
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         acc = _gather_and_merge(acc)
-    values = acc.measure(metric, **options)
-    return CompareResult(np.asarray(values, dtype=np.float64), list(layers_a), list(layers_b), metric, acc.n_seen,
-                         dict(options))
+    values = np.array(acc.measure(metric, **options), dtype=np.float64)
+    if model_b is model_a and bound.measure.identity is not None:
+        # The same layer of the same model (run once), pooled alike, gave both sides bit-identical activations:
+        # the value is the measure's identity exactly, as on pairwise()'s diagonal (computing it costs only
+        # rounding).
+        def strategy(p: Any, name: str) -> Any:
+            return p.get(name) if isinstance(p, Mapping) else p
 
-
-def _host(t: torch.Tensor) -> np.ndarray:
-    if t.dtype not in (torch.float32, torch.float64):
-        t = t.to(torch.float32 if t.is_floating_point() else torch.float64)
-    return t.detach().cpu().numpy()
+        for i, name in enumerate(layers_a):
+            for j, other in enumerate(layers_b):
+                if name == other and strategy(pool_a, name) == strategy(pool_b, name):
+                    values[i, j] = bound.measure.identity
+    return CompareResult(values, list(layers_a), list(layers_b), metric, acc.n_seen, dict(options), names)
 
 
 def _gather_and_merge(acc: StreamingSimilarity) -> StreamingSimilarity:
