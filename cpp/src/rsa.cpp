@@ -1,0 +1,443 @@
+#include "reprsim/rsa.hpp"
+
+#include "reprsim/blas.hpp"
+#include "reprsim/centering.hpp"
+#include "reprsim/neighbours.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace reprsim {
+
+namespace {
+
+// Entries of the condensed triangle in rows before row i.
+inline std::size_t row_offset(Index n, Index i) {
+    return std::size_t(i) * std::size_t(n) - std::size_t(i) * std::size_t(i + 1) / 2;
+}
+
+// A condensed RDM delivered in consecutive blocks; the two sides of a comparison share their block
+// boundaries (both are vectors, or both are RDMs of the same n).
+class Source {
+  public:
+    virtual ~Source() = default;
+    virtual std::size_t size() const = 0;
+    virtual Index blocks() const = 0;
+    virtual std::size_t begin(Index q) const = 0;  // begin(blocks()) == size()
+    // Block q's values: a pointer into the source's own storage or into `scratch` (scratch_size()).
+    virtual const double* block(Index q, double* scratch) = 0;
+    virtual std::size_t scratch_size() const = 0;
+    virtual const std::string& name() const = 0;
+};
+
+class VectorSource final : public Source {
+  public:
+    VectorSource(const double* a, std::size_t count, std::string name) : a_(a), n_(count), name_(std::move(name)) {}
+    std::size_t size() const override { return n_; }
+    Index blocks() const override { return Index((n_ + kBlock - 1) / kBlock); }
+    std::size_t begin(Index q) const override { return std::min(n_, std::size_t(q) * kBlock); }
+    const double* block(Index q, double*) override { return a_ + begin(q); }
+    std::size_t scratch_size() const override { return 0; }
+    const std::string& name() const override { return name_; }
+
+  private:
+    static constexpr std::size_t kBlock = std::size_t(1) << 20;
+    const double* a_;
+    std::size_t n_;
+    std::string name_;
+};
+
+// Rows per panel: the panel's products (type T) and its condensed entries (float64) take about 32 MB.
+Index rdm_panel_rows(Index n, std::size_t itemsize) {
+    const double budget = 32.0 * double(1 << 20);
+    const Index b = Index(budget / (double(n) * double(itemsize + sizeof(double))));
+    return std::max<Index>(1, std::min<Index>(n, std::max<Index>(32, b)));
+}
+
+// The RDM of one representation, panel by panel (see rsa.hpp for the definitions).
+template <class T>
+class RdmTiler final : public Source {
+  public:
+    RdmTiler(const View<T>& x, RdmMethod method, const char* name)
+        : n_(x.n), p_(x.p), method_(method), z_(std::size_t(x.n) * std::size_t(x.p)), name_(std::string(name) + "'s RDM") {
+        check_blas_dims(name, x.n, x.p);
+        if (method == RdmMethod::Euclidean) {
+            sq_.resize(n_);
+            const double scale = center_scaled_into(x, name, z_.data(), p_, sq_.data());
+            inv_ = 1.0 / (scale * scale * double(p_));
+        } else {
+            unit_rows(x, method == RdmMethod::Correlation ? RowPrep::RowCentred : RowPrep::None, name, z_.data());
+        }
+        panel_ = rdm_panel_rows(n_, sizeof(T));
+        work_ = std::make_unique<Buffer<T>>(std::size_t(std::min(panel_, n_)) * std::size_t(n_));
+    }
+
+    std::size_t size() const override { return row_offset(n_, n_); }
+    Index blocks() const override { return (n_ + panel_ - 1) / panel_; }
+    std::size_t begin(Index q) const override { return row_offset(n_, std::min(n_, q * panel_)); }
+    std::size_t scratch_size() const override { return std::size_t(std::min(panel_, n_)) * std::size_t(n_); }
+    const std::string& name() const override { return name_; }
+    const double* block(Index q, double* scratch) override {
+        rows(q * panel_, std::min(n_, (q + 1) * panel_), scratch);
+        return scratch;
+    }
+
+    // The condensed entries of rows [i0, i1) into out.
+    void rows(Index i0, Index i1, double* out) {
+        const Index count = i1 - i0, m = n_ - i0;
+        if (count <= 0 || m <= 1) return;
+        T* g = work_->data();
+        const T* zi = z_.data() + i0 * p_;
+        blas::gemm_nt<T>(count, m, p_, zi, p_, zi, p_, g, m);
+        const double eps = double(std::numeric_limits<T>::epsilon());
+        double* o = out;
+        for (Index r = 0; r < count; ++r) {
+            const T* gr = g + r * m;
+            const Index len = m - r - 1;
+            if (method_ == RdmMethod::Euclidean) {
+                const double si = sq_[i0 + r];
+                const double* sj = sq_.data() + i0;
+                for (Index c = r + 1; c < m; ++c) {
+                    double d = si + sj[c] - 2.0 * static_cast<double>(gr[c]);
+                    if (d < 0.0) {
+                        // ‖z_i − z_j‖² ≥ 0; the formula's rounding is below p·ε·(‖z_i‖² + ‖z_j‖²).
+                        if (-d > double(p_) * eps * (si + sj[c])) {
+                            throw NumericalError("a squared distance came out as " + std::to_string(d) +
+                                                 ", beyond the rounding bound of its formula; please report this input");
+                        }
+                        d = 0.0;
+                    }
+                    o[c - r - 1] = d * inv_;
+                }
+            } else {
+                for (Index c = r + 1; c < m; ++c) o[c - r - 1] = 1.0 - static_cast<double>(gr[c]);
+            }
+            o += len;
+        }
+    }
+
+  private:
+    Index n_, p_, panel_ = 1;
+    RdmMethod method_;
+    Buffer<T> z_;
+    VecD sq_;
+    double inv_ = 1.0;
+    std::unique_ptr<Buffer<T>> work_;
+    std::string name_;
+};
+
+// Calls f(offset, a_values, b_values, len) for each block of two sources in lockstep.
+template <class F>
+void for_each_block_pair(Source& a, Source& b, F&& f) {
+    std::vector<double> sa(a.scratch_size()), sb(b.scratch_size());
+    for (Index q = 0; q < a.blocks(); ++q) {
+        const std::size_t off = a.begin(q), len = a.begin(q + 1) - off;
+        if (len == 0) continue;
+        f(off, a.block(q, sa.data()), b.block(q, sb.data()), len);
+    }
+}
+
+template <class F>
+void for_each_block(Source& a, F&& f) {
+    std::vector<double> sa(a.scratch_size());
+    for (Index q = 0; q < a.blocks(); ++q) {
+        const std::size_t off = a.begin(q), len = a.begin(q + 1) - off;
+        if (len == 0) continue;
+        f(off, a.block(q, sa.data()), len);
+    }
+}
+
+[[noreturn]] void all_equal(const Source& s, const char* what) {
+    fail(s.name(), " has all ", s.size(), " dissimilarities equal, so its ", what,
+         " with another RDM is undefined; compare='kendall_tau_a' or 'cosine' is defined for it");
+}
+
+double pearson(Source& a, Source& b) {
+    double cnt = 0.0, ma = 0.0, mb = 0.0, saa = 0.0, sbb = 0.0, sab = 0.0;
+    double lo_a = std::numeric_limits<double>::infinity(), hi_a = -lo_a, lo_b = lo_a, hi_b = -lo_a;
+    for_each_block_pair(a, b, [&](std::size_t, const double* x, const double* y, std::size_t len) {
+        // The block's own centred sums (two passes), merged by Chan et al.'s update.
+        double s1 = 0.0, s2 = 0.0;
+        for (std::size_t u = 0; u < len; ++u) {
+            s1 += x[u];
+            s2 += y[u];
+            lo_a = std::min(lo_a, x[u]);
+            hi_a = std::max(hi_a, x[u]);
+            lo_b = std::min(lo_b, y[u]);
+            hi_b = std::max(hi_b, y[u]);
+        }
+        const double dl = double(len), ca = s1 / dl, cb = s2 / dl;
+        double caa = 0.0, cbb = 0.0, cab = 0.0;
+        for (std::size_t u = 0; u < len; ++u) {
+            const double da = x[u] - ca, db = y[u] - cb;
+            caa += da * da;
+            cbb += db * db;
+            cab += da * db;
+        }
+        if (cnt == 0.0) {
+            cnt = dl, ma = ca, mb = cb, saa = caa, sbb = cbb, sab = cab;
+            return;
+        }
+        const double tot = cnt + dl, da = ca - ma, db = cb - mb, f = cnt * dl / tot;
+        saa += caa + da * da * f;
+        sbb += cbb + db * db * f;
+        sab += cab + da * db * f;
+        ma += da * dl / tot;
+        mb += db * dl / tot;
+        cnt = tot;
+    });
+    if (lo_a == hi_a) all_equal(a, "Pearson correlation");
+    if (lo_b == hi_b) all_equal(b, "Pearson correlation");
+    return sab / (std::sqrt(saa) * std::sqrt(sbb));
+}
+
+double cosine(Source& a, Source& b) {
+    double ab = 0.0, aa = 0.0, bb = 0.0;
+    for_each_block_pair(a, b, [&](std::size_t, const double* x, const double* y, std::size_t len) {
+        double s_ab = 0.0, s_aa = 0.0, s_bb = 0.0;
+        for (std::size_t u = 0; u < len; ++u) {
+            s_ab += x[u] * y[u];
+            s_aa += x[u] * x[u];
+            s_bb += y[u] * y[u];
+        }
+        ab += s_ab;
+        aa += s_aa;
+        bb += s_bb;
+    });
+    if (aa == 0.0) fail(a.name(), " is all zeros, so its cosine similarity with another RDM is undefined");
+    if (bb == 0.0) fail(b.name(), " is all zeros, so its cosine similarity with another RDM is undefined");
+    return ab / (std::sqrt(aa) * std::sqrt(bb));
+}
+
+// Sorts with `threads` ≥ 2 by sorting two halves concurrently and merging them.
+template <class V, class Less>
+void parallel_sort(V* a, std::size_t count, Less less, int threads) {
+    if (threads < 2 || count < (std::size_t(1) << 16)) {
+        std::sort(a, a + count, less);
+        return;
+    }
+    const std::size_t h = count / 2;
+    std::thread left([&] { std::sort(a, a + h, less); });
+    std::sort(a + h, a + count, less);
+    left.join();
+    std::inplace_merge(a, a + h, a + count, less);
+}
+
+struct ValuePos {
+    double v;
+    std::int64_t i;
+};
+
+// The 1-based average ranks of a source's entries into `ranks` (indexed by position) when `ranks` is
+// given; otherwise, with `other` (the first vector's ranks), Σ (r_t − r̄)(s_t − s̄). Returns that sum
+// and, in *spread, Σ (s_t − s̄)² of this vector's ranks.
+double rank_pass(Source& s, double* ranks, const double* other, double* spread, int threads) {
+    const std::size_t count = s.size();
+    Buffer<ValuePos> pairs(count);
+    ValuePos* pv = pairs.data();
+    for_each_block(s, [&](std::size_t off, const double* v, std::size_t len) {
+        for (std::size_t u = 0; u < len; ++u) pv[off + u] = {v[u], std::int64_t(off + u)};
+    });
+    parallel_sort(pv, count, [](const ValuePos& a, const ValuePos& b) { return a.v < b.v; }, threads);
+    const double mean = (double(count) + 1.0) / 2.0;
+    double sq = 0.0, cross = 0.0, cross_part = 0.0;
+    std::size_t part = 0;
+    for (std::size_t g0 = 0; g0 < count;) {
+        std::size_t g1 = g0 + 1;
+        while (g1 < count && pv[g1].v == pv[g0].v) ++g1;
+        // Positions g0+1 … g1 share their mean rank.
+        const double r = 0.5 * (double(g0) + 1.0 + double(g1)) - mean;
+        sq += double(g1 - g0) * r * r;
+        if (ranks) {
+            for (std::size_t u = g0; u < g1; ++u) ranks[pv[u].i] = r;  // stored centred
+        } else {
+            for (std::size_t u = g0; u < g1; ++u) cross_part += other[pv[u].i] * r;
+            part += g1 - g0;
+            if (part >= 4096) {  // partial sums of a few thousand terms keep the rounding small
+                cross += cross_part;
+                cross_part = 0.0;
+                part = 0;
+            }
+        }
+        g0 = g1;
+    }
+    *spread = sq;
+    return cross + cross_part;
+}
+
+double spearman(Source& a, Source& b, int threads) {
+    Buffer<double> ranks(a.size());
+    double saa = 0.0, sbb = 0.0;
+    rank_pass(a, ranks.data(), nullptr, &saa, threads);
+    if (saa == 0.0) all_equal(a, "Spearman correlation");
+    const double sab = rank_pass(b, nullptr, ranks.data(), &sbb, threads);
+    if (sbb == 0.0) all_equal(b, "Spearman correlation");
+    return sab / (std::sqrt(saa) * std::sqrt(sbb));
+}
+
+// Sorts a[0..count) ascending (buf: count scratch entries) and returns the number of pairs i < j with
+// a[i] > a[j] (strictly: equal values are not inversions).
+std::uint64_t sort_count(double* a, double* buf, std::size_t count) {
+    constexpr std::size_t kRun = 16;
+    std::uint64_t inv = 0;
+    for (std::size_t s = 0; s < count; s += kRun) {
+        const std::size_t e = std::min(count, s + kRun);
+        for (std::size_t i = s + 1; i < e; ++i) {
+            const double v = a[i];
+            std::size_t j = i;
+            while (j > s && a[j - 1] > v) {
+                a[j] = a[j - 1];
+                --j;
+            }
+            inv += i - j;
+            a[j] = v;
+        }
+    }
+    double* src = a;
+    double* dst = buf;
+    for (std::size_t w = kRun; w < count; w *= 2) {
+        for (std::size_t lo = 0; lo < count; lo += 2 * w) {
+            const std::size_t mid = std::min(count, lo + w), hi = std::min(count, lo + 2 * w);
+            std::size_t i = lo, j = mid, o = lo;
+            while (i < mid && j < hi) {
+                if (src[j] < src[i]) {
+                    inv += mid - i;
+                    dst[o++] = src[j++];
+                } else {
+                    dst[o++] = src[i++];
+                }
+            }
+            while (i < mid) dst[o++] = src[i++];
+            while (j < hi) dst[o++] = src[j++];
+        }
+        std::swap(src, dst);
+    }
+    if (src != a) std::copy(src, src + count, a);
+    return inv;
+}
+
+std::uint64_t parallel_sort_count(double* a, double* buf, std::size_t count, int threads) {
+    if (threads < 2 || count < (std::size_t(1) << 16)) return sort_count(a, buf, count);
+    const std::size_t h = count / 2;
+    std::uint64_t left = 0;
+    std::thread t([&] { left = sort_count(a, buf, h); });
+    std::uint64_t inv = sort_count(a + h, buf + h, count - h);
+    t.join();
+    inv += left;
+    std::size_t i = 0, j = h, o = 0;
+    while (i < h && j < count) {
+        if (a[j] < a[i]) {
+            inv += h - i;
+            buf[o++] = a[j++];
+        } else {
+            buf[o++] = a[i++];
+        }
+    }
+    while (i < h) buf[o++] = a[i++];
+    while (j < count) buf[o++] = a[j++];
+    std::copy(buf, buf + count, a);
+    return inv;
+}
+
+// Σ over runs of equal values of t(t−1)/2.
+template <class Eq>
+std::uint64_t tied_pairs(std::size_t count, Eq eq) {
+    std::uint64_t ties = 0;
+    for (std::size_t g0 = 0; g0 < count;) {
+        std::size_t g1 = g0 + 1;
+        while (g1 < count && eq(g0, g1)) ++g1;
+        const std::uint64_t t = g1 - g0;
+        ties += t * (t - 1) / 2;
+        g0 = g1;
+    }
+    return ties;
+}
+
+struct XY {
+    double x, y;
+};
+
+double kendall_tau_a(Source& a, Source& b, int threads) {
+    const std::size_t count = a.size();
+    auto pairs = std::make_unique<Buffer<XY>>(count);
+    XY* pv = pairs->data();
+    for_each_block_pair(a, b, [&](std::size_t off, const double* x, const double* y, std::size_t len) {
+        for (std::size_t u = 0; u < len; ++u) pv[off + u] = {x[u], y[u]};
+    });
+    parallel_sort(pv, count, [](const XY& p, const XY& q) { return p.x < q.x || (p.x == q.x && p.y < q.y); }, threads);
+    const std::uint64_t xtie = tied_pairs(count, [&](std::size_t i, std::size_t j) { return pv[i].x == pv[j].x; });
+    const std::uint64_t ntie =
+        tied_pairs(count, [&](std::size_t i, std::size_t j) { return pv[i].x == pv[j].x && pv[i].y == pv[j].y; });
+    Buffer<double> ys(count);
+    for (std::size_t u = 0; u < count; ++u) ys.data()[u] = pv[u].y;
+    pairs.reset();
+    // Sorted by (x, y), a pair u < v is discordant exactly when y_u > y_v (x_u = x_v has y_u ≤ y_v).
+    Buffer<double> buf(count);
+    const std::uint64_t dis = parallel_sort_count(ys.data(), buf.data(), count, threads);
+    const double* ysorted = ys.data();
+    const std::uint64_t ytie = tied_pairs(count, [&](std::size_t i, std::size_t j) { return ysorted[i] == ysorted[j]; });
+    const std::uint64_t tot = (count % 2 == 0) ? (count / 2) * (count - 1) : count * ((count - 1) / 2);
+    // tot = concordant + discordant + (xtie − ntie) + (ytie − ntie) + ntie.
+    const double con_minus_dis = double(std::int64_t(tot - xtie - ytie + ntie) - 2 * std::int64_t(dis));
+    return con_minus_dis / double(tot);
+}
+
+double compare_sources(Source& a, Source& b, RdmCompare c, int threads) {
+    switch (c) {
+        case RdmCompare::Pearson:
+            return pearson(a, b);
+        case RdmCompare::Cosine:
+            return cosine(a, b);
+        case RdmCompare::Spearman:
+            return spearman(a, b, threads);
+        case RdmCompare::KendallTauA:
+            return kendall_tau_a(a, b, threads);
+    }
+    fail("unknown RDM comparison");
+}
+
+}  // namespace
+
+template <class T>
+void rdm_condensed(const View<T>& x, RdmMethod method, const char* name, double* out) {
+    if (x.n < 2) fail(name, " has n = ", x.n, " samples; an RDM needs at least 2");
+    RdmTiler<T> t(x, method, name);
+    for (Index q = 0; q < t.blocks(); ++q) {
+        const Index i0 = q * rdm_panel_rows(x.n, sizeof(T));
+        t.rows(i0, std::min(x.n, i0 + rdm_panel_rows(x.n, sizeof(T))), out + t.begin(q));
+    }
+}
+
+double compare_condensed(const double* a, const double* b, std::size_t count, RdmCompare compare,
+                         const char* name_a, const char* name_b, int n_threads) {
+    if (count < 2) fail("the RDMs have ", count, " entries; comparing them needs at least 2 (n >= 3 samples)");
+    for (std::size_t u = 0; u < count; ++u) {
+        if (!std::isfinite(a[u])) fail(name_a, " contains NaN or Inf (entry ", u, ")");
+        if (!std::isfinite(b[u])) fail(name_b, " contains NaN or Inf (entry ", u, ")");
+    }
+    VectorSource sa(a, count, name_a), sb(b, count, name_b);
+    return compare_sources(sa, sb, compare, n_threads);
+}
+
+template <class T>
+double rsa(const View<T>& x, const View<T>& y, RdmMethod method, RdmCompare compare) {
+    if (x.n != y.n) fail("x and y must have the same number of samples, got ", x.n, " and ", y.n);
+    if (x.n < 3) fail("x and y have n = ", x.n, " samples; comparing RDMs needs at least 3");
+    RdmTiler<T> tx(x, method, "x"), ty(y, method, "y");
+    return compare_sources(tx, ty, compare, std::max(1, blas::get_num_threads()));
+}
+
+#define REPRSIM_INSTANTIATE(T)                                                              \
+    template void rdm_condensed<T>(const View<T>&, RdmMethod, const char*, double*);        \
+    template double rsa<T>(const View<T>&, const View<T>&, RdmMethod, RdmCompare);
+REPRSIM_INSTANTIATE(float)
+REPRSIM_INSTANTIATE(double)
+#undef REPRSIM_INSTANTIATE
+
+}  // namespace reprsim
