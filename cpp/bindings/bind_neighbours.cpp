@@ -75,7 +75,7 @@ RdmCompare parse_compare(const std::string& s) {
 void bind_neighbours(py::module_& m) {
     m.def(
         "knn_lists",
-        [](const py::array& x, Index k, bool center, const std::string& name) {
+        [](const py::array& x, Index k, bool center, const std::string& name, Index block_rows, Index block_cols) {
             return dispatch(ArrayList{x}, [&](auto tag) {
                 using T = decltype(tag);
                 const View<T> v = view_of<T>(x, name);
@@ -90,12 +90,13 @@ void bind_neighbours(py::module_& m) {
                 double* pm = mean.mutable_data();
                 {
                     py::gil_scoped_release release;
-                    knn_search(v, k, center, name.c_str(), pi, ps, pm);
+                    knn_search(v, k, center, name.c_str(), pi, ps, pm, block_rows, block_cols);
                 }
                 return py::make_tuple(index, sim, mean);
             });
         },
-        py::arg("x"), py::arg("k"), py::arg("center") = false, py::arg("name") = "x");
+        py::arg("x"), py::arg("k"), py::arg("center") = false, py::arg("name") = "x",
+        py::arg("block_rows") = kKnnBlockRows, py::arg("block_cols") = kKnnBlockCols);
 
     m.def(
         "knn_self_terms",

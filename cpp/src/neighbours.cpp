@@ -248,17 +248,12 @@ void offer_column(TopK<T>& h, std::int32_t cand, const T* vals, Index c0, Index 
     }
 }
 
-// Block of the similarity matrix per product: large enough for the GEMM to run near its peak (the
-// packing of each operand is amortised over the other's 1024-4096 rows), small enough (16 MB in
-// float32) to leave the memory bounded whatever n.
-constexpr Index kBlockRows = 1024;
-constexpr Index kBlockCols = 4096;
 
 }  // namespace
 
 template <class T>
 void knn_search(const View<T>& x, Index k, bool center, const char* name, std::int64_t* index, double* sim,
-                double* row_mean) {
+                double* row_mean, Index block_rows, Index block_cols) {
     const Index n = x.n, p = x.p;
     if (n >= Index(std::numeric_limits<std::int32_t>::max())) {
         fail(name, " has ", n, " samples; the k-NN search handles fewer than 2**31");
@@ -285,7 +280,10 @@ void knn_search(const View<T>& x, Index k, bool center, const char* name, std::i
     }
 
     TopK<T> heaps(n, k);
-    const Index br = std::min<Index>(n, kBlockRows), bc = std::min<Index>(n, kBlockCols);
+    // The block: large enough for the GEMM to run near its peak (each operand's packing is amortised over
+    // the other's 1024-4096 rows), small enough to bound the memory whatever n.
+    if (block_rows < 1 || block_cols < 1) fail("the k-NN search's block must have positive sides");
+    const Index br = std::min<Index>(n, block_rows), bc = std::min<Index>(n, block_cols);
     Buffer<T> block(std::size_t(br) * std::size_t(bc));
     const int threads = std::max(1, blas::get_num_threads());
     for (Index i0 = 0; i0 < n; i0 += br) {
@@ -570,7 +568,8 @@ void knn_permutation_null(const KnnView& a, const KnnView& b, KnnMeasure m, doub
 
 #define REPRSIM_INSTANTIATE(T)                                                                                   \
     template void unit_rows<T>(const View<T>&, RowPrep, const char*, T*);                                        \
-    template void knn_search<T>(const View<T>&, Index, bool, const char*, std::int64_t*, double*, double*);
+    template void knn_search<T>(const View<T>&, Index, bool, const char*, std::int64_t*, double*, double*, Index, \
+                                Index);
 REPRSIM_INSTANTIATE(float)
 REPRSIM_INSTANTIATE(double)
 #undef REPRSIM_INSTANTIATE

@@ -17,6 +17,18 @@ namespace reprsim {
 
 namespace {
 
+// Compensated (Neumaier) summation: the error stays near one rounding of the sum of magnitudes whatever
+// the number of terms (the rank sums reach 10^20 over 10^8 terms).
+struct Sum {
+    double s = 0.0, c = 0.0;
+    void add(double x) {
+        const double t = s + x;
+        c += std::abs(s) >= std::abs(x) ? (s - t) + x : (x - t) + s;
+        s = t;
+    }
+    double value() const { return s + c; }
+};
+
 // Entries of the condensed triangle in rows before row i.
 inline std::size_t row_offset(Index n, Index i) {
     return std::size_t(i) * std::size_t(n) - std::size_t(i) * std::size_t(i + 1) / 2;
@@ -60,6 +72,43 @@ Index rdm_panel_rows(Index n, std::size_t itemsize) {
     return std::max<Index>(1, std::min<Index>(n, std::max<Index>(32, b)));
 }
 
+// Exponent of the lowest set bit of v ≠ 0: v is a multiple of 2^e.
+inline int lowest_bit(double v) {
+    int e = 0;
+    const double m = std::frexp(std::abs(v), &e);  // v = m·2^e, m in [0.5, 1)
+    auto bits = static_cast<std::uint64_t>(std::ldexp(m, 53));
+    int t = 0;
+    while ((bits & 1u) == 0u) {
+        bits >>= 1;
+        ++t;
+    }
+    return e - 53 + t;
+}
+
+// The shifts of the Euclidean RDM's centring, rounded to each column's grid: when the entries of a
+// column are all multiples of 2^g (integers, binary or other coarse data), the shift is made one too,
+// so that the centred entries, their products and their sums stay exact and equal distances stay
+// equal (ties decide rank comparisons); for other data the grid is below the rounding of the mean and
+// the shift is the mean. Any shift leaves the distances unchanged.
+template <class T>
+void snap_to_grid(const View<T>& x, ScaledMeans& sm) {
+    const Index p = x.p;
+    std::vector<int> grid(static_cast<std::size_t>(p), std::numeric_limits<int>::max());
+    for (Index i = 0; i < x.n; ++i) {
+        const T* row = x.data + i * x.row_stride;
+        for (Index j = 0; j < p; ++j) {
+            const double v = static_cast<double>(row[j * x.col_stride]);
+            if (v != 0.0) grid[j] = std::min(grid[j], lowest_bit(v));
+        }
+    }
+    for (Index j = 0; j < p; ++j) {
+        if (sm.factor[j] == 0.0 || grid[j] == std::numeric_limits<int>::max()) continue;
+        const double g = std::ldexp(sm.scale, grid[j]);  // the grid of the scaled column
+        const double q = sm.mean[j] / g;
+        if (std::isfinite(q) && std::abs(q) < 0x1p52) sm.mean[j] = std::nearbyint(q) * g;
+    }
+}
+
 // The RDM of one representation, panel by panel (see rsa.hpp for the definitions).
 template <class T>
 class RdmTiler final : public Source {
@@ -69,8 +118,10 @@ class RdmTiler final : public Source {
         check_blas_dims(name, x.n, x.p);
         if (method == RdmMethod::Euclidean) {
             sq_.resize(n_);
-            const double scale = center_scaled_into(x, name, z_.data(), p_, sq_.data());
-            inv_ = 1.0 / (scale * scale * double(p_));
+            ScaledMeans sm = scaled_column_means<T>(x, name);
+            snap_to_grid(x, sm);
+            center_into(x, sm, z_.data(), p_, sq_.data());
+            inv_ = 1.0 / (sm.scale * sm.scale * double(p_));
         } else {
             unit_rows(x, method == RdmMethod::Correlation ? RowPrep::RowCentred : RowPrep::None, name, z_.data());
         }
@@ -163,23 +214,24 @@ double pearson(Source& a, Source& b) {
     double lo_a = std::numeric_limits<double>::infinity(), hi_a = -lo_a, lo_b = lo_a, hi_b = -lo_a;
     for_each_block_pair(a, b, [&](std::size_t, const double* x, const double* y, std::size_t len) {
         // The block's own centred sums (two passes), merged by Chan et al.'s update.
-        double s1 = 0.0, s2 = 0.0;
+        Sum s1, s2;
         for (std::size_t u = 0; u < len; ++u) {
-            s1 += x[u];
-            s2 += y[u];
+            s1.add(x[u]);
+            s2.add(y[u]);
             lo_a = std::min(lo_a, x[u]);
             hi_a = std::max(hi_a, x[u]);
             lo_b = std::min(lo_b, y[u]);
             hi_b = std::max(hi_b, y[u]);
         }
-        const double dl = double(len), ca = s1 / dl, cb = s2 / dl;
-        double caa = 0.0, cbb = 0.0, cab = 0.0;
+        const double dl = double(len), ca = s1.value() / dl, cb = s2.value() / dl;
+        Sum saa_, sbb_, sab_;
         for (std::size_t u = 0; u < len; ++u) {
             const double da = x[u] - ca, db = y[u] - cb;
-            caa += da * da;
-            cbb += db * db;
-            cab += da * db;
+            saa_.add(da * da);
+            sbb_.add(db * db);
+            sab_.add(da * db);
         }
+        const double caa = saa_.value(), cbb = sbb_.value(), cab = sab_.value();
         if (cnt == 0.0) {
             cnt = dl, ma = ca, mb = cb, saa = caa, sbb = cbb, sab = cab;
             return;
@@ -198,18 +250,15 @@ double pearson(Source& a, Source& b) {
 }
 
 double cosine(Source& a, Source& b) {
-    double ab = 0.0, aa = 0.0, bb = 0.0;
+    Sum sab, saa, sbb;
     for_each_block_pair(a, b, [&](std::size_t, const double* x, const double* y, std::size_t len) {
-        double s_ab = 0.0, s_aa = 0.0, s_bb = 0.0;
         for (std::size_t u = 0; u < len; ++u) {
-            s_ab += x[u] * y[u];
-            s_aa += x[u] * x[u];
-            s_bb += y[u] * y[u];
+            sab.add(x[u] * y[u]);
+            saa.add(x[u] * x[u]);
+            sbb.add(y[u] * y[u]);
         }
-        ab += s_ab;
-        aa += s_aa;
-        bb += s_bb;
     });
+    const double ab = sab.value(), aa = saa.value(), bb = sbb.value();
     if (aa == 0.0) fail(a.name(), " is all zeros, so its cosine similarity with another RDM is undefined");
     if (bb == 0.0) fail(b.name(), " is all zeros, so its cosine similarity with another RDM is undefined");
     return ab / (std::sqrt(aa) * std::sqrt(bb));
@@ -246,29 +295,22 @@ double rank_pass(Source& s, double* ranks, const double* other, double* spread, 
     });
     parallel_sort(pv, count, [](const ValuePos& a, const ValuePos& b) { return a.v < b.v; }, threads);
     const double mean = (double(count) + 1.0) / 2.0;
-    double sq = 0.0, cross = 0.0, cross_part = 0.0;
-    std::size_t part = 0;
+    Sum sq, cross;
     for (std::size_t g0 = 0; g0 < count;) {
         std::size_t g1 = g0 + 1;
         while (g1 < count && pv[g1].v == pv[g0].v) ++g1;
-        // Positions g0+1 … g1 share their mean rank.
+        // Positions g0+1 … g1 share their mean rank (a half-integer: exact).
         const double r = 0.5 * (double(g0) + 1.0 + double(g1)) - mean;
-        sq += double(g1 - g0) * r * r;
+        sq.add(double(g1 - g0) * r * r);
         if (ranks) {
             for (std::size_t u = g0; u < g1; ++u) ranks[pv[u].i] = r;  // stored centred
         } else {
-            for (std::size_t u = g0; u < g1; ++u) cross_part += other[pv[u].i] * r;
-            part += g1 - g0;
-            if (part >= 4096) {  // partial sums of a few thousand terms keep the rounding small
-                cross += cross_part;
-                cross_part = 0.0;
-                part = 0;
-            }
+            for (std::size_t u = g0; u < g1; ++u) cross.add(other[pv[u].i] * r);
         }
         g0 = g1;
     }
-    *spread = sq;
-    return cross + cross_part;
+    *spread = sq.value();
+    return cross.value();
 }
 
 double spearman(Source& a, Source& b, int threads) {

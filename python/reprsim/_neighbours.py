@@ -30,7 +30,7 @@ from ._validation import as_pair, as_representation, is_gpu_tensor
 
 ArrayLike = Any
 
-# The search's block of the similarity matrix (cpp/src/neighbours.cpp: kBlockRows × kBlockCols).
+# The search's block of similarities (neighbours.hpp: kKnnBlockRows × kKnnBlockCols).
 _BLOCK = 1024 * 4096
 
 _CORE_MEASURE = {
@@ -414,8 +414,11 @@ def cknna(x: ArrayLike, y: ArrayLike, *, k: int = 10, center: bool = False, vari
     μ^L_i)``, μ^K_i the mean of row i of K over all n columns, and CKNNA = Align(K, L)/√(Align(K, K)·
     Align(L, L)) with each self term over its own neighbour mask.
 
-    Kernel values are those of the search (float32 products for float32 input); every sum is float64.
-    Needs every sample at once (no streaming).
+    The "hsic" form is not symmetric in x and y (its last term, 1ᵀAB1, differs from 1ᵀBA1 for these
+    non-symmetric matrices); the row-anchored form is. Both are invariant to orthogonal maps of the
+    features and to scaling each row by a positive factor. Kernel values are those of the search
+    (float32 products for float32 input); every sum is float64. Needs every sample at once (no
+    streaming).
 
     Parameters
     ----------

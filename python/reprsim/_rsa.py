@@ -141,10 +141,11 @@ def rsa(x: ArrayLike, y: ArrayLike, *, rdm: str = "correlation", compare: str = 
       neither (rsatoolbox's ``'tau-a'``), in O(N log N) by a merge sort;
     - ``"cosine"``: a·b / (‖a‖‖b‖), streamed.
 
-    Similarity in [−1, 1], symmetric. Invariances follow the RDM: "correlation" and "cosine" RDMs are
-    invariant to orthogonal maps of the features and scaling of each row ("correlation" also to adding
-    a constant to a row); "euclidean" to orthogonal maps and translation, and ("spearman",
-    "kendall_tau_a", "pearson", "cosine") to isotropic scaling. Pearson and cosine hold no RDM (memory
+    Similarity in [−1, 1], symmetric. Invariances follow the RDM: "cosine" RDMs are invariant to
+    orthogonal maps of the features and to scaling each row by a positive factor; "correlation" RDMs
+    to permutations of the features and to maps x_i → a_i·x_i + b_i (a_i > 0) of each row;
+    "euclidean" RDMs to orthogonal maps and translation, and (through every comparison here) to
+    isotropic scaling. Pearson and cosine hold no RDM (memory
     O(n·p)); Spearman holds 32 and Kendall's tau-a 24 bytes per RDM entry at the peak, checked against
     the available memory first. Needs every sample at once (no streaming).
 

@@ -6,10 +6,10 @@
 // (optionally of the column-centred rows), K_ij = ẑ_i·ẑ_j. The k neighbours of row i are the k rows
 // j ≠ i of largest K_ij, exactly k per row; of rows with equal similarity the smaller row index comes
 // first (the comparison key is (K_ij, −j)). The search never holds an n×n matrix: K is symmetric, so
-// the rows are taken in panels of b, each panel's products with itself and every later row form one
-// b×(n−i0) GEMM, and every entry of it is offered twice, to row i's top-k and to row j's, through
-// per-row bounded heaps whose current worst entry filters most candidates with one comparison.
-// Memory: the normalised copy (n·p), one panel (b·n, about 32 MB) and the heaps (n·k).
+// only its upper part is formed, in blocks (1024 rows × 4096 columns, one GEMM each, 16 MB in float32),
+// and every entry is offered twice, to row i's top-k and to row j's, through per-row bounded heaps
+// whose current worst entry filters most candidates with one comparison (n²·p flops in all, half of a
+// full product). Memory: the normalised copy (n·p), one block and the heaps (n·k).
 //
 // Lists. A representation's statistics are its k-NN lists: for every row the k neighbour indices in
 // ascending order (a set), their similarities K_ij, and the row mean of K over all n columns (the
@@ -40,9 +40,13 @@ void unit_rows(const View<T>& x, RowPrep prep, const char* name, T* out);
 
 // The exact k-NN lists of x (see above). index, sim: n×k row-major outputs; row_mean: n outputs,
 // row_mean[i] = (1/n)·Σ_l K_il over every l including i. Requires 1 ≤ k ≤ n − 1 and n < 2^31.
+// block_rows × block_cols is the block of similarities per product (the defaults suit any n; the
+// tests shrink them to exercise the block edges on small inputs).
+inline constexpr Index kKnnBlockRows = 1024;
+inline constexpr Index kKnnBlockCols = 4096;
 template <class T>
 void knn_search(const View<T>& x, Index k, bool center, const char* name, std::int64_t* index, double* sim,
-                double* row_mean);
+                double* row_mean, Index block_rows = kKnnBlockRows, Index block_cols = kKnnBlockCols);
 
 // A non-owning view of one representation's lists (arrays as knn_search writes them).
 struct KnnView {

@@ -5,8 +5,10 @@
 // i < j, row by row (scipy.spatial.distance.pdist's order). Its entries come from row panels of one
 // GEMM each (rows [i0, i1) against rows [i0, n)), so no n×n matrix is ever held:
 //   euclidean:   ‖x_i − x_j‖² / p, from the column-centred rows (centring leaves distances unchanged and
-//                keeps ‖x_i‖² + ‖x_j‖² − 2x_i·x_j free of cancellation against a large mean); a value
-//                below zero within the rounding bound p·ε·(‖x_i‖² + ‖x_j‖²) of that formula is 0.
+//                keeps ‖x_i‖² + ‖x_j‖² − 2x_i·x_j free of cancellation against a large mean; the shift
+//                is rounded to the column's binary grid, so integer-valued data stay exact and equal
+//                distances stay tied); a value below zero within the rounding bound
+//                p·ε·(‖x_i‖² + ‖x_j‖²) of that formula is 0.
 //   correlation: 1 − Pearson r between the rows (each row centred across its features).
 //   cosine:      1 − cosine similarity of the rows.
 // Comparisons of two condensed RDMs a, b (N entries each):
