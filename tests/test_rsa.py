@@ -248,7 +248,7 @@ def test_rdms_with_all_entries_equal(rng):
 
 def test_rsa_refuses_before_allocating(rng, monkeypatch):
     x, y = pair(rng, n=200)
-    monkeypatch.setattr(_metrics, "_available_memory", lambda: 1_500_000)
+    monkeypatch.setattr(_metrics, "_available_memory", lambda: 1_800_000)
     message = (r"rsa with compare='spearman' over n = 200 samples needs about [\d.e+-]+ GiB \(32 bytes for each of "
                r"the N = n\(n-1\)/2 = 19900 RDM entries.*the largest n that fits is about \d+; use fewer samples")
     with pytest.raises(ValueError, match=message):

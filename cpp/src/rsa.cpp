@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <string>
@@ -46,6 +47,14 @@ class Source {
     virtual const double* block(Index q, double* scratch) = 0;
     virtual std::size_t scratch_size() const = 0;
     virtual const std::string& name() const = 0;
+    // The whole vector, when the source holds one.
+    virtual const double* data() const { return nullptr; }
+    // Block q's values written to dst (what block() returns, without the scratch copy where possible).
+    virtual void fill(Index q, double* dst) {
+        std::vector<double> scratch(scratch_size());
+        const double* v = block(q, scratch.data());
+        std::copy(v, v + (begin(q + 1) - begin(q)), dst);
+    }
 };
 
 class VectorSource final : public Source {
@@ -57,6 +66,7 @@ class VectorSource final : public Source {
     const double* block(Index q, double*) override { return a_ + begin(q); }
     std::size_t scratch_size() const override { return 0; }
     const std::string& name() const override { return name_; }
+    const double* data() const override { return a_; }
 
   private:
     static constexpr std::size_t kBlock = std::size_t(1) << 20;
@@ -138,6 +148,7 @@ class RdmTiler final : public Source {
         rows(q * panel_, std::min(n_, (q + 1) * panel_), scratch);
         return scratch;
     }
+    void fill(Index q, double* dst) override { rows(q * panel_, std::min(n_, (q + 1) * panel_), dst); }
 
     // The condensed entries of rows [i0, i1) into out.
     void rows(Index i0, Index i1, double* out) {
@@ -264,63 +275,176 @@ double cosine(Source& a, Source& b) {
     return ab / (std::sqrt(aa) * std::sqrt(bb));
 }
 
-// Sorts with `threads` ≥ 2 by sorting two halves concurrently and merging them.
-template <class V, class Less>
-void parallel_sort(V* a, std::size_t count, Less less, int threads) {
-    if (threads < 2 || count < (std::size_t(1) << 16)) {
-        std::sort(a, a + count, less);
-        return;
-    }
-    const std::size_t h = count / 2;
-    std::thread left([&] { std::sort(a, a + h, less); });
-    std::sort(a + h, a + count, less);
-    left.join();
-    std::inplace_merge(a, a + h, a + count, less);
-}
-
 struct ValuePos {
     double v;
     std::int64_t i;
 };
 
-// The 1-based average ranks of a source's entries into `ranks` (indexed by position) when `ranks` is
-// given; otherwise, with `other` (the first vector's ranks), Σ (r_t − r̄)(s_t − s̄). Returns that sum
-// and, in *spread, Σ (s_t − s̄)² of this vector's ranks.
-double rank_pass(Source& s, double* ranks, const double* other, double* spread, int threads) {
-    const std::size_t count = s.size();
-    Buffer<ValuePos> pairs(count);
-    ValuePos* pv = pairs.data();
-    for_each_block(s, [&](std::size_t off, const double* v, std::size_t len) {
-        for (std::size_t u = 0; u < len; ++u) pv[off + u] = {v[u], std::int64_t(off + u)};
-    });
-    parallel_sort(pv, count, [](const ValuePos& a, const ValuePos& b) { return a.v < b.v; }, threads);
-    const double mean = (double(count) + 1.0) / 2.0;
-    Sum sq, cross;
-    for (std::size_t g0 = 0; g0 < count;) {
-        std::size_t g1 = g0 + 1;
-        while (g1 < count && pv[g1].v == pv[g0].v) ++g1;
-        // Positions g0+1 … g1 share their mean rank (a half-integer: exact).
-        const double r = 0.5 * (double(g0) + 1.0 + double(g1)) - mean;
-        sq.add(double(g1 - g0) * r * r);
-        if (ranks) {
-            for (std::size_t u = g0; u < g1; ++u) ranks[pv[u].i] = r;  // stored centred
-        } else {
-            for (std::size_t u = g0; u < g1; ++u) cross.add(other[pv[u].i] * r);
-        }
-        g0 = g1;
+struct XY {
+    double x, y;
+};
+
+inline double first(const ValuePos& p) { return p.v; }
+inline double first(const XY& p) { return p.x; }
+
+// An unsigned integer whose order is the order of the doubles (−0 taken as +0).
+inline std::uint64_t order_key(double v) {
+    if (v == 0.0) v = 0.0;
+    std::uint64_t b;
+    std::memcpy(&b, &v, sizeof b);
+    return (b >> 63) ? ~b : (b | (std::uint64_t(1) << 63));
+}
+
+inline int bit_length(std::uint64_t v) {
+    int b = 0;
+    while (v) {
+        v >>= 1;
+        ++b;
     }
-    *spread = sq.value();
-    return cross.value();
+    return b;
+}
+
+// Sorts the `count` items make(0), …, make(count − 1) into out by `less` (which must order by the
+// items' first value first). One counting pass distributes them over at most 2^16 buckets by the top
+// bits of (key − smallest key), the order-preserving integer key of the first value; each bucket,
+// small enough for the cache, is then sorted on its own. Both passes are split over threads.
+template <class Item, class Make, class Less>
+void bucket_sort(std::size_t count, Make make, Less less, Item* out, int threads) {
+    if (count == 0) return;
+    const int parts = count < (std::size_t(1) << 16) ? 1 : std::max(1, threads);
+    const std::size_t step = (count + parts - 1) / parts;
+    auto run = [&](auto&& f) {  // f(t, first, end) on each part, each on its own thread
+        std::vector<std::thread> pool;
+        for (int t = 1; t < parts; ++t)
+            pool.emplace_back([&f, t, step, count] { f(t, std::min(count, t * step), std::min(count, (t + 1) * step)); });
+        f(0, std::size_t(0), std::min(count, step));
+        for (auto& th : pool) th.join();
+    };
+    std::vector<std::uint64_t> lo(parts, ~std::uint64_t(0)), hi(parts, 0);
+    run([&](int t, std::size_t u0, std::size_t u1) {
+        for (std::size_t u = u0; u < u1; ++u) {
+            const std::uint64_t k = order_key(first(make(u)));
+            lo[t] = std::min(lo[t], k);
+            hi[t] = std::max(hi[t], k);
+        }
+    });
+    const std::uint64_t kmin = *std::min_element(lo.begin(), lo.end());
+    const std::uint64_t kmax = *std::max_element(hi.begin(), hi.end());
+    const int shift = std::max(0, bit_length(kmax - kmin) - 16);
+    const std::size_t buckets = std::size_t((kmax - kmin) >> shift) + 1;
+    std::vector<std::vector<std::size_t>> hist(parts, std::vector<std::size_t>(buckets, 0));
+    run([&](int t, std::size_t u0, std::size_t u1) {
+        std::size_t* h = hist[t].data();
+        for (std::size_t u = u0; u < u1; ++u) ++h[(order_key(first(make(u))) - kmin) >> shift];
+    });
+    // Bucket b of part t starts after every earlier bucket and after bucket b of the earlier parts.
+    std::vector<std::size_t> start(buckets + 1, 0);
+    {
+        std::size_t at = 0;
+        for (std::size_t b = 0; b < buckets; ++b) {
+            start[b] = at;
+            for (int t = 0; t < parts; ++t) {
+                const std::size_t c = hist[t][b];
+                hist[t][b] = at;
+                at += c;
+            }
+        }
+        start[buckets] = at;
+    }
+    run([&](int t, std::size_t u0, std::size_t u1) {
+        std::size_t* h = hist[t].data();
+        for (std::size_t u = u0; u < u1; ++u) {
+            const Item it = make(u);
+            out[h[(order_key(first(it)) - kmin) >> shift]++] = it;
+        }
+    });
+    // Buckets in contiguous ranges of about count/parts items per thread.
+    std::vector<std::size_t> first_bucket(parts + 1, buckets);
+    first_bucket[0] = 0;
+    for (int t = 1, b = 0; t < parts; ++t) {
+        const std::size_t target = t * step;
+        while (std::size_t(b) < buckets && start[b + 1] <= target) ++b;
+        first_bucket[t] = std::max(first_bucket[t - 1], std::size_t(b));
+    }
+    run([&](int t, std::size_t, std::size_t) {
+        for (std::size_t b = first_bucket[t]; b < first_bucket[t + 1]; ++b)
+            if (start[b + 1] - start[b] > 1) std::sort(out + start[b], out + start[b + 1], less);
+    });
+}
+
+// A source's values as one array: its own storage when it has one, else `buf` filled from its blocks.
+const double* values_of(Source& s, Buffer<double>& buf) {
+    if (const double* d = s.data()) return d;
+    double* o = buf.data();
+    for (Index q = 0; q < s.blocks(); ++q) s.fill(q, o + s.begin(q));
+    return o;
+}
+
+// The centred average ranks of sorted (value, position) pairs written to ranks[position], in position
+// order; returns Σ (r − r̄)². Entries of equal value share the mean of their 1-based positions g0+1 … g1
+// (a half-integer: exact). The writes go through position buckets, a chunk of the sorted pairs at a
+// time, so that each bucket's writes land in a cache-sized window instead of across the whole array.
+double scatter_ranks(const ValuePos* pv, std::size_t count, double* ranks) {
+    constexpr int kWindow = 15;                          // 2^15 positions (256 KB of ranks) per bucket
+    constexpr std::size_t kChunk = std::size_t(1) << 21; // pairs per chunk (a 32 MB staging buffer)
+    const std::size_t buckets = (count >> kWindow) + 1;
+    struct PosRank {
+        std::int64_t i;
+        double r;
+    };
+    std::vector<PosRank> stage(std::min(count, kChunk));
+    std::vector<std::size_t> at(buckets + 1);
+    const double mean = (double(count) + 1.0) / 2.0;
+    Sum sq;
+    std::size_t g0 = 0, g1 = 0;  // the current run of equal values
+    double r = 0.0;
+    for (std::size_t c0 = 0; c0 < count; c0 += kChunk) {
+        const std::size_t c1 = std::min(count, c0 + kChunk);
+        std::fill(at.begin(), at.end(), 0);
+        for (std::size_t u = c0; u < c1; ++u) ++at[(pv[u].i >> kWindow) + 1];
+        for (std::size_t b = 0; b < buckets; ++b) at[b + 1] += at[b];
+        for (std::size_t u = c0; u < c1; ++u) {
+            if (u >= g1) {
+                g0 = u;
+                g1 = u + 1;
+                while (g1 < count && pv[g1].v == pv[g0].v) ++g1;
+                r = 0.5 * (double(g0) + 1.0 + double(g1)) - mean;
+                sq.add(double(g1 - g0) * r * r);
+            }
+            stage[at[pv[u].i >> kWindow]++] = {pv[u].i, r};
+        }
+        for (std::size_t v = 0; v < c1 - c0; ++v) ranks[stage[v].i] = stage[v].r;
+    }
+    return sq.value();
 }
 
 double spearman(Source& a, Source& b, int threads) {
-    Buffer<double> ranks(a.size());
-    double saa = 0.0, sbb = 0.0;
-    rank_pass(a, ranks.data(), nullptr, &saa, threads);
+    const std::size_t count = a.size();
+    auto by_value = [](const ValuePos& p, const ValuePos& q) { return p.v < q.v; };
+    Buffer<ValuePos> pairs(count);
+    // Each side's values, overwritten by their centred ranks once sorted into pairs (a fresh array when
+    // the values are the caller's).
+    Buffer<double> rx(count);
+    const double* va = values_of(a, rx);
+    bucket_sort(count, [va](std::size_t u) { return ValuePos{va[u], std::int64_t(u)}; }, by_value, pairs.data(),
+                threads);
+    const double saa = scatter_ranks(pairs.data(), count, rx.data());
     if (saa == 0.0) all_equal(a, "Spearman correlation");
-    const double sab = rank_pass(b, nullptr, ranks.data(), &sbb, threads);
+    Buffer<double> ry(count);
+    const double* vb = values_of(b, ry);
+    bucket_sort(count, [vb](std::size_t u) { return ValuePos{vb[u], std::int64_t(u)}; }, by_value, pairs.data(),
+                threads);
+    const double sbb = scatter_ranks(pairs.data(), count, ry.data());
     if (sbb == 0.0) all_equal(b, "Spearman correlation");
-    return sab / (std::sqrt(saa) * std::sqrt(sbb));
+    Sum sab;
+    const double* px = rx.data();
+    const double* py = ry.data();
+    for (std::size_t u = 0; u < count; u += 4096) {  // plain partial sums of 4096 terms, compensated across
+        double part = 0.0;
+        for (std::size_t v = u, e = std::min(count, u + 4096); v < e; ++v) part += px[v] * py[v];
+        sab.add(part);
+    }
+    return sab.value() / (std::sqrt(saa) * std::sqrt(sbb));
 }
 
 // Sorts a[0..count) ascending (buf: count scratch entries) and returns the number of pairs i < j with
@@ -401,29 +525,30 @@ std::uint64_t tied_pairs(std::size_t count, Eq eq) {
     return ties;
 }
 
-struct XY {
-    double x, y;
-};
-
 double kendall_tau_a(Source& a, Source& b, int threads) {
     const std::size_t count = a.size();
-    auto pairs = std::make_unique<Buffer<XY>>(count);
-    XY* pv = pairs->data();
-    for_each_block_pair(a, b, [&](std::size_t off, const double* x, const double* y, std::size_t len) {
-        for (std::size_t u = 0; u < len; ++u) pv[off + u] = {x[u], y[u]};
-    });
-    parallel_sort(pv, count, [](const XY& p, const XY& q) { return p.x < q.x || (p.x == q.x && p.y < q.y); }, threads);
-    const std::uint64_t xtie = tied_pairs(count, [&](std::size_t i, std::size_t j) { return pv[i].x == pv[j].x; });
-    const std::uint64_t ntie =
-        tied_pairs(count, [&](std::size_t i, std::size_t j) { return pv[i].x == pv[j].x && pv[i].y == pv[j].y; });
-    Buffer<double> ys(count);
-    for (std::size_t u = 0; u < count; ++u) ys.data()[u] = pv[u].y;
-    pairs.reset();
+    std::unique_ptr<Buffer<double>> xbuf, ybuf;
+    if (!a.data()) xbuf = std::make_unique<Buffer<double>>(count);
+    if (!b.data()) ybuf = std::make_unique<Buffer<double>>(count);
+    const double* va = a.data() ? a.data() : values_of(a, *xbuf);
+    const double* vb = b.data() ? b.data() : values_of(b, *ybuf);
+    std::uint64_t xtie = 0, ntie = 0;
+    // The y sequence in (x, y) order, and a merge buffer: the value buffers when there are any.
+    std::unique_ptr<Buffer<double>> ys_own, buf_own;
+    double* ys = xbuf ? xbuf->data() : (ys_own = std::make_unique<Buffer<double>>(count))->data();
+    double* buf = ybuf ? ybuf->data() : (buf_own = std::make_unique<Buffer<double>>(count))->data();
+    {
+        Buffer<XY> pairs(count);
+        XY* pv = pairs.data();
+        bucket_sort(count, [va, vb](std::size_t u) { return XY{va[u], vb[u]}; },
+                    [](const XY& p, const XY& q) { return p.x < q.x || (p.x == q.x && p.y < q.y); }, pv, threads);
+        xtie = tied_pairs(count, [&](std::size_t i, std::size_t j) { return pv[i].x == pv[j].x; });
+        ntie = tied_pairs(count, [&](std::size_t i, std::size_t j) { return pv[i].x == pv[j].x && pv[i].y == pv[j].y; });
+        for (std::size_t u = 0; u < count; ++u) ys[u] = pv[u].y;
+    }
     // Sorted by (x, y), a pair u < v is discordant exactly when y_u > y_v (x_u = x_v has y_u ≤ y_v).
-    Buffer<double> buf(count);
-    const std::uint64_t dis = parallel_sort_count(ys.data(), buf.data(), count, threads);
-    const double* ysorted = ys.data();
-    const std::uint64_t ytie = tied_pairs(count, [&](std::size_t i, std::size_t j) { return ysorted[i] == ysorted[j]; });
+    const std::uint64_t dis = parallel_sort_count(ys, buf, count, threads);
+    const std::uint64_t ytie = tied_pairs(count, [&](std::size_t i, std::size_t j) { return ys[i] == ys[j]; });
     const std::uint64_t tot = (count % 2 == 0) ? (count / 2) * (count - 1) : count * ((count - 1) / 2);
     // tot = concordant + discordant + (xtie − ntie) + (ytie − ntie) + ntie.
     const double con_minus_dis = double(std::int64_t(tot - xtie - ytie + ntie) - 2 * std::int64_t(dis));

@@ -20,10 +20,10 @@ ArrayLike = Any
 
 RDM_METHODS = ("euclidean", "correlation", "cosine")
 COMPARISONS = ("spearman", "pearson", "kendall_tau_a", "cosine")
-# Bytes held per RDM entry at the peak of each comparison (cpp/src/rsa.cpp): Spearman holds one vector
-# of centred ranks (8), a (value, position) sort buffer (16) and the sort's merge buffer (8); Kendall's
-# tau-a a (x, y) pair buffer (16) and its merge buffer (8); Pearson and cosine stream.
-ENTRY_BYTES = {"spearman": 32, "pearson": 0, "kendall_tau_a": 24, "cosine": 0}
+# Bytes held per RDM entry at the peak of each comparison (cpp/src/rsa.cpp): Spearman holds a (value,
+# position) sort buffer (16) and both vectors of ranks (8 + 8); Kendall's tau-a both vectors of values
+# (8 + 8) and an (x, y) pair buffer (16); Pearson and cosine stream.
+ENTRY_BYTES = {"spearman": 32, "pearson": 0, "kendall_tau_a": 32, "cosine": 0}
 
 
 def _panel_bytes(n: int, itemsize: int) -> int:
@@ -146,8 +146,8 @@ def rsa(x: ArrayLike, y: ArrayLike, *, rdm: str = "correlation", compare: str = 
     to permutations of the features and to maps x_i → a_i·x_i + b_i (a_i > 0) of each row;
     "euclidean" RDMs to orthogonal maps and translation, and (through every comparison here) to
     isotropic scaling. Pearson and cosine hold no RDM (memory
-    O(n·p)); Spearman holds 32 and Kendall's tau-a 24 bytes per RDM entry at the peak, checked against
-    the available memory first. Needs every sample at once (no streaming).
+    O(n·p)); Spearman and Kendall's tau-a hold 32 bytes per RDM entry at the peak, checked against the
+    available memory first. Needs every sample at once (no streaming).
 
     Parameters
     ----------
@@ -191,6 +191,8 @@ def rsa(x: ArrayLike, y: ArrayLike, *, rdm: str = "correlation", compare: str = 
     n = xa.shape[0]
     itemsize = xa.itemsize
     fixed = itemsize * n * (xa.shape[1] + ya.shape[1]) + 2 * _panel_bytes(n, itemsize)
+    if compare == "spearman":
+        fixed += 16 * min(n * (n - 1) // 2, 2**21)  # the rank scatter's staging buffer
     _require_entries(
         n, ENTRY_BYTES[compare], fixed, itemsize * (xa.shape[1] + ya.shape[1]),
         f"rsa with compare={compare!r} over n = {n} samples",

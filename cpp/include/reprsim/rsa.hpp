@@ -16,7 +16,10 @@
 //                  al.'s update), O(panel) memory;
 //   cosine:        a·b / (‖a‖‖b‖), streamed likewise;
 //   spearman:      Pearson r of the average ranks (ties share the mean of their positions); each
-//                  vector's ranks come from one O(N log N) sort of (value, position) pairs;
+//                  vector's ranks come from one sort of (value, position) pairs (a counting pass into
+//                  2^16 buckets by the top bits of the value's order-preserving integer key, then a
+//                  comparison sort per bucket), written back to position order through cache-sized
+//                  position buckets;
 //   kendall_tau_a: (concordant − discordant) / (N(N−1)/2), tied pairs counting as neither; the
 //                  discordant pairs are counted by a merge sort in O(N log N), the ties from runs.
 #pragma once
@@ -41,8 +44,8 @@ double compare_condensed(const double* a, const double* b, std::size_t count, Rd
                          const char* name_a = "a", const char* name_b = "b", int n_threads = 1);
 
 // The comparison of the RDMs of x and y (same n ≥ 3), without holding either RDM when the comparison
-// streams (pearson, cosine); spearman holds one rank vector and one sort buffer (24 bytes per entry),
-// kendall_tau_a a pair buffer and a merge buffer (32 bytes per entry at the peak).
+// streams (pearson, cosine); spearman holds a (value, position) sort buffer and both rank vectors,
+// kendall_tau_a both value vectors and an (x, y) pair buffer: 32 bytes per entry at the peak.
 template <class T>
 double rsa(const View<T>& x, const View<T>& y, RdmMethod method, RdmCompare compare);
 
