@@ -98,7 +98,7 @@ def check_k(k: Any, n: int) -> int:
     if not 1 <= int(k) <= n - 1:
         raise ValueError(
             f"k must be between 1 and n - 1 = {n - 1} (the other samples) for n = {n} samples, got {k}; "
-            "choose a smaller k"
+            "choose k in that range"
         )
     return int(k)
 
