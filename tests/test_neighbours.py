@@ -17,8 +17,14 @@ import reprsim
 from reprsim import _core, _metrics, _neighbours
 from reprsim._neighbours import KnnLists, knn_lists, knn_permutation_null
 
-torch = pytest.importorskip("torch")
-from reprsim.torch import _neighbours as torch_nb  # noqa: E402
+
+
+def _torch():
+    """torch and the torch path's module, or a skip when torch is not installed."""
+    torch = pytest.importorskip("torch")
+    from reprsim.torch import _neighbours as torch_nb
+
+    return torch, torch_nb
 
 SEEDS = st.integers(0, 2**32 - 1)
 
@@ -339,6 +345,7 @@ def test_symmetric_knn_measures_are_symmetric(seed, n, p1, p2, k):
 
 @pytest.mark.parametrize("center", [False, True])
 def test_torch_path_gives_the_cpu_lists_and_values(rng, center):
+    torch, torch_nb = _torch()
     x, y = data(rng)
     for k in (1, 5, 119):
         cpu = knn_lists(x, k, center=center)
@@ -354,6 +361,7 @@ def test_torch_path_gives_the_cpu_lists_and_values(rng, center):
 
 
 def test_torch_path_float32_and_tiles(rng, monkeypatch):
+    torch, torch_nb = _torch()
     x, _ = data(rng, n=90, p=7)
     monkeypatch.setattr(torch_nb, "_TILE_ENTRIES", 90 * 7)  # 7 rows per tile
     dev = torch_nb.knn_lists_torch(torch.from_numpy(x), 4)
@@ -364,6 +372,7 @@ def test_torch_path_float32_and_tiles(rng, monkeypatch):
 
 
 def test_torch_path_names_zero_rows(rng):
+    torch, torch_nb = _torch()
     x = rng.standard_normal((10, 3))
     x[4] = 0.0
     with pytest.raises(ValueError, match=r"x has 1 row of zero norm \(row 4\)"):

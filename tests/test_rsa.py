@@ -16,8 +16,14 @@ from scipy.spatial.distance import pdist
 import reprsim
 from reprsim import _core, _metrics, _rsa
 
-torch = pytest.importorskip("torch")
-from reprsim.torch import _neighbours as torch_nb  # noqa: E402
+
+
+def _torch():
+    """torch and the torch path's module, or a skip when torch is not installed."""
+    torch = pytest.importorskip("torch")
+    from reprsim.torch import _neighbours as torch_nb
+
+    return torch, torch_nb
 
 SEEDS = st.integers(0, 2**32 - 1)
 
@@ -185,6 +191,7 @@ def test_correlation_rdm_invariant_to_per_row_affine_maps(seed, n, p):
 
 @pytest.mark.parametrize("method", ["euclidean", "correlation", "cosine"])
 def test_torch_rdm_and_rsa_equal_the_cpu_path(rng, method, monkeypatch):
+    torch, torch_nb = _torch()
     x, y = pair(rng, n=50)
     monkeypatch.setattr(torch_nb, "_TILE_ENTRIES", 50 * 7)  # 7 rows per tile
     np.testing.assert_allclose(torch_nb.rdm_torch(torch.from_numpy(x), method).numpy(), reprsim.rdm(x, method=method),
@@ -195,6 +202,7 @@ def test_torch_rdm_and_rsa_equal_the_cpu_path(rng, method, monkeypatch):
 
 
 def test_torch_ranks_average_ties(rng):
+    torch, torch_nb = _torch()
     v = torch.from_numpy(rng.integers(0, 5, 200).astype(float))
     np.testing.assert_array_equal(torch_nb._average_ranks(v).numpy(), stats.rankdata(v.numpy()))
 
