@@ -411,8 +411,8 @@ def cknna(x: ArrayLike, y: ArrayLike, *, k: int = 10, center: bool = False, vari
     both are negative).
 
     ``variant="row_anchored"`` is the paper's formula: ``Align(K, L) = Σ_i Σ_j M_ij (K_ij − μ^K_i)(L_ij −
-    μ^L_i)``, μ^K_i the mean of row i of K over all n columns, and CKNNA = Align(K, L)/√(Align(K, K)·
-    Align(L, L)) with each self term over its own neighbour mask.
+    μ^L_i)``, μ^K_i the mean of row i of K over all n columns (the diagonal K_ii = 1 included), and
+    CKNNA = Align(K, L)/√(Align(K, K)·Align(L, L)) with each self term over its own neighbour mask.
 
     The "hsic" form is not symmetric in x and y (its last term, 1ᵀAB1, differs from 1ᵀBA1 for these
     non-symmetric matrices); the row-anchored form is. Both are invariant to orthogonal maps of the
