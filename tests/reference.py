@@ -145,6 +145,106 @@ def ensd(x, y):
     return float(pr(k) * pr(l) * np.trace(k @ l) / (np.trace(k) * np.trace(l)))
 
 
+# -- neighbourhood measures (full similarity matrices, stable argsort: ties to the smaller index) ------------
+
+
+def knn_kernel(x, center=False):
+    """Cosine similarities, each a numpy sum over the products of one pair of rows: equal rows get equal
+    values wherever they sit (a BLAS product, and numpy's syrk for z @ z.T, need not), so duplicated
+    rows tie exactly."""
+    z = np.asarray(x, dtype=np.float64)
+    if center:
+        z = z - z.mean(axis=0)
+    z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    out = np.empty((len(z), len(z)))
+    for r0 in range(0, len(z), 64):
+        out[r0:r0 + 64] = (z[r0:r0 + 64, None, :] * z[None, :, :]).sum(axis=-1)
+    return out
+
+
+def knn_lists(x, k, center=False):
+    """Each row's k neighbours (stable argsort: ties to the smaller index), as a 0/1 mask and sorted lists."""
+    kern = knn_kernel(x, center)
+    masked = kern.copy()
+    np.fill_diagonal(masked, -np.inf)
+    order = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+    mask = np.zeros_like(kern)
+    np.put_along_axis(mask, order, 1.0, axis=1)
+    return np.sort(order, axis=1), mask, kern
+
+
+def mutual_knn(x, y, k):
+    _, mx, _ = knn_lists(x, k)
+    _, my, _ = knn_lists(y, k)
+    return float(np.mean((mx * my).sum(axis=1) / k))
+
+
+def jaccard_knn(x, y, k):
+    _, mx, _ = knn_lists(x, k)
+    _, my, _ = knn_lists(y, k)
+    inter = (mx * my).sum(axis=1)
+    union = ((mx + my) > 0).sum(axis=1)
+    return float(np.mean(inter / union))
+
+
+def cycle_knn(x, y, k):
+    """platonic-rep: knn_x[knn_y] — is i among the x-neighbours of any of its y-neighbours?"""
+    lx, _, _ = knn_lists(x, k)
+    ly, _, _ = knn_lists(y, k)
+    n = len(lx)
+    return float(np.mean([(lx[ly[i]] == i).any() for i in range(n)]))
+
+
+def hsic_unbiased_literal(a, b):
+    """platonic-rep's hsic_unbiased, transcribed: Song et al.'s eq. 5 with the transpose in term 1."""
+    m = a.shape[0]
+    at = a.copy()
+    bt = b.copy()
+    np.fill_diagonal(at, 0.0)
+    np.fill_diagonal(bt, 0.0)
+    value = (np.sum(at * bt.T) + np.sum(at) * np.sum(bt) / ((m - 1) * (m - 2))
+             - 2.0 * np.sum(at @ bt) / (m - 2))
+    return value / (m * (m - 3))
+
+
+def cknna(x, y, k, center=False):
+    """platonic-rep's cknna(unbiased=True), without the +1e-6 in the denominator."""
+    _, mx, kx = knn_lists(x, k, center)
+    _, my, ky = knn_lists(y, k, center)
+    kl = hsic_unbiased_literal(mx * my * kx, mx * my * ky)
+    kk = hsic_unbiased_literal(mx * kx, mx * kx)
+    ll = hsic_unbiased_literal(my * ky, my * ky)
+    return kl / np.sqrt(kk * ll)
+
+
+def cknna_row_anchored(x, y, k, center=False):
+    """The paper's form: Σ_ij α_ij (K_ij − E_l K_il)(L_ij − E_l L_il), over its value for K and L alone."""
+    _, mx, kx = knn_lists(x, k, center)
+    _, my, ky = knn_lists(y, k, center)
+
+    def align(mask, a, b):
+        return np.sum(mask * (a - a.mean(axis=1, keepdims=True)) * (b - b.mean(axis=1, keepdims=True)))
+
+    return align(mx * my, kx, ky) / np.sqrt(align(mx, kx, kx) * align(my, ky, ky))
+
+
+def rsa(x, y, rdm="correlation", compare="spearman"):
+    """RDMs by scipy's pdist (squared Euclidean / p for "euclidean"), compared by scipy.stats."""
+    from scipy import stats
+    from scipy.spatial.distance import pdist
+
+    def one(a):
+        a = np.asarray(a, dtype=np.float64)
+        return pdist(a, "sqeuclidean") / a.shape[1] if rdm == "euclidean" else pdist(a, rdm)
+
+    a, b = one(x), one(y)
+    if compare == "spearman":
+        return float(stats.spearmanr(a, b).statistic)
+    if compare == "pearson":
+        return float(stats.pearsonr(a, b).statistic)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
 def value(x, y, metric):
     """The measure's own value (what its public function returns)."""
     return {
@@ -159,6 +259,11 @@ def value(x, y, metric):
         "angular_procrustes": lambda: procrustes(x, y, angular=True),
         "rbf_cka": lambda: rbf_cka(x, y),
         "minibatch_cka": lambda: minibatch_cka(x, y),
+        "mutual_knn": lambda: mutual_knn(x, y, 10),
+        "jaccard_knn": lambda: jaccard_knn(x, y, 10),
+        "cycle_knn": lambda: cycle_knn(x, y, 10),
+        "cknna": lambda: cknna(x, y, 10),
+        "rsa": lambda: rsa(x, y),
     }[metric]()
 
 

@@ -120,7 +120,7 @@ def test_rank_deficient_input_uses_numerical_rank(rng):
 
 
 @pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-4), (np.float64, 1e-9)])
-@pytest.mark.parametrize("metric", sorted(reprsim.METRICS))
+@pytest.mark.parametrize("metric", sorted(m for m, info in reprsim.METRICS.items() if "translation" in info.invariances))
 def test_large_offset_does_not_change_result(dtype, rtol, metric):
     rng = np.random.default_rng(11)
     x, y = ref.random_pair(rng, 120, 8, 10, dtype=dtype)

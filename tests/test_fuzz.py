@@ -38,7 +38,7 @@ FUZZ = settings(
 # accumulator, or the minibatch / resample it refers to.
 _NAMES = re.compile(
     r"(?<![\w\[])(x|y|xs\[\d+\]|ys\[\d+\]|xs|ys)(?![\w\]])|the representations|rows seen|the accumulator|"
-    r"minibatch|batch_size|resample|leave-one-out|leaving out row"
+    r"minibatch|batch_size|resample|leave-one-out|leaving out row|^k must be"
 )
 
 # Valid choices are repeated so that most examples reach the kernels (about half of the calls return

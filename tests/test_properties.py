@@ -85,6 +85,8 @@ def test_svcca_and_pwcca_invariant_to_isotropic_scaling(seed, n, p1, p2, scale):
 def test_symmetric_metrics_are_symmetric_and_in_range(seed, n, p1, p2):
     x, y = ref.random_pair(np.random.default_rng(seed), n, p1, p2)
     for name, info in reprsim.METRICS.items():
+        if info.statistics == "rdm" and min(p1, p2) < 2:
+            continue  # the correlation between rows of one feature is undefined (reprsim.rdm says so)
         d_xy = reprsim.distance(x, y, metric=name)
         lo, hi = info.range
         assert lo - 1e-9 <= d_xy <= hi + 1e-9, (name, d_xy)

@@ -2,7 +2,9 @@
 
 Similarities (``cka``, ``mean_cca``, ``mean_sq_cca``, ``svcca``, ``pwcca``) and distances
 (``procrustes_distance``, ``distance``, ``pairwise``) over activation matrices of shape
-(n_samples, n_features). See ``reprsim.METRICS`` for the registry of dissimilarities.
+(n_samples, n_features); neighbourhood alignment (``mutual_knn``, ``jaccard_knn``, ``cycle_knn``,
+``cknna``) and representational similarity analysis (``rdm``, ``rsa``). See ``reprsim.METRICS`` for
+the registry of dissimilarities.
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ from ._metrics import (
     pwcca,
     svcca,
 )
+from ._neighbours import cknna, cycle_knn, jaccard_knn, mutual_knn
 from ._registry import METRICS, Measure, MetricInfo
+from ._rsa import rdm, rsa
 from ._streaming import StreamingMinibatchCKA, StreamingSimilarity
 
 try:
@@ -107,18 +111,24 @@ __all__ = [
     "canonical_correlations",
     "cca_summary",
     "cka",
+    "cknna",
+    "cycle_knn",
     "distance",
     "ensd",
     "get_num_threads",
+    "jaccard_knn",
     "mean_cca",
     "mean_sq_cca",
     "measure",
     "minibatch_cka",
+    "mutual_knn",
     "pairwise",
     "pairwise_distances",
     "permutation_test",
     "procrustes_distance",
     "pwcca",
+    "rdm",
+    "rsa",
     "set_num_threads",
     "svcca",
     "__version__",

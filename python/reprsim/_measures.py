@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _core
+from ._neighbours import FINALISERS, check_k, knn_null
 from ._nulls import linear_cka_null
+from ._rsa import COMPARISONS, RDM_METHODS
 from ._stats import rounding_slack
 from ._registry import (
     INVERTIBLE_LINEAR,
@@ -307,4 +309,73 @@ register(Measure(
     ),
     min_n=_minibatch_min_n, identity=1.0, validate=_check_minibatch,
     ranges=lambda b: ((-1.0, 1.0), (0.0, 2.0)) if b["debiased"] else (_UNIT, _UNIT),
+))
+
+
+# ---------------------------------------------------------------------------------------------
+# Neighbourhood measures (neighbours: each representation's exact k-NN lists)
+
+
+def _knn_value(name: str) -> Any:
+    finaliser = FINALISERS[name]
+
+    def value(pair: Any, b: Bound) -> float:
+        a, c = pair.knn(check_k(b["k"], pair.n), b["center"])
+        return finaliser(a, c, b["variant"]) if name == "cknna" else finaliser(a, c)
+
+    return value
+
+
+_K = Option("k", 10, check_int("k", low=1), "neighbours per sample, 1 ≤ k ≤ n − 1")
+_CENTER = Option("center", False, check_bool("center"), "centre the columns before normalising the rows")
+_KNN_INVARIANCES = frozenset({ORTHOGONAL, ISOTROPIC_SCALING, PERMUTATION})
+_KNN_REF = "Huh, Cheung, Wang & Isola 2024"
+
+for _name, _def, _sym in (
+    ("mutual_knn", "mean over samples of |N_k^x(i) ∩ N_k^y(i)| / k (cosine neighbours, i excluded, ties to the "
+     "smaller index)", True),
+    ("jaccard_knn", "mean over samples of |N^x(i) ∩ N^y(i)| / |N^x(i) ∪ N^y(i)|", True),
+    ("cycle_knn", "fraction of samples i that are an x-neighbour of at least one of their y-neighbours", False),
+):
+    _fn = _knn_value(_name)
+    register(Measure(
+        name=_name, title=_name.replace("_", " "), function=_name, value_kind="similarity", statistics="neighbours",
+        value=_fn, distance=_one_minus(_fn), definition=_def, distance_definition="1 − value",
+        range=_UNIT, value_range=_UNIT, symmetric=_sym, is_metric=False, invariances=_KNN_INVARIANCES,
+        estimator="exact", reference=_KNN_REF, options=(_K, _CENTER), min_n=2, identity=1.0,
+        permutation_null=knn_null,
+    ))
+
+_cknna = _knn_value("cknna")
+register(Measure(
+    name="cknna", title="CKNNA", function="cknna", value_kind="similarity", statistics="neighbours",
+    value=_cknna, distance=_one_minus(_cknna),
+    definition="HSIC₁ of the kernels masked to mutual k-NN pairs over √ of the two self terms (Song's unbiased "
+    "formula applied literally, as platonic-rep evaluates it); variant='row_anchored': the paper's form",
+    distance_definition="1 − CKNNA", range=(-math.inf, math.inf), value_range=(-math.inf, math.inf),
+    symmetric=False, is_metric=False, invariances=_KNN_INVARIANCES, estimator="debiased", reference=_KNN_REF,
+    options=(_K, _CENTER, Option("variant", "hsic", check_choice("variant", ("hsic", "row_anchored")),
+                                 "'hsic' (platonic-rep's code) or 'row_anchored' (the paper's formula)")),
+    min_n=4, identity=1.0, permutation_null=knn_null,
+))
+
+
+# ---------------------------------------------------------------------------------------------
+# RSA (rdm: each representation's dissimilarity matrix)
+
+
+def _rsa_value(pair: Any, b: Bound) -> float:
+    return pair.rsa(b["rdm"], b["compare"])
+
+
+register(Measure(
+    name="rsa", title="RSA", function="rsa", value_kind="similarity", statistics="rdm",
+    value=_rsa_value, distance=_one_minus(_rsa_value),
+    definition="comparison (Spearman by default) of the two representations' RDMs' upper triangles",
+    distance_definition="1 − RSA", range=(0.0, 2.0), value_range=(-1.0, 1.0), symmetric=True, is_metric=False,
+    invariances=frozenset({PERMUTATION, ISOTROPIC_SCALING}), estimator="exact",
+    reference="Kriegeskorte, Mur & Bandettini 2008; Nili et al. 2014 (rsatoolbox)",
+    options=(Option("rdm", "correlation", check_choice("rdm", RDM_METHODS), "the RDM's dissimilarity"),
+             Option("compare", "spearman", check_choice("compare", COMPARISONS), "how the two RDMs are compared")),
+    min_n=3, identity=1.0,
 ))

@@ -31,7 +31,7 @@ INVERTIBLE_LINEAR = "invertible_linear"
 TRANSLATION = "translation"
 PERMUTATION = "permutation"
 
-KINDS = ("moments", "factor", "kernel", "minibatch", "neighbours")
+KINDS = ("moments", "factor", "kernel", "minibatch", "neighbours", "rdm")
 # Kinds whose statistics an accumulator can merge over batches (exactly, whatever the split).
 STREAMING_KINDS = frozenset({"moments", "factor", "minibatch"})
 
@@ -132,7 +132,7 @@ class Measure:
         "more similar than chance" as ``"greater"`` for similarities and ``"less"`` for distances.
     statistics : str
         The statistics kind the finalisers read (one of ``"moments"``, ``"factor"``, ``"kernel"``,
-        ``"minibatch"``, ``"neighbours"``).
+        ``"minibatch"``, ``"neighbours"``, ``"rdm"``).
     definition : str
         The formula of the value.
     distance_definition : str

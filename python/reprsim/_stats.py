@@ -27,7 +27,10 @@ Kinds and what their pairs offer (producers implement the bulk methods of the sa
     ``hsic(batch_size, debiased)`` — Σ_b HSIC(K_b, L_b), Σ_b HSIC(K_b, K_b), Σ_b HSIC(L_b, L_b) over
     consecutive minibatches.
 ``neighbours``
-    k-NN lists per representation (see ``reprsim._neighbours``).
+    ``knn(k, center)`` — the exact k-NN lists of each representation, searched once per representation
+    (see ``reprsim._neighbours``).
+``rdm``
+    ``rsa(method, compare)`` — the comparison of the two representations' RDMs (see ``reprsim._rsa``).
 """
 
 from __future__ import annotations
@@ -108,6 +111,12 @@ class PairSet:
     def hsic(self, batch_size: int | None, debiased: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         return self._missing("minibatch HSIC terms")
 
+    def knn_lists(self, side: str, index: int, k: int, center: bool) -> Any:
+        return self._missing("k-NN lists")
+
+    def rsa(self, method: str, compare: str) -> np.ndarray:
+        return self._missing("RDMs")
+
 
 class Pair:
     """One pair of a :class:`PairSet`: what a finaliser reads."""
@@ -177,6 +186,15 @@ class Pair:
     def hsic(self, batch_size: int | None, debiased: bool) -> tuple[float, float, float, int]:
         xy, xx, yy, batches = self.set.hsic(batch_size, debiased)
         return float(xy[self.i, self.j]), float(xx[self.i]), float(yy[self.j]), int(batches)
+
+    # neighbours
+    def knn(self, k: int, center: bool) -> tuple[Any, Any]:
+        """The k-NN lists of x and of y (each representation searched once per set)."""
+        return self.set.knn_lists("x", self.i, k, center), self.set.knn_lists("y", self.j, k, center)
+
+    # rdm
+    def rsa(self, method: str, compare: str) -> float:
+        return float(self.set.rsa(method, compare)[self.i, self.j])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -337,6 +337,53 @@ class DeviceMinibatchSet(PairSet):
         return self.bulk(("hsic", batch_size, debiased), compute)
 
 
+class DeviceNeighboursSet(PairSet):
+    """``neighbours`` statistics of tensors on a device: each representation searched once (torch ops, the CPU
+    path's tie rule)."""
+
+    kind = "neighbours"
+
+    def __init__(self, xs: list[torch.Tensor], ys: list[torch.Tensor] | None, names_x: list[str],
+                 names_y: list[str]) -> None:
+        right = xs if ys is None else ys
+        super().__init__(len(xs), len(right), names_x, names_y if ys is not None else names_x, int(xs[0].shape[0]),
+                         _eps(xs[0]), same=ys is None)
+        self.xs, self.ys = xs, right
+
+    def knn_lists(self, side: str, index: int, k: int, center: bool) -> Any:
+        from .._neighbours import check_k
+        from ._neighbours import knn_lists_torch
+
+        cache = (self.cache_x if side == "x" else self.cache_y)[index]
+        key = ("knn", check_k(k, self.n), bool(center))
+        if key not in cache:
+            t = (self.xs if side == "x" else self.ys)[index]
+            name = (self.names_x if side == "x" else self.names_y)[index]
+            cache[key] = knn_lists_torch(t, key[1], center=key[2], name=name)
+        return cache[key]
+
+
+class DeviceRDMSet(PairSet):
+    """``rdm`` statistics of tensors on a device: each pair's RDMs computed and compared there."""
+
+    kind = "rdm"
+
+    def __init__(self, xs: list[torch.Tensor], ys: list[torch.Tensor] | None, names_x: list[str],
+                 names_y: list[str]) -> None:
+        right = xs if ys is None else ys
+        super().__init__(len(xs), len(right), names_x, names_y if ys is not None else names_x, int(xs[0].shape[0]),
+                         _EPS64, same=ys is None)
+        self.xs, self.ys = xs, right
+
+    def rsa(self, method: str, compare: str) -> np.ndarray:
+        from ._neighbours import rsa_torch
+
+        def compute() -> np.ndarray:
+            return np.array([[rsa_torch(x, y, method, compare) for y in self.ys] for x in self.xs])
+
+        return self.bulk(("rsa", method, compare), compute)
+
+
 class DeviceAccumulator:
     """The moments an accumulator keeps for batches that arrive on a device (see StreamingSimilarity)."""
 
@@ -381,6 +428,10 @@ class TorchBackend:
             return DeviceKernelSet(tx, ty, names_x, names_y)
         if kind == "minibatch":
             return DeviceMinibatchSet(tx, ty, names_x, names_y)
+        if kind == "neighbours":
+            return DeviceNeighboursSet(tx, ty, names_x, names_y)
+        if kind == "rdm":
+            return DeviceRDMSet(tx, ty, names_x, names_y)
         raise ValueError(f"no device producer of {kind!r} statistics; move the tensors to the CPU (.cpu())")
 
     def permute_rows(self, a: Any, index: np.ndarray) -> Any:
