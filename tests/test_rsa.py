@@ -213,7 +213,7 @@ def test_torch_ranks_average_ties(rng):
 
 def test_bad_rsa_options_and_shapes(rng):
     x, y = pair(rng)
-    with pytest.raises(ValueError, match="rdm must be one of 'euclidean', 'correlation', 'cosine', got 'l2'"):
+    with pytest.raises(ValueError, match="rdm must be one of 'euclidean', 'correlation', 'cosine'; got 'l2'"):
         reprsim.rsa(x, y, rdm="l2")
     with pytest.raises(ValueError, match="compare must be one of"):
         reprsim.rsa(x, y, compare="kendall")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
-from ._registry import Bound
+from ._backend import pair_set
+from ._registry import Bound, bind, describe
 from ._stats import PairSet, rounding_slack
 
 
@@ -57,3 +59,13 @@ def evaluate(bound: Bound, pset: PairSet, want: str = "value") -> np.ndarray:
     lo, hi = bound.value_range if want == "value" else bound.distance_range
     what = m.name if want == "value" else f"the {m.name} dissimilarity"
     return check_range(out, lo, hi, pset.eps, what)
+
+
+def pair_value(metric: str, x: Any, y: Any, options: dict[str, Any], want: str = "value") -> float:
+    """One pair's value (or dissimilarity) of a registered measure: its statistics, then its finaliser.
+    Every public function of a measure is this call."""
+    bound = bind(metric, options)
+    pset = pair_set(bound.measure.statistics, [x], [y], names_x=["x"], names_y=["y"], min_n=bound.min_n,
+                    what=describe(bound))
+    return float(evaluate(bound, pset, want)[0, 0])
+

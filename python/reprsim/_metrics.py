@@ -10,17 +10,10 @@ import numpy as np
 from . import _measures  # noqa: F401  (registers the measures)
 from ._backend import pair_set
 from ._compute import check_range, evaluate
+from ._compute import pair_value as _value
 from ._registry import bind, describe
 
 ArrayLike = Any
-
-
-def _value(metric: str, x: Any, y: Any, options: dict[str, Any], want: str = "value") -> float:
-    """One pair's value (or dissimilarity) of a registered measure: its statistics, then its finaliser."""
-    bound = bind(metric, options)
-    pset = pair_set(bound.measure.statistics, [x], [y], names_x=["x"], names_y=["y"], min_n=bound.min_n,
-                    what=describe(bound))
-    return float(evaluate(bound, pset, want)[0, 0])
 
 
 def cka(

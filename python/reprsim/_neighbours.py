@@ -25,8 +25,10 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _core, _stats
+from ._compute import pair_value
 from ._memory import require_memory as _require_memory
-from ._validation import as_pair, as_representation, is_gpu_tensor
+from ._backend import device_backend
+from ._validation import as_representation
 
 ArrayLike = Any
 
@@ -139,10 +141,9 @@ def knn_lists(x: ArrayLike, k: int = 10, *, center: bool = False, name: str = "x
     KnnLists
         The lists, their similarities, the row means and the CKNNA self terms.
     """
-    if is_gpu_tensor(x):
-        from .torch._neighbours import knn_lists_torch
-
-        return knn_lists_torch(x, k, center=center, name=name)
+    backend = device_backend(x)
+    if backend is not None:
+        return backend.knn_lists(x, k, center, name)
     xa = as_representation(x, name)
     n, p = xa.shape
     if n < 2:
@@ -273,18 +274,6 @@ def _finite(value: float, what: str) -> float:
     return value
 
 
-def _pair_lists(x: ArrayLike, y: ArrayLike, k: Any, center: Any, what: str, min_n: int = 2
-                ) -> tuple[KnnLists, KnnLists]:
-    """Validated inputs, each searched once."""
-    if is_gpu_tensor(x) or is_gpu_tensor(y):
-        from .torch._neighbours import knn_lists_pair_torch
-
-        return knn_lists_pair_torch(x, y, k, bool(center), what, min_n)
-    xa, ya = as_pair(x, y, min_n=min_n, what=what)
-    k = check_k(k, xa.shape[0])
-    return knn_lists(xa, k, center=bool(center), name="x"), knn_lists(ya, k, center=bool(center), name="y")
-
-
 _PARAMS_DOC = """    x, y : array_like, shapes (n, p1) and (n, p2)
         Rows are samples, aligned between x and y. float32 stays float32 for the products; other dtypes
         are promoted to float64. CUDA torch tensors are searched on their device.
@@ -324,8 +313,7 @@ def mutual_knn(x: ArrayLike, y: ArrayLike, *, k: int = 10, center: bool = False)
     ----------
     .. [1] M. Huh, B. Cheung, T. Wang, P. Isola. "The Platonic Representation Hypothesis." ICML 2024.
     """
-    a, b = _pair_lists(x, y, k, center, "mutual k-NN")
-    return _mutual_from_lists(a, b)
+    return pair_value("mutual_knn", x, y, {"k": k, "center": center})
 
 
 def jaccard_knn(x: ArrayLike, y: ArrayLike, *, k: int = 10, center: bool = False) -> float:
@@ -355,8 +343,7 @@ def jaccard_knn(x: ArrayLike, y: ArrayLike, *, k: int = 10, center: bool = False
     ----------
     .. [1] M. Huh, B. Cheung, T. Wang, P. Isola. "The Platonic Representation Hypothesis." ICML 2024.
     """
-    a, b = _pair_lists(x, y, k, center, "Jaccard k-NN")
-    return _jaccard_from_lists(a, b)
+    return pair_value("jaccard_knn", x, y, {"k": k, "center": center})
 
 
 def cycle_knn(x: ArrayLike, y: ArrayLike, *, k: int = 10, center: bool = False) -> float:
@@ -387,8 +374,7 @@ def cycle_knn(x: ArrayLike, y: ArrayLike, *, k: int = 10, center: bool = False) 
     ----------
     .. [1] M. Huh, B. Cheung, T. Wang, P. Isola. "The Platonic Representation Hypothesis." ICML 2024.
     """
-    a, b = _pair_lists(x, y, k, center, "cycle k-NN")
-    return _cycle_from_lists(a, b)
+    return pair_value("cycle_knn", x, y, {"k": k, "center": center})
 
 
 def cknna(x: ArrayLike, y: ArrayLike, *, k: int = 10, center: bool = False, variant: str = "hsic") -> float:
@@ -447,8 +433,7 @@ def cknna(x: ArrayLike, y: ArrayLike, *, k: int = 10, center: bool = False, vari
        Maximization." JMLR 13, 2012.
     """
     _cknna_core(variant)
-    a, b = _pair_lists(x, y, k, center, "CKNNA", min_n=4)
-    return _cknna_from_lists(a, b, variant)
+    return pair_value("cknna", x, y, {"k": k, "center": center, "variant": variant})
 
 
 for _f in (mutual_knn, jaccard_knn, cycle_knn, cknna):

@@ -383,8 +383,10 @@ def check_int(name: str, *, low: int = 1, allow_none: bool = False) -> Callable[
     def check(value: Any) -> int | None:
         if value is None and allow_none:
             return None
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
-            extra = " or None" if allow_none else ""
+        extra = " or None" if allow_none else ""
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an integer ≥ {low}{extra}, got {type(value).__name__} {value!r}")
+        if value < low:
             raise ValueError(f"{name} must be an integer ≥ {low}{extra}, got {value!r}")
         return int(value)
 

@@ -15,7 +15,9 @@ import numpy as np
 
 from . import _core, _memory, _stats
 from ._memory import gib
-from ._validation import as_pair, as_representation, is_gpu_tensor
+from ._backend import device_backend
+from ._compute import pair_value
+from ._validation import as_representation
 
 ArrayLike = Any
 
@@ -114,10 +116,9 @@ def rdm(x: ArrayLike, *, method: str = "correlation") -> Any:
        2014 (rsatoolbox).
     """
     _check_method(method)
-    if is_gpu_tensor(x):
-        from .torch._neighbours import rdm_torch
-
-        return rdm_torch(x, method)
+    backend = device_backend(x)
+    if backend is not None:
+        return backend.rdm(x, method, "x")
     xa = as_representation(x, "x")
     n, p = xa.shape
     if n < 2:
@@ -182,13 +183,12 @@ def rsa(x: ArrayLike, y: ArrayLike, *, rdm: str = "correlation", compare: str = 
     .. [2] H. Nili et al. "A toolbox for representational similarity analysis." PLoS Comput. Biol. 10,
        2014 (rsatoolbox).
     """
-    method = _check_method(rdm, "rdm")
-    compare = _check_compare(compare)
-    if is_gpu_tensor(x) or is_gpu_tensor(y):
-        from .torch._neighbours import rsa_torch
+    return pair_value("rsa", x, y, {"rdm": rdm, "compare": compare})
 
-        return rsa_torch(x, y, method, compare)
-    xa, ya = as_pair(x, y, min_n=3, what="RSA")
+
+def rsa_pair(xa: np.ndarray, ya: np.ndarray, method: str, compare: str) -> float:
+    """RSA of two checked numpy representations by the C++ kernels (the ``rdm`` statistics of one pair:
+    Pearson and cosine stream the RDMs without holding them)."""
     n = xa.shape[0]
     itemsize = xa.itemsize
     fixed = itemsize * n * (xa.shape[1] + ya.shape[1]) + 2 * _panel_bytes(n, itemsize)
@@ -228,7 +228,7 @@ class RDMSet(_stats.NumpySet):
     def rsa(self, method: str, compare: str) -> np.ndarray:
         def compute() -> np.ndarray:
             if self.single:
-                return np.array([[rsa(self.xs[0], self.ys[0], rdm=method, compare=compare)]])
+                return np.array([[rsa_pair(self.xs[0], self.ys[0], method, compare)]])
             out = np.empty((self.k1, self.k2))
             for i in range(self.k1):
                 for j in range(self.k2):

@@ -437,6 +437,18 @@ class TorchBackend:
     def permute_rows(self, a: Any, index: np.ndarray) -> Any:
         return a[torch.as_tensor(np.asarray(index), dtype=torch.long, device=a.device)]
 
+    def knn_lists(self, x: Any, k: Any, center: bool, name: str) -> Any:
+        """One representation's exact k-NN lists, searched on its device."""
+        from ._neighbours import knn_lists_torch
+
+        return knn_lists_torch(x, k, center=center, name=name)
+
+    def rdm(self, x: Any, method: str, name: str) -> Any:
+        """One representation's condensed RDM, on its device."""
+        from ._neighbours import rdm_torch
+
+        return rdm_torch(x, method, name)
+
     def device_accumulator(self, k1: int, k2: int, float64_products: bool) -> DeviceAccumulator:
         return DeviceAccumulator(k1, k2, float64_products)
 
