@@ -9,6 +9,7 @@ void bind_inference(py::module_& m);
 void bind_runtime(py::module_& m);
 void bind_stream(py::module_& m);
 void bind_kernel(py::module_& m);
+void bind_factor(py::module_& m);
 }  // namespace reprsim::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -21,4 +22,5 @@ PYBIND11_MODULE(_core, m) {
     reprsim::bind::bind_runtime(m);
     reprsim::bind::bind_stream(m);
     reprsim::bind::bind_kernel(m);
+    reprsim::bind::bind_factor(m);
 }

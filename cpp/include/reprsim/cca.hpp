@@ -85,10 +85,36 @@ double default_rank_rtol(Index n, Index p) {
     return rank_rtol(n, p, double(std::numeric_limits<T>::epsilon()));
 }
 
-enum class CCAStat { Mean, MeanSq, PWCCAX, PWCCAY, PWCCASmaller };
+// The summaries of a pair's canonical correlations ρ₁ ≥ … ≥ ρ_m, m = min(rank_x, rank_y):
+//   Mean, MeanSq          mean ρ, mean ρ² over the m correlations;
+//   PWCCAX/Y/Smaller      Σαᵢρᵢ / Σαᵢ with projection weights from x, y or the narrower input;
+//   the "padded" convention, x being the reference: x's rank_x − m canonical directions that have no
+//   correlation (x's column space beyond the m canonical variates) count as 0 in the numerator and
+//   carry weight in the normaliser:
+//     MeanPadded          Σρᵢ / rank_x,
+//     MeanSqPadded        Σρᵢ² / rank_x,
+//     PWCCAPadded         Σᵢ αᵢρᵢ / (Σᵢ αᵢ + α_⊥), i ≤ m, with α_⊥ the expected projection weight of an
+//                         orthonormal basis of the uncorrelated subspace S (dimension d = rank_x − m)
+//                         drawn uniformly at random: α_⊥ = d·E|u₁|·Σⱼ ‖P_S x̃ⱼ‖, u uniform on the unit
+//                         sphere of R^d (E|u₁| = Γ(d/2) / (√π·Γ((d+1)/2)); d·E|u₁| = 1 for d = 1, where
+//                         the direction is unique and α_⊥ is Morcos's weight, and ≈ √(2d/π) for large d).
+//   With rank_x ≤ rank_y nothing is padded and the padded values equal Mean, MeanSq and PWCCAX.
+//   Why an expectation: the published code takes S's basis from a full SVD, an arbitrary orthonormal
+//   basis, and its weights Σⱼ |⟨hᵢ, x̃ⱼ⟩| depend on that choice; only the numerator is basis-free. Each
+//   vector of a uniformly random orthonormal basis of S is uniform on S's unit sphere, so the expected
+//   total weight is the expression above: rotation-invariant, continuous in the data, and the centre
+//   of the published rule's spread (any basis gives Σⱼ‖P_S x̃ⱼ‖ ≤ weight ≤ √d·Σⱼ‖P_S x̃ⱼ‖).
+enum class CCAStat { Mean, MeanSq, PWCCAX, PWCCAY, PWCCASmaller, MeanPadded, MeanSqPadded, PWCCAPadded };
 
-// "mean", "mean_sq", "pwcca_x", "pwcca_y" or "pwcca_smaller".
+// "mean", "mean_sq", "pwcca_x", "pwcca_y", "pwcca_smaller", "mean_padded", "mean_sq_padded" or
+// "pwcca_padded".
 CCAStat cca_stat_from_name(const std::string& name);
+
+// Whether the statistic uses projection weights (PWCCA, any side or padded).
+bool is_pwcca(CCAStat stat);
+
+// E|u₁| for u uniform on the unit sphere of R^d (d ≥ 1).
+double sphere_mean_abs_coordinate(Index d);
 
 // A summary of the canonical correlations of a pair: mean ρ, mean ρ², or PWCCA with projection
 // weights from x, from y, or from the narrower input (ties: x).
@@ -96,9 +122,13 @@ double cca_statistic(const CCAFactor& fx, const CCAFactor& fy, CCAStat stat);
 
 // Every summary of a pair from one factorisation and one SVD: the correlations, their mean and mean
 // square, and PWCCA weighted from the side `pwcca_stat` names (one of the PWCCA statistics).
+// rank_x and rank_y are the numerical ranks used (PWCCA is not unique once rank_x + rank_y > n − 1: the
+// column spaces then share at least that excess of directions, canonical correlations tied at 1 whose
+// directions, and so weights, are arbitrary).
 struct CCASummary {
     VecD rho;
     double mean = 0, mean_sq = 0, pwcca = 0;
+    Index rank_x = 0, rank_y = 0;
 };
 CCASummary cca_summary(const CCAFactor& fx, const CCAFactor& fy, CCAStat pwcca_stat);
 
