@@ -117,7 +117,7 @@ def test_bad_options_are_rejected(good):
         reprsim.svcca(x, y, variance=1.5)
     with pytest.raises(ValueError, match=r"convention must be one of"):
         reprsim.svcca(x, y, convention="median")
-    with pytest.raises(ValueError, match=r"convention must be one of \['smaller', 'x', 'y'\]"):
+    with pytest.raises(ValueError, match=r"convention must be one of \['padded', 'smaller', 'x', 'y'\]"):
         reprsim.pwcca(x, y, convention="google")
     with pytest.raises(TypeError, match=r"takes no options"):
         reprsim.pairwise([x, y[:, :2]], metric="cka", debiased=True)

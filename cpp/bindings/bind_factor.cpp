@@ -319,11 +319,12 @@ void bind_factor(py::module_& m) {
                  d["n"] = s.n;
                  d["rank_eps"] = s.rank_eps;
                  if (!s.has_widths()) return d;
-                 py::list wx, wy, mean_x, mean_y, sum_d2, sum_xd, sum_e2, sum_ye, sum_de, sum_xe, sum_yd;
+                 py::list wx, wy, mean_x, mean_y, lo_x, lo_y, sum_d2, sum_xd, sum_e2, sum_ye, sum_de, sum_xe, sum_yd;
                  for (Index l = 0; l < s.layers(); ++l) {
                      const bool x = l < s.k1;
                      (x ? wx : wy).append(s.widths[l]);
                      (x ? mean_x : mean_y).append(s.mean[l]);
+                     (x ? lo_x : lo_y).append(s.mean_lo[l]);
                      (x ? sum_d2 : sum_e2).append(s.sums.d2[l]);
                      (x ? sum_xd : sum_ye).append(s.sums.ud[l]);
                  }
@@ -336,6 +337,8 @@ void bind_factor(py::module_& m) {
                  d["widths_y"] = wy;
                  d["mean_x"] = mean_x;
                  d["mean_y"] = mean_y;
+                 d["mean_x_lo"] = lo_x;
+                 d["mean_y_lo"] = lo_y;
                  d["r"] = s.r;
                  d["sum_d2"] = sum_d2;
                  d["sum_xd"] = sum_xd;
@@ -378,6 +381,16 @@ void bind_factor(py::module_& m) {
                     s.mean.clear();
                     s.mean.insert(s.mean.end(), mean_x.begin(), mean_x.end());
                     s.mean.insert(s.mean.end(), mean_y.begin(), mean_y.end());
+                    // The low-order parts are optional (zero when absent: the means as float64 numbers).
+                    s.mean_lo.clear();
+                    for (Index l = 0; l < s.layers(); ++l) s.mean_lo.push_back(VecD::Zero(s.widths[l]));
+                    if (d.contains("mean_x_lo") || d.contains("mean_y_lo")) {
+                        const auto lo_x = field_list<VecD>(d, "mean_x_lo", std::size_t(k1));
+                        const auto lo_y = field_list<VecD>(d, "mean_y_lo", std::size_t(k2));
+                        s.mean_lo.clear();
+                        s.mean_lo.insert(s.mean_lo.end(), lo_x.begin(), lo_x.end());
+                        s.mean_lo.insert(s.mean_lo.end(), lo_y.begin(), lo_y.end());
+                    }
                     s.sums.d2.clear();
                     s.sums.d2.insert(s.sums.d2.end(), sum_d2.begin(), sum_d2.end());
                     s.sums.d2.insert(s.sums.d2.end(), sum_e2.begin(), sum_e2.end());

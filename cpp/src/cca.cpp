@@ -179,20 +179,35 @@ double cca_statistic(const CCAFactor& fx, const CCAFactor& fy, CCAStat stat) {
 
 namespace {
 
-// The padded PWCCA (see CCAStat): x's weights over the m correlated directions, plus the expected
-// weight of a random orthonormal basis of the rest of x's column space.
+// The padded PWCCA (see CCAStat): the canonical directions of x grouped by their correlation, each group
+// weighted by the expected projection weight of a random orthonormal basis of its subspace (a group of
+// one: Morcos's weight), the part of x's column space without a correlation being the group of ρ = 0.
 double padded_pwcca(const CCAResult& res, const MatD& rx) {
-    const VecD w = projection_weights(rx, res.a);
-    const Index d = rx.rows() - res.rho.size();
-    double extra = 0.0;
-    if (d > 0) {
+    const Index m = res.rho.size(), d_rest = rx.rows() - m;
+    const MatD proj = res.a.transpose() * rx;  // m×p: ⟨h_i, x̃_j⟩ in x's basis
+    // Σ_j ‖P_G x̃_j‖ over a group G of directions (rows [i0, i1) of proj), times d·E|u₁|.
+    auto group_weight = [&](Index i0, Index i1) {
+        const Index d = i1 - i0;
+        if (d == 1) return proj.row(i0).cwiseAbs().sum();
+        return double(d) * sphere_mean_abs_coordinate(d) * proj.middleRows(i0, d).colwise().norm().sum();
+    };
+    double num = 0.0, den = 0.0;
+    for (Index i0 = 0; i0 < m;) {
+        Index i1 = i0 + 1;
+        while (i1 < m && res.rho[i1 - 1] - res.rho[i1] <= kTiedCorrelation) ++i1;
+        const double w = group_weight(i0, i1);
+        num += w * res.rho.segment(i0, i1 - i0).mean();
+        den += w;
+        i0 = i1;
+    }
+    if (d_rest > 0) {
         // P_S r_j in x's basis: r_j minus its part in the span of A's orthonormal columns, projected out
         // twice (one pass leaves rounding of order ε·‖r_j‖ in directions of A).
-        MatD resid = rx - res.a * (res.a.transpose() * rx);
+        MatD resid = rx - res.a * proj;
         resid -= res.a * (res.a.transpose() * resid);
-        extra = double(d) * sphere_mean_abs_coordinate(d) * resid.colwise().norm().sum();
+        den += double(d_rest) * sphere_mean_abs_coordinate(d_rest) * resid.colwise().norm().sum();
     }
-    return w.dot(res.rho) / (w.sum() + extra);
+    return num / den;
 }
 
 // PWCCA of a result with vectors, weighted from the side `stat` names.

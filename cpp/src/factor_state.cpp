@@ -123,12 +123,32 @@ void fix_signs(MatD& r) {
     }
 }
 
-// The joint mean-shift vector √w·(mean_a − mean_b), laid out like a row of R.
-VecD shift_row(const FactorState& s, const std::vector<VecD>& ma, const std::vector<VecD>& mb, double w) {
-    VecD out(s.total_width());
-    const double root = std::sqrt(w);
-    for (Index l = 0; l < s.layers(); ++l) out.segment(s.offsets[l], s.widths[l]) = root * (ma[l] - mb[l]);
-    return out;
+// s + e = a + b exactly (Knuth's TwoSum).
+inline void two_sum(double a, double b, double& s, double& e) {
+    s = a + b;
+    const double bb = s - a;
+    e = (a - (s - bb)) + (b - bb);
+}
+
+// A mean as an unevaluated sum hi + lo (see FactorState::mean_lo).
+struct Means {
+    std::vector<VecD> hi, lo;
+};
+
+// hi + lo = a + b for a vector a and a vector b of small corrections, normalised.
+void add_to_means(const VecD& a_hi, const VecD& a_lo, const VecD& t, VecD& hi, VecD& lo) {
+    hi.resize(a_hi.size());
+    lo.resize(a_hi.size());
+    for (Index c = 0; c < a_hi.size(); ++c) {
+        double h, e;
+        two_sum(a_hi[c], t[c], h, e);
+        two_sum(h, e + a_lo[c], hi[c], lo[c]);
+    }
+}
+
+// (a_hi + a_lo) − (b_hi + b_lo), to the rounding of the difference.
+VecD mean_difference(const VecD& a_hi, const VecD& a_lo, const VecD& b_hi, const VecD& b_lo) {
+    return (a_hi - b_hi) + (a_lo - b_lo);
 }
 
 // Merges a part (n_b rows, means mean_b, sums sums_b, and a factor given by `rows`: m×P column-major
@@ -137,8 +157,8 @@ VecD shift_row(const FactorState& s, const std::vector<VecD>& ma, const std::vec
 // m dense rows (a flush); the QR exploits either structure. Dense rows must have room for one more
 // row at index m (ld > m): the mean-shift row goes there, at the bottom of the stack; a triangle gets
 // it on top (which absorb_part copies into a fresh (P+1)×P matrix).
-void absorb_part(FactorState& s, double* rows, Index m, Index ld, bool rows_is_triangle, double n_b,
-                 std::vector<VecD> mean_b, DebiasedSums sums_b) {
+void absorb_part(FactorState& s, double* rows, Index m, Index ld, bool rows_is_triangle, double n_b, Means mean_b,
+                 DebiasedSums sums_b) {
     const Index L = s.layers(), P = s.total_width();
     if (s.n == 0.0) {
         // The first part: its own R (the zero R_a adds nothing; the structured QR still applies).
@@ -147,23 +167,25 @@ void absorb_part(FactorState& s, double* rows, Index m, Index ld, bool rows_is_t
         s.r.triangularView<Eigen::StrictlyLower>().setZero();
         fix_signs(s.r);
         s.n = n_b;
-        s.mean = std::move(mean_b);
+        s.mean = std::move(mean_b.hi);
+        s.mean_lo = std::move(mean_b.lo);
         s.sums = std::move(sums_b);
         return;
     }
     const double na = s.n, n = na + n_b, wa = na / n, wb = n_b / n;
-    std::vector<VecD> da(L), db(L), merged_mean(L);
+    std::vector<VecD> da(L), db(L), diff(L);
+    VecD shift(P);
+    const double root = std::sqrt(na * n_b / n);
     for (Index l = 0; l < L; ++l) {
-        const VecD diff = s.mean[l] - mean_b[l];
-        merged_mean[l] = wa * s.mean[l] + wb * mean_b[l];
-        da[l] = wb * diff;
-        db[l] = -wa * diff;
+        diff[l] = mean_difference(s.mean[l], s.mean_lo[l], mean_b.hi[l], mean_b.lo[l]);
+        da[l] = wb * diff[l];
+        db[l] = -wa * diff[l];
+        shift.segment(s.offsets[l], s.widths[l]) = root * diff[l];
     }
     // Both parts' sums move to the combined mean, each shifted with its own Gram matrix.
     shift_part_sums(s.sums, s, s.r.data(), P, P, da, na);
     shift_part_sums(sums_b, s, rows, m, ld, db, n_b);
     add_sums(s.sums, sums_b);
-    const VecD shift = shift_row(s, s.mean, mean_b, na * n_b / n);
     if (rows_is_triangle) {
         // B = [shift; R_b]: its first row dense, the P rows below it upper triangular (l = P).
         MatD b(m + 1, P);
@@ -178,7 +200,11 @@ void absorb_part(FactorState& s, double* rows, Index m, Index ld, bool rows_is_t
     s.r.triangularView<Eigen::StrictlyLower>().setZero();
     fix_signs(s.r);
     s.n = n;
-    s.mean = std::move(merged_mean);
+    // The combined mean mean_a − w_b·Δ, kept as a sum of two parts.
+    for (Index l = 0; l < L; ++l) {
+        const VecD hi = s.mean[l], lo = s.mean_lo[l];
+        add_to_means(hi, lo, -da[l], s.mean[l], s.mean_lo[l]);
+    }
 }
 
 }  // namespace
@@ -205,7 +231,8 @@ void set_widths(FactorState& s, const std::vector<Index>& widths) {
     }
     check_blas_dims("the joint factor", s.total_width(), s.total_width());
     s.mean.resize(s.layers());
-    for (Index l = 0; l < s.layers(); ++l) s.mean[l] = VecD::Zero(widths[l]);
+    s.mean_lo.resize(s.layers());
+    for (Index l = 0; l < s.layers(); ++l) s.mean[l] = s.mean_lo[l] = VecD::Zero(widths[l]);
     s.r = MatD::Zero(s.total_width(), s.total_width());
     s.sums = zero_sums(s);
     s.pending.resize(0, 0);
@@ -241,9 +268,12 @@ void flush(FactorState& s) {
     double* rows = s.pending.data();
     // Centre the buffered rows about their own mean (a constant column is exactly constant: its mean is
     // its value, so that it centres to exact zeros).
-    std::vector<VecD> mean_b(L);
+    Means mean_b;
+    mean_b.hi.resize(L);
+    mean_b.lo.resize(L);
     for (Index l = 0; l < L; ++l) {
-        mean_b[l].resize(s.widths[l]);
+        mean_b.hi[l].resize(s.widths[l]);
+        mean_b.lo[l].resize(s.widths[l]);
         for (Index c = 0; c < s.widths[l]; ++c) {
             const Index col = s.offsets[l] + c;
             double* v = rows + col * ld;
@@ -255,7 +285,7 @@ void flush(FactorState& s) {
             }
             const double mu = lo == hi ? lo : sum / double(m);
             for (Index i = 0; i < m; ++i) v[i] = lo == hi ? 0.0 : v[i] - mu;
-            mean_b[l][c] = s.reference[col] + mu;
+            two_sum(s.reference[col], mu, mean_b.hi[l][c], mean_b.lo[l][c]);
         }
     }
     DebiasedSums sums_b = part_sums(s, rows, m, ld);
@@ -366,7 +396,7 @@ void merge_into(FactorState& a, FactorState b) {
     check_compatible(a, b, "merge");  // the means now include the flushed rows
     a.rank_eps = std::max(a.rank_eps, b.rank_eps);
     const Index P = a.total_width();
-    absorb_part(a, b.r.data(), P, P, true, b.n, std::move(b.mean), std::move(b.sums));
+    absorb_part(a, b.r.data(), P, P, true, b.n, Means{std::move(b.mean), std::move(b.mean_lo)}, std::move(b.sums));
 }
 
 MatD layer_block(const FactorState& s, Index l, Index rows) {
@@ -558,6 +588,17 @@ void validate(const FactorState& s) {
             fail("state field '", mean_field[x ? 0 : 1], "' does not match the widths");
         }
         check_finite_vec(s.mean[l], mean_field[x ? 0 : 1]);
+        const char* lo_field = x ? "mean_x_lo" : "mean_y_lo";
+        if (Index(s.mean_lo.size()) != L || s.mean_lo[l].size() != s.widths[l]) {
+            fail("state field '", lo_field, "' does not match the widths");
+        }
+        check_finite_vec(s.mean_lo[l], lo_field);
+        for (Index c = 0; c < s.widths[l]; ++c) {
+            if (std::abs(s.mean_lo[l][c]) > kEps64 * std::abs(s.mean[l][c])) {
+                fail("state field '", lo_field, "' entry ", c, " is ", s.mean_lo[l][c],
+                     ", beyond the rounding of the mean's float64 part (", s.mean[l][c], ")");
+            }
+        }
     }
     const DebiasedSums& z = s.sums;
     if (Index(z.d2.size()) != L || Index(z.ud.size()) != L || Index(z.de.size()) != pair_count(s) ||
@@ -625,7 +666,7 @@ void validate(const FactorState& s) {
 
 double factor_state_bytes(const FactorState& s) {
     double count = double(s.r.size()) + double(s.pending.size()) + double(s.reference.size());
-    for (const auto& m : s.mean) count += double(m.size());
+    for (const auto& m : s.mean) count += 2.0 * double(m.size());
     for (const auto& v : s.sums.ud) count += double(v.size());
     for (const auto& v : s.sums.xe) count += double(v.size());
     for (const auto& v : s.sums.yd) count += double(v.size());

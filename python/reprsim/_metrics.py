@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ from ._validation import as_lists, as_pair, is_gpu_tensor
 ArrayLike = Any
 
 _SVCCA_CONVENTIONS = {"variance": True, "singular_values": False}
-_PWCCA_CONVENTIONS = {"x": "pwcca_x", "y": "pwcca_y", "smaller": "pwcca_smaller"}
+_PWCCA_CONVENTIONS = {"x": "pwcca_x", "y": "pwcca_y", "smaller": "pwcca_smaller", "padded": "pwcca_padded"}
 # The nuclear norm of x̂ᵀŷ is at most 1; rounding can push it just past 1 (a relative error of a few
 # units of the products' precision). Beyond this slack something is wrong and we say so.
 _NUCLEAR_SLACK = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
@@ -36,6 +37,24 @@ def pwcca_stat(convention: str) -> str:
     if convention not in _PWCCA_CONVENTIONS:
         raise ValueError(f"convention must be one of {sorted(_PWCCA_CONVENTIONS)}, got {convention!r}")
     return _PWCCA_CONVENTIONS[convention]
+
+
+def _warn_pwcca_not_unique(rank_x: int, rank_y: int, n: int) -> None:
+    """PWCCA is not unique once the column spaces must share directions (rank_x + rank_y > n − 1)."""
+    if rank_x + rank_y > n - 1:
+        warnings.warn(
+            f"PWCCA is not unique here: the ranks of x ({rank_x}) and y ({rank_y}) add up to more than n - 1 = "
+            f"{n - 1}, so at least {rank_x + rank_y - (n - 1)} canonical correlations are exactly 1 with arbitrary "
+            "directions, and the projection weights (so the value) depend on that arbitrary choice; use more "
+            "samples or fewer features (e.g. reprsim.svcca)",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+# Within this distance of 1 the Procrustes nuclear norm gives way to the residual of the optimal rotation
+# (the chord ‖x̂ − ŷQ*‖_F = 2 sin(θ/2)): arccos and 2 − 2‖·‖_* of a number within rounding of 1 turn ε into √ε.
+_CHORD_BAND = 1e-3
 
 
 def _on_gpu(x: Any, y: Any) -> bool:
@@ -437,10 +456,13 @@ def pwcca(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> float:
     ----------
     x, y : array_like, shapes (n, p1) and (n, p2)
         Rows are samples, aligned between x and y; n ≥ 3. Computed in float64 whatever the dtype.
-    convention : {"x", "y", "smaller"}, default "x"
+    convention : {"x", "y", "smaller", "padded"}, default "x"
         Whose canonical variates and neurons give the weights: "x" (the reference input, as in Ding et
         al.'s protocol), "y", or "smaller", the input with fewer features (ties: x), as google/svcca's
-        ``compute_pwcca`` chooses.
+        ``compute_pwcca`` chooses. "padded": weights from x (the reference), and the part of x's column
+        space that has no canonical correlation with y (rank x − rank y directions, when x has the larger
+        rank) counts with correlation 0 and the expected projection weight of a random orthonormal basis
+        of it; see ``reprsim.benchmark.PaddedCCA``.
 
     Returns
     -------
@@ -466,7 +488,9 @@ def pwcca(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> float:
     if gpu is not None:
         return _finite(gpu.pwcca(convention=convention), "PWCCA")
     xa, ya = as_pair(x, y, min_n=3, what="PWCCA")
-    return _finite(_core.cca_statistic(xa, ya, stat), "PWCCA")
+    value, rank_x, rank_y = _core.cca_statistic(xa, ya, stat, with_ranks=True)
+    _warn_pwcca_not_unique(rank_x, rank_y, xa.shape[0])
+    return _finite(value, "PWCCA")
 
 
 @dataclass(frozen=True)
@@ -502,7 +526,7 @@ def cca_summary(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> CCASumm
     ----------
     x, y : array_like, shape (n_samples, p1) and (n_samples, p2)
         Representations of the same samples, rows aligned (numpy arrays, CPU or GPU torch tensors).
-    convention : {"x", "y", "smaller"}
+    convention : {"x", "y", "smaller", "padded"}
         PWCCA's weighting side, as in :func:`pwcca`.
 
     Returns
@@ -529,7 +553,8 @@ def cca_summary(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> CCASumm
         return CCASummary(rho, _finite(rho.mean(), "mean CCA"), _finite(np.mean(rho**2), "mean squared CCA"),
                           _finite(gpu.pwcca(convention=convention), "PWCCA"))
     xa, ya = as_pair(x, y, min_n=3, what="CCA")
-    rho, mean, mean_sq, pw = _core.cca_summary(xa, ya, stat)
+    rho, mean, mean_sq, pw, rank_x, rank_y = _core.cca_summary(xa, ya, stat, with_ranks=True)
+    _warn_pwcca_not_unique(rank_x, rank_y, xa.shape[0])
     if not np.all(np.isfinite(rho)):
         raise FloatingPointError("canonical correlations came out non-finite; please report this input")
     return CCASummary(rho, _finite(mean, "mean CCA"), _finite(mean_sq, "mean squared CCA"), _finite(pw, "PWCCA"))
@@ -555,7 +580,11 @@ def procrustes_distance(x: ArrayLike, y: ArrayLike, *, angular: bool = False) ->
     ``2 − 2‖xᵀy‖_*`` in [0, 2] (the squared Procrustes distance, as Ding et al. use it), or with
     ``angular=True`` ``arccos ‖xᵀy‖_*`` in [0, π/2] (Williams et al. 2021), which is a metric.
     Symmetric; invariant to orthogonal transforms, isotropic scaling and translation; exact (no
-    estimator choice).
+    estimator choice). Where ‖xᵀy‖_* lies within 1e-3 of 1 the distance is computed from the residual of
+    the optimal rotation Q*, ‖x − yQ*‖_F = 2 sin(θ/2) (so θ = 2 arcsin(‖x − yQ*‖/2) and 2 − 2‖xᵀy‖_* =
+    ‖x − yQ*‖²), which keeps full relative precision near 0: the distance of x to x·Q (Q orthogonal) is
+    of the order of rounding (≤ 1e-12 in float64), and the angular form satisfies the triangle
+    inequality to rounding.
 
     Parameters
     ----------
@@ -588,6 +617,10 @@ def procrustes_distance(x: ArrayLike, y: ArrayLike, *, angular: bool = False) ->
         return _finite(gpu.procrustes_distance(angular=bool(angular)), "Procrustes distance")
     xa, ya = as_pair(x, y, min_n=2, what="the Procrustes distance")
     nuc = _core.procrustes_nuclear(xa, ya)
+    if math.isfinite(nuc) and 1.0 - _CHORD_BAND <= nuc <= 1.0 + _NUCLEAR_SLACK[np.dtype(xa.dtype)]:
+        # Near 0 the distance comes from the residual of the optimal rotation (full relative precision).
+        chord = _finite(_core.procrustes_chord(xa, ya), "Procrustes residual")
+        return 2.0 * math.asin(min(1.0, 0.5 * chord)) if angular else chord * chord
     return float(_nuclear_to_distance(nuc, xa.dtype, bool(angular)))
 
 
@@ -683,7 +716,14 @@ def _pairwise(xs: Any, ys: Any, metric: str, options: dict[str, Any]) -> np.ndar
         _no_options(metric, options)
         xl, yl = as_lists(xs, ys, min_n=2, what="the Procrustes distance")
         nuc = _core.procrustes_nuclear_matrix(xl, yl)
-        return _nuclear_to_distance(nuc, xl[0].dtype, metric == "angular_procrustes")
+        dist = _nuclear_to_distance(nuc, xl[0].dtype, metric == "angular_procrustes")
+        # Near-identical pairs: from the residual of the optimal rotation, as procrustes_distance.
+        for i, j in zip(*np.nonzero(nuc >= 1.0 - _CHORD_BAND)):
+            if yl is None and i == j:
+                continue
+            chord = _finite(_core.procrustes_chord(xl[i], (xl if yl is None else yl)[j]), "Procrustes residual")
+            dist[i, j] = 2.0 * math.asin(min(1.0, 0.5 * chord)) if metric == "angular_procrustes" else chord * chord
+        return dist
     xl, yl = as_lists(xs, ys, min_n=3, what=metric)
     if metric == "svcca":
         variance = options.pop("variance", 0.99)

@@ -87,23 +87,34 @@ double default_rank_rtol(Index n, Index p) {
 
 // The summaries of a pair's canonical correlations ρ₁ ≥ … ≥ ρ_m, m = min(rank_x, rank_y):
 //   Mean, MeanSq          mean ρ, mean ρ² over the m correlations;
-//   PWCCAX/Y/Smaller      Σαᵢρᵢ / Σαᵢ with projection weights from x, y or the narrower input;
-//   the "padded" convention, x being the reference: x's rank_x − m canonical directions that have no
-//   correlation (x's column space beyond the m canonical variates) count as 0 in the numerator and
-//   carry weight in the normaliser:
+//   PWCCAX/Y/Smaller      Σαᵢρᵢ / Σαᵢ with projection weights αᵢ = Σⱼ|⟨hᵢ, x̃ⱼ⟩| (Morcos et al. 2018)
+//                         from x, y or the narrower input;
+//   the "padded" convention, x being the reference: the rank_x − m directions of x's column space
+//   that have no canonical correlation with y (the subspace S beyond the m canonical variates) count
+//   as 0 in the numerator and carry weight in the normaliser:
 //     MeanPadded          Σρᵢ / rank_x,
 //     MeanSqPadded        Σρᵢ² / rank_x,
-//     PWCCAPadded         Σᵢ αᵢρᵢ / (Σᵢ αᵢ + α_⊥), i ≤ m, with α_⊥ the expected projection weight of an
-//                         orthonormal basis of the uncorrelated subspace S (dimension d = rank_x − m)
-//                         drawn uniformly at random: α_⊥ = d·E|u₁|·Σⱼ ‖P_S x̃ⱼ‖, u uniform on the unit
-//                         sphere of R^d (E|u₁| = Γ(d/2) / (√π·Γ((d+1)/2)); d·E|u₁| = 1 for d = 1, where
-//                         the direction is unique and α_⊥ is Morcos's weight, and ≈ √(2d/π) for large d).
-//   With rank_x ≤ rank_y nothing is padded and the padded values equal Mean, MeanSq and PWCCAX.
-//   Why an expectation: the published code takes S's basis from a full SVD, an arbitrary orthonormal
-//   basis, and its weights Σⱼ |⟨hᵢ, x̃ⱼ⟩| depend on that choice; only the numerator is basis-free. Each
-//   vector of a uniformly random orthonormal basis of S is uniform on S's unit sphere, so the expected
-//   total weight is the expression above: rotation-invariant, continuous in the data, and the centre
-//   of the published rule's spread (any basis gives Σⱼ‖P_S x̃ⱼ‖ ≤ weight ≤ √d·Σⱼ‖P_S x̃ⱼ‖).
+//     PWCCAPadded         Σ_G ρ̄_G·w_G / (Σ_G w_G + w_S), over the groups G of x's canonical directions
+//                         with tied correlations (within kTiedCorrelation; without ties every direction
+//                         is its own group), ρ̄_G their mean correlation, and for a subspace V of
+//                         dimension d (a group's span, or S)
+//                             w_V = d·E|u₁|·Σⱼ ‖P_V x̃ⱼ‖,  E|u₁| = Γ(d/2) / (√π·Γ((d+1)/2)),
+//                         the expected projection weight Σᵢ Σⱼ |⟨vᵢ, x̃ⱼ⟩| of an orthonormal basis
+//                         v₁…v_d of V drawn uniformly at random (each vᵢ is then uniform on V's unit
+//                         sphere, and ⟨vᵢ, x̃ⱼ⟩ = ⟨vᵢ, P_V x̃ⱼ⟩). For d = 1 it is Morcos's weight
+//                         (the direction is unique up to sign); for large d, ≈ √(2d/π)·Σⱼ‖P_V x̃ⱼ‖.
+//   Why an expectation: PWCCA's weights of directions without a preferred basis — S, or tied
+//   correlations such as all ρ = 1 when y's column space lies inside x's — depend on the arbitrary
+//   basis a full SVD returns (the published code's), while the rest of the statistic does not. The
+//   expected weight is rotation-invariant, continuous in the data, equal to Morcos's weight wherever
+//   the direction is unique, and the centre of the published rule's spread (any basis gives
+//   Σⱼ‖P_V x̃ⱼ‖ ≤ weight ≤ √d·Σⱼ‖P_V x̃ⱼ‖).
+//   With rank_x ≤ rank_y and no ties the padded values equal Mean, MeanSq and PWCCAX.
+//
+// Canonical correlations closer than this form one group in the padded PWCCA: their directions are
+// determined by rounding rather than by the data (a gap g leaves them uncertain by ~ε/g).
+constexpr double kTiedCorrelation = 1e-8;
+
 enum class CCAStat { Mean, MeanSq, PWCCAX, PWCCAY, PWCCASmaller, MeanPadded, MeanSqPadded, PWCCAPadded };
 
 // "mean", "mean_sq", "pwcca_x", "pwcca_y", "pwcca_smaller", "mean_padded", "mean_sq_padded" or

@@ -58,7 +58,12 @@ struct FactorState {
     double rank_eps = 0.0;  // machine epsilon of the least precise input dtype seen
     std::vector<Index> widths;   // k1 + k2 layer widths, x layers first; empty until the first batch
     std::vector<Index> offsets;  // first column of each layer in the joint factor, then P
-    std::vector<VecD> mean;      // per layer, float64 column means of the flushed rows
+    // Per layer, the column means of the flushed rows as unevaluated sums mean + mean_lo (|mean_lo| ≤
+    // ulp(mean)/2). Merges subtract means: a mean stored to float64 alone carries an error of ε·|mean|,
+    // which the mean-shift row √(n_a·n_b/n)·(mean_a − mean_b) would pass on, to first order, to a column
+    // whose spread is small next to its offset (1e-10 around 5: a relative error of 1e-5 in that
+    // column's variance); the low-order part makes the difference exact to rounding of the difference.
+    std::vector<VecD> mean, mean_lo;
     MatD r;                      // P×P upper triangular, diag ≥ 0 (zero while n = 0)
     DebiasedSums sums;           // of the flushed rows
 
