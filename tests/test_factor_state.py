@@ -266,6 +266,27 @@ def test_r_is_the_unique_factor_of_the_centred_rows_whatever_the_merge_order():
         np.testing.assert_allclose(r, r_ref, rtol=0, atol=1e-12 * scale)
 
 
+def test_wide_layers_take_the_recursive_qr_and_stay_exact():
+    """A total width of 450 (≥ 384 columns: the recursive, panelled structured QR) over batches that fill and
+    split the 450-row buffer: R equals numpy's, and the CCA family the in-memory values."""
+    rng = np.random.default_rng(6)
+    n = 1100
+    x = rng.standard_normal((n, 250)) @ rng.standard_normal((250, 250)) * 0.1 + 1.0
+    y = x[:, :120] @ rng.standard_normal((120, 200)) + 2.0 * rng.standard_normal((n, 200))
+    state = _core.FactorState(1, 1)
+    for a, b in ((0, 1), (1, 300), (300, 777), (777, n)):
+        state.update([x[a:b]], [y[a:b]], NX, NY)
+    assert state.flush_rows == 450
+    zc = np.hstack([x, y]) - np.hstack([x, y]).mean(axis=0)
+    r_ref = np.linalg.qr(zc, mode="r")
+    r_ref *= np.sign(np.diag(r_ref))[:, None]
+    r = state.to_dict()["r"]
+    np.testing.assert_allclose(r, r_ref, rtol=0, atol=1e-11 * np.abs(r_ref).max())
+    np.testing.assert_allclose(state.canonical_correlations(NX, NY)[0], reprsim.canonical_correlations(x, y), atol=1e-10)
+    np.testing.assert_allclose(state.cca_statistic("pwcca_x", 0.0, True, NX, NY)[0, 0], reprsim.pwcca(x, y),
+                               rtol=1e-10)
+
+
 def test_merge_is_a_pure_function_of_the_two_states():
     rng = np.random.default_rng(4)
     x, y = related(300, 5, 4, 1e3, "scaled", rng)

@@ -275,7 +275,7 @@ void bind_factor(py::module_& m) {
                                                 f.y[j].p, st);
                 });
             },
-            py::arg("stat"), py::arg("svcca_keep") = 0.0, py::arg("on_variance") = true, py::arg("names_x"),
+            py::arg("stat"), py::arg("svcca_keep"), py::arg("on_variance"), py::arg("names_x"),
             py::arg("names_y"))
         // Every pair's canonical correlations (row-major over (i, j)).
         .def(

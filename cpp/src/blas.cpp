@@ -218,6 +218,29 @@ void tpqrt(Index m, Index n, Index l, double* a, Index lda, double* b, Index ldb
                  "dtpqrt");
 }
 
+void tpqrt2(Index m, Index n, Index l, double* a, Index lda, double* b, Index ldb, double* t, Index ldt) {
+    if (m == 0 || n == 0) return;
+    SmallWork guard(2 * D(m) * D(n) * D(n));
+    lapack_check(scipy_LAPACKE_dtpqrt2_work(LAPACK_COL_MAJOR, I(m), I(n), I(l), a, I(lda), b, I(ldb), t, I(ldt)),
+                 "dtpqrt2");
+}
+
+void dgemm_col_acc(bool ta, bool tb, Index m, Index k, Index inner, double alpha, const double* a, Index lda,
+                   const double* b, Index ldb, double beta, double* c, Index ldc) {
+    if (m == 0 || k == 0) return;
+    SmallWork guard(2 * D(m) * D(k) * D(inner));
+    scipy_cblas_dgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, I(m), I(k),
+                      I(inner), alpha, a, I(lda), b, I(ldb), beta, c, I(ldc));
+}
+
+void trmm_upper(bool left, bool trans, Index m, Index n, double alpha, const double* t, Index ldt, double* b,
+                Index ldb) {
+    if (m == 0 || n == 0) return;
+    SmallWork guard(D(m) * D(n) * D(left ? m : n));
+    scipy_cblas_dtrmm(CblasColMajor, left ? CblasLeft : CblasRight, CblasUpper, trans ? CblasTrans : CblasNoTrans,
+                      CblasNonUnit, I(m), I(n), alpha, t, I(ldt), b, I(ldb));
+}
+
 void set_num_threads(int n) {
     std::lock_guard<std::mutex> lock(g_threads_mutex);
     if (g_small_depth > 0) {

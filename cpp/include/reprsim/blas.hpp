@@ -79,6 +79,18 @@ void syevd(Index n, double* a, Index lda, double* w, bool vectors);
 // reflectors. Used without Q: only R is read back.
 void tpqrt(Index m, Index n, Index l, double* a, Index lda, double* b, Index ldb);
 
+// The unblocked form (LAPACK dtpqrt2), which also returns the n×n upper-triangular T of the compact WY
+// representation Q = I − V·T·Vᵀ, V = [I; B's reflectors].
+void tpqrt2(Index m, Index n, Index l, double* a, Index lda, double* b, Index ldb, double* t, Index ldt);
+
+// Column-major C (m×k) = alpha·op(A)·op(B) + beta·C.
+void dgemm_col_acc(bool ta, bool tb, Index m, Index k, Index inner, double alpha, const double* a, Index lda,
+                   const double* b, Index ldb, double beta, double* c, Index ldc);
+
+// Column-major B (m×n) = alpha·op(T)·B (left) or alpha·B·op(T) (right), T upper triangular, non-unit.
+void trmm_upper(bool left, bool trans, Index m, Index n, double alpha, const double* t, Index ldt, double* b,
+                Index ldb);
+
 // Threads of the BLAS.
 void set_num_threads(int n);
 int get_num_threads();
