@@ -266,7 +266,7 @@ class DeviceFactorState:
             if src.n == 0:
                 continue
             if not out.widths:
-                out._set_widths(src.widths, src.device)  # type: ignore[arg-type]
+                out._set_widths(src.widths, src.device)
             out.rank_eps = max(out.rank_eps, src.rank_eps)
             out._absorb(src.r, src.n, src.mean, src.mean_lo, src._sums())
         return out
