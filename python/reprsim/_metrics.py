@@ -42,11 +42,12 @@ def pwcca_stat(convention: str) -> str:
 def _warn_pwcca_not_unique(rank_x: int, rank_y: int, n: int) -> None:
     """PWCCA is not unique once the column spaces must share directions (rank_x + rank_y > n − 1)."""
     if rank_x + rank_y > n - 1:
+        shared = rank_x + rank_y - (n - 1)
         warnings.warn(
             f"PWCCA is not unique here: the ranks of x ({rank_x}) and y ({rank_y}) add up to more than n - 1 = "
-            f"{n - 1}, so at least {rank_x + rank_y - (n - 1)} canonical correlations are exactly 1 with arbitrary "
-            "directions, and the projection weights (so the value) depend on that arbitrary choice; use more "
-            "samples or fewer features (e.g. reprsim.svcca)",
+            f"{n - 1}, so at least {shared} canonical correlation{'s are' if shared > 1 else ' is'} exactly 1 with "
+            "arbitrary directions, and the projection weights (so the value) depend on that arbitrary choice; use "
+            "more samples or fewer features (e.g. reprsim.svcca)",
             UserWarning,
             stacklevel=3,
         )
