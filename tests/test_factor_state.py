@@ -501,6 +501,34 @@ def test_a_bad_batch_leaves_the_state_unchanged():
         state.merged(wide)
 
 
+def test_absorb_empties_the_other_state_and_a_refused_absorb_changes_neither():
+    rng = np.random.default_rng(41)
+    x, y = related(120, 4, 3, 10, "scaled", rng)
+    a, b = _core.FactorState(1, 1), _core.FactorState(1, 1)
+    a.update([x[:50]], [y[:50]], NX, NY)
+    b.update([x[50:]], [y[50:]], NX, NY)
+    wrong = _core.FactorState(1, 1)
+    wrong.update([x[:, :2]], [y], NX, NY)
+    with pytest.raises(ValueError, match="width"):
+        a.absorb(wrong)
+    assert wrong.n == 120 and wrong.widths() == ([2], [3]) and a.n == 50
+    a.absorb(b)
+    assert a.n == 120 and b.n == 0
+    np.testing.assert_allclose(a.cca_statistic("mean", 0.0, True, NX, NY)[0, 0], reprsim.mean_cca(x, y), rtol=1e-12)
+
+
+def test_memory_estimate_matches_the_state():
+    rng = np.random.default_rng(43)
+    widths_x, widths_y = [30, 7], [12, 5, 9]
+    state = _core.FactorState(2, 3)
+    state.update([rng.standard_normal((40, w)) for w in widths_x], [rng.standard_normal((40, w)) for w in widths_y],
+                 names(2, "x"), names(3, "y"))
+    held, workspace = _core.FactorState.estimate_bytes(widths_x, widths_y)
+    p = sum(widths_x) + sum(widths_y)
+    assert held == pytest.approx(state.memory_bytes(), rel=0.05)
+    assert held >= 8 * p * p and workspace > 0
+
+
 def test_too_few_rows_and_constant_layers_raise():
     rng = np.random.default_rng(31)
     state = _core.FactorState(1, 1)

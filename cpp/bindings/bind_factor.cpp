@@ -106,6 +106,18 @@ void bind_factor(py::module_& m) {
                  return py::make_tuple(wx, wy);
              })
         .def("memory_bytes", [](const FactorState& s) { return factor_state_bytes(s); })
+        // Bytes a state over layers of these widths holds once it has seen a batch (R and the row buffer),
+        // and the most a flush or a read of the values adds on top (workspace); for checks before allocating.
+        .def_static(
+            "estimate_bytes",
+            [](const std::vector<Index>& widths_x, const std::vector<Index>& widths_y) {
+                FactorState s = factor_state(Index(widths_x.size()), Index(widths_y.size()));
+                std::vector<Index> w = widths_x;
+                w.insert(w.end(), widths_y.begin(), widths_y.end());
+                const FactorEstimate e = factor_state_estimate(s.k1, s.k2, w);
+                return py::make_tuple(e.state_bytes, e.workspace_bytes);
+            },
+            py::arg("widths_x"), py::arg("widths_y"))
         // Adds one batch (buffered, or flushed with the buffer). Checked in full before the state changes.
         .def(
             "update",
@@ -135,6 +147,7 @@ void bind_factor(py::module_& m) {
             [](FactorState& s, FactorState& other) {
                 if (&s == &other) fail("absorb: a state cannot absorb itself");
                 py::gil_scoped_release release;
+                check_compatible(s, other, "merge");  // before `other` is moved from
                 merge_into(s, std::move(other));
                 other = factor_state(s.k1, s.k2);
             },

@@ -749,6 +749,33 @@ double factor_state_bytes(const FactorState& s) {
     return 8.0 * count;
 }
 
+FactorEstimate factor_state_estimate(Index k1, Index k2, const std::vector<Index>& widths) {
+    double P = 0, max_block = 0, max_pair = 0;
+    for (Index w : widths) P += double(w);
+    Index off = 0;
+    for (std::size_t l = 0; l < widths.size(); ++l) {
+        off += widths[l];
+        // A layer's block of R and its basis W, both (rows up to the layer's end) × width.
+        max_block = std::max(max_block, 2.0 * double(off) * double(widths[l]));
+    }
+    for (Index i = 0; i < k1; ++i)
+        for (Index j = 0; j < k2; ++j)
+            max_pair = std::max(max_pair, 2.0 * double(widths[i]) * double(widths[k1 + j]));
+    const double cap = std::clamp(P, 256.0, 4096.0);
+    FactorEstimate e;
+    e.state_bytes = 8.0 * (P * P + (cap + 1.0) * P + 6.0 * P + double(k1 * k2) * P);
+    const double flush = std::min(P, double(kQRPanel)) * (std::min(P, double(kQRPanel)) + P) + 2.0 * cap * double(widths.size());
+    // The values keep every layer's factor (their bases of up to P rows) while pairs are formed.
+    double bases = 0;
+    off = 0;
+    for (Index w : widths) {
+        off += w;
+        bases += double(off) * double(w) + double(w) * double(w);
+    }
+    e.workspace_bytes = 8.0 * std::max(flush, bases + max_block + max_pair);
+    return e;
+}
+
 #define REPRSIM_INSTANTIATE(T)                                                                             \
     template void factor_update<T>(FactorState&, const std::vector<View<T>>&, const std::vector<View<T>>&, \
                                    const std::vector<std::string>&, const std::vector<std::string>&);

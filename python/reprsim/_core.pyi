@@ -61,6 +61,9 @@ class StreamState:
         ...
 class FactorState:
     @staticmethod
+    def estimate_bytes(widths_x: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], widths_y: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> tuple[float, float]:
+        ...
+    @staticmethod
     def from_dict(state: dict) -> FactorState:
         ...
     def __init__(self, k1: typing.SupportsInt | typing.SupportsIndex, k2: typing.SupportsInt | typing.SupportsIndex) -> None:

@@ -155,4 +155,13 @@ void validate(const FactorState& s);
 // Bytes of a state's storage (r, the pending buffer, means and sums).
 double factor_state_bytes(const FactorState& s);
 
+// For layers of the given widths (x layers, then y layers): the bytes of a state that has seen a batch
+// (R, the row buffer, means and sums), and the most that a flush or a read of the values allocates
+// besides (the QR workspace of a flush; for the values, each layer's block of R and its orthonormal
+// basis, and one pair's moment matrices).
+struct FactorEstimate {
+    double state_bytes = 0, workspace_bytes = 0;
+};
+FactorEstimate factor_state_estimate(Index k1, Index k2, const std::vector<Index>& widths);
+
 }  // namespace reprsim
