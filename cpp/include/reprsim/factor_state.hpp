@@ -23,8 +23,10 @@
 // own: small batches are buffered (rows shifted by the first buffered batch's mean, a float64
 // reference point, so that large offsets cancel exactly as when centring a batch about its own
 // mean) and flushed, as one part centred about its own mean, once at least flush_rows() rows wait or
-// before any read, merge or export; the flush is one structured QR of [R; centred rows; shift row]
-// (LAPACK dtpqrt), about 2·m·P² flops for m rows.
+// before any read, merge or export; the flush is one structured Householder QR of [R; centred rows;
+// shift row] (recursive panels, or LAPACK's dtpqrt below 384 columns), about 2·m·P² flops for m rows:
+// twice the m·P² of the moments' products for one pair of layers, and more for several layers, whose
+// x–x′ and y–y′ blocks the joint R holds too.
 //
 // Values: the layer block B_l = R[:, cols_l] has the Gram matrix of the centred layer, so a
 // column-pivoted QR of B_l has the pivots and |R_ii| of the in-memory QR of the centred layer (left
