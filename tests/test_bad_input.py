@@ -117,7 +117,7 @@ def test_bad_options_are_rejected(good):
         reprsim.svcca(x, y, variance=1.5)
     with pytest.raises(ValueError, match=r"convention must be one of"):
         reprsim.svcca(x, y, convention="median")
-    with pytest.raises(ValueError, match=r"convention must be one of 'x', 'y', 'smaller'; got 'google'"):
+    with pytest.raises(ValueError, match=r"convention must be one of 'x', 'y', 'smaller', 'padded'; got 'google'"):
         reprsim.pwcca(x, y, convention="google")
     with pytest.raises(TypeError, match=r"metric 'mean_cca' takes no options"):
         reprsim.pairwise([x, y[:, :2]], metric="mean_cca", debiased=True)

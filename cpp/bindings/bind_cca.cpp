@@ -40,23 +40,31 @@ void bind_cca(py::module_& m) {
     m.def(
         "cca_statistic",
         [](const py::array& x, const py::array& y, const std::string& stat, double keep, bool on_variance,
-           bool allow_cholesky) {
+           bool allow_cholesky, bool with_ranks) {
             const CCAStat st = cca_stat_from_name(stat);
-            return dispatch(ArrayList{x, y}, [&](auto tag) {
+            return dispatch(ArrayList{x, y}, [&](auto tag) -> py::object {
                 using T = decltype(tag);
                 const View<T> vx = view_of<T>(x, "x"), vy = view_of<T>(y, "y");
-                py::gil_scoped_release release;
-                const CCAFactor fx = make_factor(vx, "x", keep, on_variance, allow_cholesky);
-                const CCAFactor fy = make_factor(vy, "y", keep, on_variance, allow_cholesky);
-                return cca_statistic(fx, fy, st);
+                double value = 0.0;
+                Index rx = 0, ry = 0;
+                {
+                    py::gil_scoped_release release;
+                    const CCAFactor fx = make_factor(vx, "x", keep, on_variance, allow_cholesky);
+                    const CCAFactor fy = make_factor(vy, "y", keep, on_variance, allow_cholesky);
+                    value = cca_statistic(fx, fy, st);
+                    rx = fx.rank;
+                    ry = fy.rank;
+                }
+                if (with_ranks) return py::make_tuple(value, rx, ry);
+                return py::float_(value);
             });
         },
         py::arg("x"), py::arg("y"), py::arg("stat"), py::arg("svcca_keep") = 0.0, py::arg("on_variance") = true,
-        py::arg("allow_cholesky") = true);
+        py::arg("allow_cholesky") = true, py::arg("with_ranks") = false);
 
     m.def(
         "cca_summary",
-        [](const py::array& x, const py::array& y, const std::string& pwcca_stat) {
+        [](const py::array& x, const py::array& y, const std::string& pwcca_stat, bool with_ranks) {
             const CCAStat st = cca_stat_from_name(pwcca_stat);
             return dispatch(ArrayList{x, y}, [&](auto tag) {
                 using T = decltype(tag);
@@ -70,10 +78,11 @@ void bind_cca(py::module_& m) {
                 }
                 py::array_t<double> rho(s.rho.size());
                 std::copy(s.rho.data(), s.rho.data() + s.rho.size(), rho.mutable_data());
-                return py::make_tuple(rho, s.mean, s.mean_sq, s.pwcca);
+                if (with_ranks) return py::tuple(py::make_tuple(rho, s.mean, s.mean_sq, s.pwcca, s.rank_x, s.rank_y));
+                return py::tuple(py::make_tuple(rho, s.mean, s.mean_sq, s.pwcca));
             });
         },
-        py::arg("x"), py::arg("y"), py::arg("pwcca_stat"));
+        py::arg("x"), py::arg("y"), py::arg("pwcca_stat"), py::arg("with_ranks") = false);
 
     m.def(
         "cca_route",
@@ -92,7 +101,7 @@ void bind_cca(py::module_& m) {
         [](const ArrayList& xs, const std::optional<ArrayList>& ys, const std::string& stat, double keep,
            bool on_variance) {
             const CCAStat st = cca_stat_from_name(stat);
-            const bool symmetric = st == CCAStat::Mean || st == CCAStat::MeanSq;
+            const bool symmetric = st == CCAStat::Mean || st == CCAStat::MeanSq;  // padded: x is the reference
             ArrayList all = xs;
             if (ys) all.insert(all.end(), ys->begin(), ys->end());
             return dispatch(all, [&](auto tag) {

@@ -16,6 +16,19 @@ void bind_procrustes(py::module_& m) {
         },
         py::arg("x"), py::arg("y"));
 
+    // ‖x̂ − ŷQ*‖_F from the centred rows (the residual of the optimal rotation; see procrustes.hpp).
+    m.def(
+        "procrustes_chord",
+        [](const py::array& x, const py::array& y) {
+            return dispatch(ArrayList{x, y}, [&](auto tag) {
+                using T = decltype(tag);
+                const View<T> vx = view_of<T>(x, "x"), vy = view_of<T>(y, "y");
+                py::gil_scoped_release release;
+                return procrustes_chord(vx, vy, "x", "y");
+            });
+        },
+        py::arg("x"), py::arg("y"));
+
     m.def(
         "procrustes_nuclear_matrix",
         [](const ArrayList& xs, const std::optional<ArrayList>& ys) {

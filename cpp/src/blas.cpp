@@ -158,6 +158,13 @@ void geqp3(Index m, Index n, double* a, Index lda, int* jpvt, double* tau) {
     for (Index j = 0; j < n; ++j) jpvt[j] -= 1;  // LAPACK pivots are 1-based
 }
 
+void geqrf(Index m, Index n, double* a, Index lda) {
+    SmallWork guard(2 * D(m) * D(n) * D(std::min(m, n)));
+    if (m == 0 || n == 0) return;
+    std::vector<double> tau(std::size_t(std::min(m, n)));
+    lapack_check(scipy_LAPACKE_dgeqrf(LAPACK_COL_MAJOR, I(m), I(n), a, I(lda), tau.data()), "dgeqrf");
+}
+
 void orgqr(Index m, Index k, double* a, Index lda, const double* tau) {
     SmallWork guard(4 * D(m) * D(k) * D(k));
     if (k == 0) return;
@@ -196,6 +203,42 @@ Index pstrf_upper(Index n, double* a, Index lda, int* piv, double tol) {
 void syevd(Index n, double* a, Index lda, double* w, bool vectors) {
     SmallWork guard(9 * D(n) * D(n) * D(n));
     lapack_check(scipy_LAPACKE_dsyevd(LAPACK_COL_MAJOR, vectors ? 'V' : 'N', 'U', I(n), a, I(lda), w), "dsyevd");
+}
+
+void tpqrt(Index m, Index n, Index l, double* a, Index lda, double* b, Index ldb) {
+    if (m == 0 || n == 0) return;
+    // Reflectors are 1 + (rows of B) long; the flops are about 2·m·n² (l = 0) and 2n³/3 (l = m = n).
+    SmallWork guard(2 * D(m) * D(n) * D(n));
+    // Block size: the panels are factored by level-2 code, the rest by level-3 updates; measured best
+    // at 16 for narrow factors and 32-64 for wide ones (OpenBLAS, x86-64).
+    const Index nb = std::min<Index>(n, n < 384 ? 16 : (n < 1024 ? 32 : 64));
+    std::vector<double> t(std::size_t(nb) * std::size_t(n)), work(std::size_t(nb) * std::size_t(n));
+    lapack_check(scipy_LAPACKE_dtpqrt_work(LAPACK_COL_MAJOR, I(m), I(n), I(l), I(nb), a, I(lda), b, I(ldb), t.data(),
+                                           I(nb), work.data()),
+                 "dtpqrt");
+}
+
+void tpqrt2(Index m, Index n, Index l, double* a, Index lda, double* b, Index ldb, double* t, Index ldt) {
+    if (m == 0 || n == 0) return;
+    SmallWork guard(2 * D(m) * D(n) * D(n));
+    lapack_check(scipy_LAPACKE_dtpqrt2_work(LAPACK_COL_MAJOR, I(m), I(n), I(l), a, I(lda), b, I(ldb), t, I(ldt)),
+                 "dtpqrt2");
+}
+
+void dgemm_col_acc(bool ta, bool tb, Index m, Index k, Index inner, double alpha, const double* a, Index lda,
+                   const double* b, Index ldb, double beta, double* c, Index ldc) {
+    if (m == 0 || k == 0) return;
+    SmallWork guard(2 * D(m) * D(k) * D(inner));
+    scipy_cblas_dgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, I(m), I(k),
+                      I(inner), alpha, a, I(lda), b, I(ldb), beta, c, I(ldc));
+}
+
+void trmm_upper(bool left, bool trans, Index m, Index n, double alpha, const double* t, Index ldt, double* b,
+                Index ldb) {
+    if (m == 0 || n == 0) return;
+    SmallWork guard(D(m) * D(n) * D(left ? m : n));
+    scipy_cblas_dtrmm(CblasColMajor, left ? CblasLeft : CblasRight, CblasUpper, trans ? CblasTrans : CblasNoTrans,
+                      CblasNonUnit, I(m), I(n), alpha, t, I(ldt), b, I(ldb));
 }
 
 void set_num_threads(int n) {

@@ -3,6 +3,7 @@
 #include "reprsim/blas.hpp"
 #include "reprsim/centering.hpp"
 
+#include <cmath>
 #include <vector>
 
 namespace reprsim {
@@ -152,7 +153,24 @@ CCAStat cca_stat_from_name(const std::string& name) {
     if (name == "pwcca_x") return CCAStat::PWCCAX;
     if (name == "pwcca_y") return CCAStat::PWCCAY;
     if (name == "pwcca_smaller") return CCAStat::PWCCASmaller;
-    fail("unknown CCA statistic '", name, "'");
+    if (name == "mean_padded") return CCAStat::MeanPadded;
+    if (name == "mean_sq_padded") return CCAStat::MeanSqPadded;
+    if (name == "pwcca_padded") return CCAStat::PWCCAPadded;
+    fail("unknown CCA statistic '", name,
+         "'; expected one of mean, mean_sq, pwcca_x, pwcca_y, pwcca_smaller, mean_padded, mean_sq_padded, "
+         "pwcca_padded");
+}
+
+bool is_pwcca(CCAStat stat) {
+    return stat == CCAStat::PWCCAX || stat == CCAStat::PWCCAY || stat == CCAStat::PWCCASmaller ||
+           stat == CCAStat::PWCCAPadded;
+}
+
+double sphere_mean_abs_coordinate(Index d) {
+    if (d < 1) throw std::logic_error("sphere_mean_abs_coordinate: d < 1");
+    const double h = 0.5 * double(d);
+    constexpr double kPi = 3.14159265358979323846;
+    return std::exp(std::lgamma(h) - std::lgamma(h + 0.5)) / std::sqrt(kPi);
 }
 
 double cca_statistic(const CCAFactor& fx, const CCAFactor& fy, CCAStat stat) {
@@ -161,8 +179,40 @@ double cca_statistic(const CCAFactor& fx, const CCAFactor& fy, CCAStat stat) {
 
 namespace {
 
+// The padded PWCCA (see CCAStat): the canonical directions of x grouped by their correlation, each group
+// weighted by the expected projection weight of a random orthonormal basis of its subspace (a group of
+// one: Morcos's weight), the part of x's column space without a correlation being the group of ρ = 0.
+double padded_pwcca(const CCAResult& res, const MatD& rx) {
+    const Index m = res.rho.size(), d_rest = rx.rows() - m;
+    const MatD proj = res.a.transpose() * rx;  // m×p: ⟨h_i, x̃_j⟩ in x's basis
+    // Σ_j ‖P_G x̃_j‖ over a group G of directions (rows [i0, i1) of proj), times d·E|u₁|.
+    auto group_weight = [&](Index i0, Index i1) {
+        const Index d = i1 - i0;
+        if (d == 1) return proj.row(i0).cwiseAbs().sum();
+        return double(d) * sphere_mean_abs_coordinate(d) * proj.middleRows(i0, d).colwise().norm().sum();
+    };
+    double num = 0.0, den = 0.0;
+    for (Index i0 = 0; i0 < m;) {
+        Index i1 = i0 + 1;
+        while (i1 < m && res.rho[i1 - 1] - res.rho[i1] <= kTiedCorrelation) ++i1;
+        const double w = group_weight(i0, i1);
+        num += w * res.rho.segment(i0, i1 - i0).mean();
+        den += w;
+        i0 = i1;
+    }
+    if (d_rest > 0) {
+        // P_S r_j in x's basis: r_j minus its part in the span of A's orthonormal columns, projected out
+        // twice (one pass leaves rounding of order ε·‖r_j‖ in directions of A).
+        MatD resid = rx - res.a * proj;
+        resid -= res.a * (res.a.transpose() * resid);
+        den += double(d_rest) * sphere_mean_abs_coordinate(d_rest) * resid.colwise().norm().sum();
+    }
+    return num / den;
+}
+
 // PWCCA of a result with vectors, weighted from the side `stat` names.
 double pwcca_of(const CCAResult& res, const MatD& rx, const MatD& ry, Index px, Index py, CCAStat stat) {
+    if (stat == CCAStat::PWCCAPadded) return padded_pwcca(res, rx);
     const bool from_x = stat == CCAStat::PWCCAX || (stat == CCAStat::PWCCASmaller && px <= py);
     const VecD w = from_x ? projection_weights(rx, res.a) : projection_weights(ry, res.b);
     return w.dot(res.rho) / w.sum();
@@ -171,8 +221,7 @@ double pwcca_of(const CCAResult& res, const MatD& rx, const MatD& ry, Index px, 
 }  // namespace
 
 double cca_statistic_from_m(MatD m, const MatD& rx, const MatD& ry, Index px, Index py, CCAStat stat) {
-    const bool pw = stat == CCAStat::PWCCAX || stat == CCAStat::PWCCAY || stat == CCAStat::PWCCASmaller;
-    CCAResult res = cca_from_m(std::move(m), pw);
+    CCAResult res = cca_from_m(std::move(m), is_pwcca(stat));
     const VecD& rho = res.rho;
     if (rho.size() == 0) throw std::logic_error("cca_statistic: no canonical correlations");
     switch (stat) {
@@ -180,6 +229,10 @@ double cca_statistic_from_m(MatD m, const MatD& rx, const MatD& ry, Index px, In
             return rho.mean();
         case CCAStat::MeanSq:
             return rho.array().square().mean();
+        case CCAStat::MeanPadded:
+            return rho.sum() / double(std::max<Index>(rx.rows(), rho.size()));
+        case CCAStat::MeanSqPadded:
+            return rho.array().square().sum() / double(std::max<Index>(rx.rows(), rho.size()));
         default:
             break;
     }
@@ -187,7 +240,7 @@ double cca_statistic_from_m(MatD m, const MatD& rx, const MatD& ry, Index px, In
 }
 
 CCASummary cca_summary(const CCAFactor& fx, const CCAFactor& fy, CCAStat pwcca_stat) {
-    if (pwcca_stat == CCAStat::Mean || pwcca_stat == CCAStat::MeanSq) {
+    if (!is_pwcca(pwcca_stat)) {
         throw std::logic_error("cca_summary: the PWCCA statistic must name a weighting side");
     }
     CCAResult res = cca_from_m(cross_m(fx, fy), true);
@@ -196,6 +249,8 @@ CCASummary cca_summary(const CCAFactor& fx, const CCAFactor& fy, CCAStat pwcca_s
     out.mean = res.rho.mean();
     out.mean_sq = res.rho.array().square().mean();
     out.pwcca = pwcca_of(res, fx.r, fy.r, fx.p, fy.p, pwcca_stat);
+    out.rank_x = fx.rank;
+    out.rank_y = fy.rank;
     out.rho = std::move(res.rho);
     return out;
 }

@@ -55,6 +55,68 @@ double procrustes_nuclear(const ProcrustesFactor<T>& fx, const ProcrustesFactor<
     return s.sum() / (fx.norm * fy.norm);
 }
 
+double procrustes_chord_rows(const MatD& a_in, const MatD& b_in) {
+    if (a_in.rows() != b_in.rows()) throw std::logic_error("procrustes_chord_rows: different rows");
+    // Rotate the narrower onto the wider: with M = b̂ᵀâ = U·S·Vᵀ and b̂ the narrower, U is square, Q* =
+    // U·Vᵀ has orthonormal rows, ‖b̂Q*‖ = ‖b̂‖ = 1, and ‖â − b̂Q*‖² = 2 − 2·tr S exactly.
+    const bool swap = b_in.cols() > a_in.cols();
+    const MatD& a = swap ? b_in : a_in;
+    const MatD& b = swap ? a_in : b_in;
+    const double na = a.norm(), nb = b.norm();
+    if (!(na > 0.0) || !(nb > 0.0)) throw std::invalid_argument("the Procrustes distance is undefined for a constant input");
+    const Index m = a.rows(), pa = a.cols(), pb = b.cols();
+    if (m == 0) return 0.0;
+    MatD mm(pb, pa);
+    blas::dgemm_col(true, false, pb, pa, m, b.data(), m, a.data(), m, mm.data(), pb);
+    SVDResult s = svd(std::move(mm), true);  // u: pb×pb, vt: pb×pa
+    MatD q(pb, pa);
+    blas::dgemm_col(false, false, pb, pa, pb, s.u.data(), pb, s.vt.data(), pb, q.data(), pb);
+    MatD bq(m, pa);
+    blas::dgemm_col(false, false, m, pa, pb, b.data(), m, q.data(), pb, bq.data(), m);
+    // â − b̂Q*, each term formed once in float64: (a/na − bq/nb).
+    double acc = 0.0;
+    const double ia = 1.0 / na, ib = 1.0 / nb;
+    for (Index j = 0; j < pa; ++j) {
+        double col = 0.0;
+        for (Index i = 0; i < m; ++i) {
+            const double r = a(i, j) * ia - bq(i, j) * ib;
+            col += r * r;
+        }
+        acc += col;
+    }
+    return std::sqrt(acc);
+}
+
+namespace {
+
+// Centred float64 rows of v (column-major n×p), reduced to n×n (L of Xc = L·Qᵀ) when p > n.
+template <class T>
+MatD chord_rows_of(const View<T>& v, const char* name) {
+    MatD xc = centered_colmajor_f64(v, name);
+    if (xc.squaredNorm() == 0.0) {
+        fail(name, " has zero variance (every column is constant over the ", v.n,
+             " samples): it cannot be scaled to unit norm, so the Procrustes distance is undefined");
+    }
+    if (v.p <= v.n) return xc;
+    MatD t = xc.transpose();  // p×n: Xcᵀ = Q·R, so Xc = Rᵀ·Qᵀ and Rᵀ has Xc's row geometry
+    blas::geqrf(v.p, v.n, t.data(), v.p);
+    MatD l = MatD::Zero(v.n, v.n);
+    for (Index j = 0; j < v.n; ++j)
+        for (Index i = 0; i <= j; ++i) l(j, i) = t(i, j);
+    return l;
+}
+
+}  // namespace
+
+template <class T>
+double procrustes_chord(const View<T>& x, const View<T>& y, const char* name_x, const char* name_y) {
+    if (x.n != y.n) throw std::logic_error("procrustes_chord: different n");
+    return procrustes_chord_rows(chord_rows_of(x, name_x), chord_rows_of(y, name_y));
+}
+
+template double procrustes_chord<float>(const View<float>&, const View<float>&, const char*, const char*);
+template double procrustes_chord<double>(const View<double>&, const View<double>&, const char*, const char*);
+
 template ProcrustesFactor<float> procrustes_factor<float>(const View<float>&, const char*);
 template ProcrustesFactor<double> procrustes_factor<double>(const View<double>&, const char*);
 template double procrustes_nuclear<float>(const ProcrustesFactor<float>&, const ProcrustesFactor<float>&);

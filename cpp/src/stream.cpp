@@ -14,13 +14,6 @@ namespace reprsim {
 
 namespace {
 
-// Largest magnitude (as a power of two) of the centred entries of a batch. The accumulated moments
-// are sums of up to fourth powers of the data (Σ d_i² for the debiased estimator), kept as they are
-// so that batches and shards merge exactly; so they are not rescaled like the in-memory inputs, and a
-// batch whose centred entries leave [2^-kStreamExponent, 2^kStreamExponent] (about 1e-60 to 1e60) is
-// refused: its fourth powers would underflow or overflow float64.
-constexpr int kStreamExponent = 200;
-
 // Centred float64 copy (row-major) of v, with its float64 column means; throws on NaN/Inf and on
 // magnitudes the accumulated moments cannot hold.
 template <class T>
@@ -28,12 +21,7 @@ MatR<double> centred_f64(const View<T>& v, const std::string& name, VecD& mean) 
     check_blas_dims(name.c_str(), v.n, v.p);
     double spread = 0.0;
     mean = column_means(v, name.c_str(), &spread);
-    if (spread > 0.0 && std::abs(std::ilogb(spread)) > kStreamExponent) {
-        fail(name, " has centred values of magnitude up to ", spread,
-             ": the streaming accumulators keep float64 sums of up to fourth powers of the data, which ",
-             spread > 1.0 ? "overflow" : "underflow", " beyond about 1e", spread > 1.0 ? "" : "-",
-             "60; rescale the data (e.g. divide every batch by one constant: the metrics are invariant to scaling)");
-    }
+    check_stream_spread(spread, name);
     MatR<double> out(v.n, v.p);
     for (Index i = 0; i < v.n; ++i) {
         const T* row = v.data + i * v.row_stride;
@@ -79,23 +67,13 @@ double eps_of() {
 }
 
 void shift_layer(LayerMoments& m, const VecD& delta, double n) {
-    // d_i → d_i + 2u_iᵀδ + s with s = ‖δ‖²; Σu_i = 0 removes the odd terms.
-    const double s = delta.squaredNorm();
-    const double tr = m.c.trace();
-    const VecD cd = m.c * delta;
-    m.sum_d2 += 4.0 * delta.dot(cd) + n * s * s + 4.0 * delta.dot(m.sum_ud) + 2.0 * s * tr;
-    m.sum_ud += 2.0 * cd + delta * (tr + n * s);
+    shift_layer_sums(m.sum_d2, m.sum_ud, delta, m.c * delta, m.c.trace(), n);
     m.c.noalias() += n * delta * delta.transpose();
 }
 
 // tr_x, tr_y: traces of the layers' c before their shift.
 void shift_pair(PairMoments& m, const VecD& dx, const VecD& dy, double tr_x, double tr_y, double n) {
-    const double s = dx.squaredNorm(), t = dy.squaredNorm();
-    const VecD c_dy = m.cxy * dy;
-    const VecD ct_dx = m.cxy.transpose() * dx;
-    m.sum_de += 2.0 * dy.dot(m.sum_yd) + 2.0 * dx.dot(m.sum_xe) + 4.0 * dx.dot(c_dy) + t * tr_x + s * tr_y + n * s * t;
-    m.sum_xe += 2.0 * c_dy + dx * (tr_y + n * t);
-    m.sum_yd += 2.0 * ct_dx + dy * (tr_x + n * s);
+    shift_pair_sums(m.sum_de, m.sum_xe, m.sum_yd, dx, dy, m.cxy * dy, m.cxy.transpose() * dx, tr_x, tr_y, n);
     m.cxy.noalias() += n * dx * dy.transpose();
 }
 
@@ -125,6 +103,39 @@ void add_pair(PairMoments& a, const PairMoments& b) {
 }
 
 }  // namespace
+
+void check_stream_spread(double spread, const std::string& name) {
+    if (spread > 0.0 && std::abs(std::ilogb(spread)) > kStreamExponent) {
+        fail(name, " has centred values of magnitude up to ", spread,
+             ": the streaming accumulators keep float64 sums of up to fourth powers of the data, which ",
+             spread > 1.0 ? "overflow" : "underflow", " beyond about 1e", spread > 1.0 ? "" : "-",
+             "60; rescale the data (e.g. divide every batch by one constant: the metrics are invariant to scaling)");
+    }
+}
+
+void check_stream_mean_gap(double gap, const char* what, const char* side, Index i) {
+    if (gap > 0.0 && std::ilogb(gap) > kStreamExponent) {
+        fail(what, ": the means of ", side, " layer ", i, " differ by up to ", gap,
+             " between the rows seen and the rows added: the streaming accumulators keep float64 sums of up "
+             "to fourth powers of the centred data, which overflow beyond about 1e60; rescale the data (e.g. "
+             "divide every batch by one constant: the metrics are invariant to scaling)");
+    }
+}
+
+void shift_layer_sums(double& sum_d2, VecD& sum_ud, const VecD& delta, const VecD& c_delta, double tr, double n) {
+    // d_i → d_i + 2u_iᵀδ + s with s = ‖δ‖²; Σu_i = 0 removes the odd terms.
+    const double s = delta.squaredNorm();
+    sum_d2 += 4.0 * delta.dot(c_delta) + n * s * s + 4.0 * delta.dot(sum_ud) + 2.0 * s * tr;
+    sum_ud += 2.0 * c_delta + delta * (tr + n * s);
+}
+
+void shift_pair_sums(double& sum_de, VecD& sum_xe, VecD& sum_yd, const VecD& dx, const VecD& dy, const VecD& c_dy,
+                     const VecD& ct_dx, double tr_x, double tr_y, double n) {
+    const double s = dx.squaredNorm(), t = dy.squaredNorm();
+    sum_de += 2.0 * dy.dot(sum_yd) + 2.0 * dx.dot(sum_xe) + 4.0 * dx.dot(c_dy) + t * tr_x + s * tr_y + n * s * t;
+    sum_xe += 2.0 * c_dy + dx * (tr_y + n * t);
+    sum_yd += 2.0 * ct_dx + dy * (tr_x + n * s);
+}
 
 template <class T>
 StreamState batch_moments(const std::vector<View<T>>& xs, const std::vector<View<T>>& ys,
@@ -198,13 +209,7 @@ void check_compatible(const StreamState& a, const StreamState& b, const char* wh
     // Merging shifts both parts' moments by the difference of their means (c += n·δδᵀ, and fourth
     // powers in Σd²): the same range limit as for a batch's centred values.
     auto check_means = [&](const LayerMoments& la, const LayerMoments& lb, const char* side, Index i) {
-        const double gap = (la.mean - lb.mean).cwiseAbs().maxCoeff();
-        if (gap > 0.0 && std::ilogb(gap) > kStreamExponent) {
-            fail(what, ": the means of ", side, " layer ", i, " differ by up to ", gap,
-                 " between the rows seen and the rows added: the streaming accumulators keep float64 sums of up "
-                 "to fourth powers of the centred data, which overflow beyond about 1e60; rescale the data (e.g. "
-                 "divide every batch by one constant: the metrics are invariant to scaling)");
-        }
+        check_stream_mean_gap((la.mean - lb.mean).cwiseAbs().maxCoeff(), what, side, i);
     };
     for (Index i = 0; i < a.k1; ++i) check_means(a.x[i], b.x[i], "x", i);
     for (Index j = 0; j < a.k2; ++j) check_means(a.y[j], b.y[j], "y", j);

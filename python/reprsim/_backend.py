@@ -38,6 +38,14 @@ class Backend(Protocol):
         """``a[index]`` on the backend's device."""
         ...
 
+    def knn_lists(self, x: Any, k: Any, center: bool, name: str) -> Any:
+        """One representation's exact k-NN lists (see ``reprsim._neighbours.KnnLists``)."""
+        ...
+
+    def rdm(self, x: Any, method: str, name: str) -> Any:
+        """One representation's condensed RDM, on its device."""
+        ...
+
 
 _BACKENDS: dict[str, Backend] = {}
 _entry_points_loaded = False

@@ -48,6 +48,10 @@ int trtri_upper(Index n, double* a, Index lda);
 // jpvt receives 0-based pivots. Returns nothing; throws std::runtime_error on a LAPACK failure.
 void geqp3(Index m, Index n, double* a, Index lda, int* jpvt, double* tau);
 
+// Householder QR without pivoting (LAPACK dgeqrf) of a column-major (m×n) matrix, in place: R in the
+// upper triangle (diagonal of either sign), the reflectors below it.
+void geqrf(Index m, Index n, double* a, Index lda);
+
 // Forms the first k columns of Q from geqp3's output (LAPACK dorgqr), in place, column-major.
 void orgqr(Index m, Index k, double* a, Index lda, const double* tau);
 
@@ -68,6 +72,24 @@ Index pstrf_upper(Index n, double* a, Index lda, int* piv, double tol);
 // Symmetric eigendecomposition (LAPACK dsyevd, column-major, upper): eigenvalues ascending in w,
 // eigenvectors overwrite a when vectors is true.
 void syevd(Index n, double* a, Index lda, double* w, bool vectors);
+
+// QR of a triangle stacked on a pentagon (LAPACK dtpqrt): [A; B] = Q·[R; 0], A (n×n upper triangular)
+// and B (m×n; its first m − l rows dense, its last l rows upper trapezoidal), column-major. A receives
+// R (its diagonal of either sign, its strictly lower triangle untouched); B is overwritten by the
+// reflectors. Used without Q: only R is read back.
+void tpqrt(Index m, Index n, Index l, double* a, Index lda, double* b, Index ldb);
+
+// The unblocked form (LAPACK dtpqrt2), which also returns the n×n upper-triangular T of the compact WY
+// representation Q = I − V·T·Vᵀ, V = [I; B's reflectors].
+void tpqrt2(Index m, Index n, Index l, double* a, Index lda, double* b, Index ldb, double* t, Index ldt);
+
+// Column-major C (m×k) = alpha·op(A)·op(B) + beta·C.
+void dgemm_col_acc(bool ta, bool tb, Index m, Index k, Index inner, double alpha, const double* a, Index lda,
+                   const double* b, Index ldb, double beta, double* c, Index ldc);
+
+// Column-major B (m×n) = alpha·op(T)·B (left) or alpha·B·op(T) (right), T upper triangular, non-unit.
+void trmm_upper(bool left, bool trans, Index m, Index n, double alpha, const double* t, Index ldt, double* b,
+                Index ldb);
 
 // Threads of the BLAS.
 void set_num_threads(int n);

@@ -85,10 +85,47 @@ double default_rank_rtol(Index n, Index p) {
     return rank_rtol(n, p, double(std::numeric_limits<T>::epsilon()));
 }
 
-enum class CCAStat { Mean, MeanSq, PWCCAX, PWCCAY, PWCCASmaller };
+// The summaries of a pair's canonical correlations ρ₁ ≥ … ≥ ρ_m, m = min(rank_x, rank_y):
+//   Mean, MeanSq          mean ρ, mean ρ² over the m correlations;
+//   PWCCAX/Y/Smaller      Σαᵢρᵢ / Σαᵢ with projection weights αᵢ = Σⱼ|⟨hᵢ, x̃ⱼ⟩| (Morcos et al. 2018)
+//                         from x, y or the narrower input;
+//   the "padded" convention, x being the reference: the rank_x − m directions of x's column space
+//   that have no canonical correlation with y (the subspace S beyond the m canonical variates) count
+//   as 0 in the numerator and carry weight in the normaliser:
+//     MeanPadded          Σρᵢ / rank_x,
+//     MeanSqPadded        Σρᵢ² / rank_x,
+//     PWCCAPadded         Σ_G ρ̄_G·w_G / (Σ_G w_G + w_S), over the groups G of x's canonical directions
+//                         with tied correlations (within kTiedCorrelation; without ties every direction
+//                         is its own group), ρ̄_G their mean correlation, and for a subspace V of
+//                         dimension d (a group's span, or S)
+//                             w_V = d·E|u₁|·Σⱼ ‖P_V x̃ⱼ‖,  E|u₁| = Γ(d/2) / (√π·Γ((d+1)/2)),
+//                         the expected projection weight Σᵢ Σⱼ |⟨vᵢ, x̃ⱼ⟩| of an orthonormal basis
+//                         v₁…v_d of V drawn uniformly at random (each vᵢ is then uniform on V's unit
+//                         sphere, and ⟨vᵢ, x̃ⱼ⟩ = ⟨vᵢ, P_V x̃ⱼ⟩). For d = 1 it is Morcos's weight
+//                         (the direction is unique up to sign); for large d, ≈ √(2d/π)·Σⱼ‖P_V x̃ⱼ‖.
+//   Why an expectation: PWCCA's weights of directions without a preferred basis — S, or tied
+//   correlations such as all ρ = 1 when y's column space lies inside x's — depend on the arbitrary
+//   basis a full SVD returns (the published code's), while the rest of the statistic does not. The
+//   expected weight is rotation-invariant, continuous in the data, equal to Morcos's weight wherever
+//   the direction is unique, and the centre of the published rule's spread (any basis gives
+//   Σⱼ‖P_V x̃ⱼ‖ ≤ weight ≤ √d·Σⱼ‖P_V x̃ⱼ‖).
+//   With rank_x ≤ rank_y and no ties the padded values equal Mean, MeanSq and PWCCAX.
+//
+// Canonical correlations closer than this form one group in the padded PWCCA: their directions are
+// determined by rounding rather than by the data (a gap g leaves them uncertain by ~ε/g).
+constexpr double kTiedCorrelation = 1e-8;
 
-// "mean", "mean_sq", "pwcca_x", "pwcca_y" or "pwcca_smaller".
+enum class CCAStat { Mean, MeanSq, PWCCAX, PWCCAY, PWCCASmaller, MeanPadded, MeanSqPadded, PWCCAPadded };
+
+// "mean", "mean_sq", "pwcca_x", "pwcca_y", "pwcca_smaller", "mean_padded", "mean_sq_padded" or
+// "pwcca_padded".
 CCAStat cca_stat_from_name(const std::string& name);
+
+// Whether the statistic uses projection weights (PWCCA, any side or padded).
+bool is_pwcca(CCAStat stat);
+
+// E|u₁| for u uniform on the unit sphere of R^d (d ≥ 1).
+double sphere_mean_abs_coordinate(Index d);
 
 // A summary of the canonical correlations of a pair: mean ρ, mean ρ², or PWCCA with projection
 // weights from x, from y, or from the narrower input (ties: x).
@@ -96,9 +133,13 @@ double cca_statistic(const CCAFactor& fx, const CCAFactor& fy, CCAStat stat);
 
 // Every summary of a pair from one factorisation and one SVD: the correlations, their mean and mean
 // square, and PWCCA weighted from the side `pwcca_stat` names (one of the PWCCA statistics).
+// rank_x and rank_y are the numerical ranks used (PWCCA is not unique once rank_x + rank_y > n − 1: the
+// column spaces then share at least that excess of directions, canonical correlations tied at 1 whose
+// directions, and so weights, are arbitrary).
 struct CCASummary {
     VecD rho;
     double mean = 0, mean_sq = 0, pwcca = 0;
+    Index rank_x = 0, rank_y = 0;
 };
 CCASummary cca_summary(const CCAFactor& fx, const CCAFactor& fy, CCAStat pwcca_stat);
 

@@ -68,6 +68,31 @@ template <class T>
 StreamState batch_moments(const std::vector<View<T>>& xs, const std::vector<View<T>>& ys,
                           const std::vector<std::string>& names_x, const std::vector<std::string>& names_y);
 
+// Shared by the streaming states (moments here, the QR factor in factor_state.hpp).
+//
+// Largest magnitude (a power of two) of the centred entries, and of the gap between two parts' means,
+// that the streamed debiased-CKA sums can hold: they keep float64 sums of up to fourth powers of the
+// data, so beyond about 1e60 they would overflow (below about 1e-60, underflow).
+constexpr int kStreamExponent = 200;
+
+// Throws (naming the array) when a batch's centred entries reach magnitude `spread` outside the range
+// above.
+void check_stream_spread(double spread, const std::string& name);
+
+// Throws when the means of a layer differ by `gap` beyond the range above between two parts being
+// merged (`what`: "update" or "merge"; side "x"/"y", i the layer).
+void check_stream_mean_gap(double gap, const char* what, const char* side, Index i);
+
+// Chan's shift of one part's debiased-CKA sums (see the table above) to a mean that differs from the
+// part's own by `delta`: d_i → d_i + 2u_iᵀδ + ‖δ‖² with Σu_i = 0. `c_delta` = c·δ and `tr` = tr c are
+// taken before the shift, n is the part's rows. Only the sums move; the caller shifts c (or its factor).
+void shift_layer_sums(double& sum_d2, VecD& sum_ud, const VecD& delta, const VecD& c_delta, double tr, double n);
+
+// The same for a pair's sums: dx, dy the shifts of the x and y layers, c_dy = cxy·dy and ct_dx =
+// cxyᵀ·dx, tr_x and tr_y the traces of the layers' c, all before the shift.
+void shift_pair_sums(double& sum_de, VecD& sum_xe, VecD& sum_yd, const VecD& dx, const VecD& dy, const VecD& c_dy,
+                     const VecD& ct_dx, double tr_x, double tr_y, double n);
+
 // Throws unless b's widths (and layer counts) match a's; an empty state matches anything.
 void check_compatible(const StreamState& a, const StreamState& b, const char* what);
 

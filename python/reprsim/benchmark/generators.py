@@ -24,12 +24,16 @@ __all__ = [
 ]
 
 
-def delete_principal_components(x: Any, deleted: Sequence[int]) -> dict[int, np.ndarray]:
+def delete_principal_components(x: Any, deleted: Sequence[int], *, form: str = "scores") -> dict[int, np.ndarray]:
     """Delete the lowest-variance principal components of a representation, for each count given.
 
-    For each d in ``deleted`` the centred representation Xc = U S Vᵀ is projected onto its top
-    k = p − d left singular vectors: ``U_k U_kᵀ Xc`` (equivalently U_k S_k V_kᵀ), an (n, p) matrix of
-    rank at most k, in the original feature space. One SVD serves the whole grid.
+    For each d in ``deleted`` the centred representation Xc = U S Vᵀ keeps its top k = p − d principal
+    components. As in Ding et al.'s pipeline, the result is their scores as k columns, ``U_k S_k`` (n, k)
+    (``form="scores"``); ``form="projection"`` returns the same subspace in the original feature space,
+    ``U_k S_k V_kᵀ`` (n, p) of rank k. Every metric of reprsim that is invariant to orthogonal transforms
+    (CKA, Procrustes, the CCA family by rank) gives the two forms the same value; conventions that count
+    correlations by the number of columns (as Ding et al.'s released code averages over min(p_x, p_y))
+    do not. One SVD serves the whole grid.
 
     Parameters
     ----------
@@ -37,17 +41,27 @@ def delete_principal_components(x: Any, deleted: Sequence[int]) -> dict[int, np.
         The representation.
     deleted : sequence of int
         Numbers of components to delete, each in [0, p − 1].
+    form : {"scores", "projection"}, default "scores"
+        k score columns, or the rank-k projection in the original p features.
 
     Returns
     -------
     dict of int to numpy.ndarray
-        Each d → a float64 array (n, p). ``d = 0`` gives the centred input itself.
+        Each d → a float64 array, (n, p − d) scores or (n, p) projection. ``d = 0`` gives the centred
+        input (rotated to its principal axes for "scores").
 
     Raises
     ------
     ValueError
-        A count outside [0, p − 1], or the bad inputs of :func:`reprsim.cka`.
+        A count outside [0, p − 1], an unknown ``form``, or the bad inputs of :func:`reprsim.cka`.
+
+    References
+    ----------
+    .. [1] F. Ding, J.-S. Denain, J. Steinhardt. "Grounding Representation Similarity Through
+       Statistical Testing." NeurIPS 2021.
     """
+    if form not in ("scores", "projection"):
+        raise ValueError(f"form must be 'scores' or 'projection', got {form!r}")
     xa = as_representation(x, "x").astype(np.float64)
     p = xa.shape[1]
     grid = list(deleted)
@@ -56,6 +70,8 @@ def delete_principal_components(x: Any, deleted: Sequence[int]) -> dict[int, np.
             raise ValueError(f"deleted must hold integers in [0, {p - 1}] for a representation with p = {p}, got {d!r}")
     xc = xa - xa.mean(axis=0)
     u, s, vt = np.linalg.svd(xc, full_matrices=False)
+    if form == "scores":
+        return {int(d): u[:, : p - d] * s[: p - d] for d in grid}
     return {int(d): (u[:, : p - d] * s[: p - d]) @ vt[: p - d] for d in grid}
 
 

@@ -250,26 +250,28 @@ def _options_for(metric: Metric, conventions: Mapping[str, Mapping[str, Any]] | 
 
 
 class PaddedCCA:
-    """A CCA-family dissimilarity with Ding et al.'s padding convention, usable as a metric callable.
+    """A CCA-family dissimilarity in the padded convention, usable as a metric callable.
 
-    reprsim's ``mean_cca``, ``mean_sq_cca`` and ``pwcca`` average over the min(rank x, rank y) canonical
-    correlations, so a representation with principal components deleted (rank k, inside the other's
-    span) has distance 0 to the full one. Ding et al.'s released code instead averages over
-    min(p_x, p_y) correlations (numbers of neurons), those beyond the other input's rank being 0, and
-    weights PWCCA over all canonical directions of the first argument (the reference). This class
-    pads ρ with zeros to rank(x), which is the same for a full-rank reference at least as narrow as the
-    other input, and does not count dead (constant) units of x as directions. ``"mean"`` →
-    1 − mean ρ, ``"mean_sq"`` → 1 − mean ρ², ``"pwcca"`` → 1 − Σαᵢρᵢ/Σαᵢ with projection weights
-    αᵢ = Σⱼ|⟨hᵢ, x̃ⱼ⟩| over all rank(x) canonical variates hᵢ of x (those beyond rank(y) span the part of
-    x's column space orthogonal to y's). Distance in [0, 1]; not symmetric.
-
-    Orthonormal bases come from a thin SVD of each centred input (rank: singular values above
-    max(n, p)·ε·σ₁), never from a covariance inverse. ``pairwise`` factors each input once.
+    reprsim's ``mean_cca``, ``mean_sq_cca`` and ``pwcca`` summarise the min(rank x, rank y) canonical
+    correlations, so a representation with principal components deleted (its top-k component scores, a
+    k-dimensional subspace of the other's column space) has distance 0 to the full one. In the padded
+    convention the first argument is the reference, and the rank(x) − min(rank x, rank y) directions of
+    its column space without a canonical correlation count as correlation 0 in the numerator and carry
+    weight in the normaliser: ``"mean"`` → 1 − Σρᵢ / rank(x), ``"mean_sq"`` → 1 − Σρᵢ² / rank(x),
+    ``"pwcca"`` → 1 − Σ_G ρ̄_G w_G / (Σ_G w_G + w_S), where w_S, the weight of the uncorrelated subspace S
+    (dimension d), is the *expected* projection weight of a uniformly random orthonormal basis of S,
+    d·E|u₁|·Σⱼ ‖P_S x̃ⱼ‖ (u uniform on the unit sphere of R^d; Morcos et al.'s weight when d = 1), and
+    groups G of tied correlations (all 1 when one column space contains the other) are weighted the same
+    way; untied directions have Morcos et al.'s weights. The expectation makes the value independent of
+    the arbitrary basis a full SVD returns for S, on which the weights of Ding et al.'s released code
+    depend (see the README's benchmark section for the measured spread). Distance in [0, 1]; not
+    symmetric. Computed by the C++ core (``reprsim._core.cca_statistic`` with ``"mean_padded"``,
+    ``"mean_sq_padded"``, ``"pwcca_padded"``): column-pivoted QR bases and the in-memory rank rule.
 
     Parameters
     ----------
     statistic : {"mean", "mean_sq", "pwcca"}
-        The CCA-family statistic; also the callable's ``__name__``.
+        The CCA-family statistic; the callable's ``__name__`` is its metric name plus ``"_padded"``.
 
     Raises
     ------
@@ -281,6 +283,8 @@ class PaddedCCA:
     ----------
     .. [1] F. Ding, J.-S. Denain, J. Steinhardt. "Grounding Representation Similarity Through
        Statistical Testing." NeurIPS 2021.
+    .. [2] A. Morcos, M. Raghu, S. Bengio. "Insights on Representational Similarity in Neural Networks
+       with Canonical Correlation." NeurIPS 2018.
     """
 
     _STATS = ("mean", "mean_sq", "pwcca")
@@ -290,41 +294,14 @@ class PaddedCCA:
             raise ValueError(f"statistic must be one of {self._STATS}, got {statistic!r}")
         self.statistic = statistic
         self.__name__ = {"mean": "mean_cca", "mean_sq": "mean_sq_cca", "pwcca": "pwcca"}[statistic] + "_padded"
-
-    @staticmethod
-    def _factor(x: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
-        from .._validation import as_representation
-
-        xa = as_representation(x, name).astype(np.float64)
-        xc = xa - xa.mean(axis=0)
-        u, s, _ = np.linalg.svd(xc, full_matrices=False)
-        if s[0] == 0.0:
-            raise ValueError(f"{name} is constant (every sample equal); CCA is undefined for it")
-        rank = int(np.sum(s > s[0] * max(xc.shape) * np.finfo(np.float64).eps))
-        if rank >= xc.shape[0] - 1:
-            raise ValueError(
-                f"{name} has rank {rank} with n = {xc.shape[0]} samples; CCA needs rank < n - 1 (every "
-                "canonical correlation would be trivially 1): use more samples or fewer features"
-            )
-        return u[:, :rank], xc
-
-    def _combine(self, fx: tuple[np.ndarray, np.ndarray], fy: tuple[np.ndarray, np.ndarray]) -> float:
-        qx, xc = fx
-        qy, _ = fy
-        if qx.shape[0] != qy.shape[0]:
-            raise ValueError(f"x and y must have the same number of samples, got {qx.shape[0]} and {qy.shape[0]}")
-        u, rho, _ = np.linalg.svd(qx.T @ qy, full_matrices=True)
-        full = np.zeros(qx.shape[1])
-        full[: rho.size] = rho[: qx.shape[1]]
-        if self.statistic == "mean":
-            return float(1.0 - full.mean())
-        if self.statistic == "mean_sq":
-            return float(1.0 - np.mean(full**2))
-        alpha = np.abs((qx @ u).T @ xc).sum(axis=1)
-        return float(1.0 - alpha @ full / alpha.sum())
+        self._core_stat = statistic + "_padded"
 
     def __call__(self, x: Any, y: Any) -> float:
-        return self._combine(self._factor(x, "x"), self._factor(y, "y"))
+        from .. import _core
+        from .._validation import as_pair
+
+        xa, ya = as_pair(x, y, min_n=3, what="CCA")
+        return float(1.0 - _core.cca_statistic(xa, ya, self._core_stat))
 
     def pairwise(self, xs: Sequence[Any], ys: Sequence[Any]) -> np.ndarray:
         """The dissimilarity of every pair, each input factored once.
@@ -339,12 +316,14 @@ class PaddedCCA:
         numpy.ndarray, shape (len(xs), len(ys))
             Entry (i, j) is ``self(xs[i], ys[j])``.
         """
-        fx = [self._factor(a, f"xs[{i}]") for i, a in enumerate(xs)]
-        fy = [self._factor(a, f"ys[{i}]") for i, a in enumerate(ys)]
-        return np.array([[self._combine(a, b) for b in fy] for a in fx])
+        from .. import _core
+        from .._validation import as_lists
+
+        xl, yl = as_lists(list(xs), list(ys), min_n=3, what="CCA")
+        return 1.0 - np.asarray(_core.cca_matrix(xl, yl, self._core_stat), dtype=np.float64)
 
 
-#: Ding et al.'s padded CCA-family conventions, as metric callables (see :class:`PaddedCCA`).
+#: The padded CCA-family conventions, as metric callables (see :class:`PaddedCCA`).
 PADDED_CCA: Mapping[str, PaddedCCA] = {
     m.__name__: m for m in (PaddedCCA("mean"), PaddedCCA("mean_sq"), PaddedCCA("pwcca"))
 }

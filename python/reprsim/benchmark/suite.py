@@ -7,9 +7,10 @@ Tests (the ``test`` field of each record):
     Functional quantity: a 10-way linear probe's test accuracy on each hidden layer. For each reference
     layer, the reference is that layer of the best-probing seed, paired with every layer of every seed.
 ``pc_deletion``
-    Each layer of five seeds with 0…62 of its 64 principal components deleted (a grid), re-probed. For
-    each layer, the reference is the full representation of the best-probing seed, paired with every
-    seed × deletion of that layer.
+    Each layer of five seeds with 0…62 of its 64 principal components deleted (a grid), re-probed; as in
+    Ding et al.'s pipeline a deleted representation is its top-k principal-component scores, k columns
+    (:func:`~reprsim.benchmark.delete_principal_components`). For each layer, the reference is the full
+    representation of the best-probing seed, paired with every seed × deletion of that layer.
 ``specificity``
     Layer identification across seeds: for each ordered pair of seeds and each layer, is the nearest
     layer of the other seed the same depth? Field ``accuracy`` (and ``n_queries``).
@@ -28,8 +29,10 @@ Tests (the ``test`` field of each record):
     The same with a pretrain-seed × fine-tune-seed grid (5 × 5).
 
 Every metric of ``reprsim.METRICS`` is scored (PWCCA with the reference's weights, as in the paper),
-plus the CCA family under Ding et al.'s padding convention (:data:`reprsim.benchmark.PADDED_CCA`). All
-seeds are fixed, so the same command gives the same table.
+plus the CCA family in the padded convention (:data:`reprsim.benchmark.PADDED_CCA`: the reference's
+directions without a canonical correlation count as 0, PWCCA weighting them by their expected projection
+weight, a basis-free form of the rule in Ding et al.'s released code). All seeds are fixed, so the same
+command gives the same table.
 """
 
 from __future__ import annotations
