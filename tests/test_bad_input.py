@@ -119,8 +119,10 @@ def test_bad_options_are_rejected(good):
         reprsim.svcca(x, y, convention="median")
     with pytest.raises(ValueError, match=r"convention must be one of 'x', 'y', 'smaller', 'padded'; got 'google'"):
         reprsim.pwcca(x, y, convention="google")
-    with pytest.raises(TypeError, match=r"metric 'mean_cca' takes no options"):
-        reprsim.pairwise([x, y[:, :2]], metric="mean_cca", debiased=True)
+    with pytest.raises(TypeError, match=r"metric 'procrustes' does not take the option 'debiased'; it takes angular"):
+        reprsim.pairwise([x, y[:, :2]], metric="procrustes", debiased=True)
+    with pytest.raises(TypeError, match=r"metric 'ensd' takes no options"):
+        reprsim.pairwise([x, y[:, :2]], metric="ensd", debiased=True)
     with pytest.raises(TypeError, match=r"metric 'cka' does not take the option 'debaised'; did you mean 'debiased'"):
         reprsim.pairwise([x, y[:, :2]], metric="cka", debaised=True)
     with pytest.raises(TypeError, match=r"'debiased_cka' does not take the option 'debiased' \(debiased=True is fixed"):

@@ -150,13 +150,18 @@ def test_padded_convention_is_reachable_from_every_numpy_path(rng):
     x, y = cases(rng)["other_seed_narrower"]
     value = _core.cca_statistic(x, y, "pwcca_padded")
     np.testing.assert_allclose(reprsim.distance(x, y, metric="pwcca", convention="padded"), 1 - value, rtol=1e-12)
-    np.testing.assert_allclose(reprsim.pairwise([x], [y], metric="pwcca", convention="padded")[0, 0], 1 - value,
+    np.testing.assert_allclose(reprsim.pairwise_distances([x], [y], metric="pwcca", convention="padded")[0, 0],
+                               1 - value, rtol=1e-12)
+    np.testing.assert_allclose(reprsim.pairwise([x], [y], metric="pwcca", convention="padded")[0, 0], value,
                                rtol=1e-12)
+    np.testing.assert_allclose(reprsim.mean_cca(x, y, convention="padded"), numpy_padded(x, y)[0], rtol=1e-10)
     np.testing.assert_allclose(reprsim.cca_summary(x, y, convention="padded").pwcca, value, rtol=1e-12)
     np.testing.assert_allclose(_core.cca_matrix([x], [y], "mean_padded")[0, 0], numpy_padded(x, y)[0], rtol=1e-10)
-    acc = reprsim.StreamingSimilarity()
-    acc.update(x[:120], y[:120]).update(x[120:], y[120:])
-    np.testing.assert_allclose(acc.pwcca(convention="padded"), value, rtol=1e-9)
+    for route in ("moments", "rows"):
+        acc = reprsim.StreamingSimilarity(route=route)
+        acc.update(x[:120], y[:120]).update(x[120:], y[120:])
+        np.testing.assert_allclose(acc.pwcca(convention="padded"), value, rtol=1e-9)
+        np.testing.assert_allclose(acc.measure("mean_cca", convention="padded"), numpy_padded(x, y)[0], rtol=1e-9)
 
 
 # -- PWCCA's uniqueness -----------------------------------------------------------------------------------

@@ -140,7 +140,7 @@ def test_streaming_merges_in_both_directions_at_once_do_not_deadlock():
     rng = np.random.default_rng(5)
     batches = _batches(rng, 8, 4, 3)
     for _ in range(20):
-        a, b = reprsim.StreamingSimilarity(), reprsim.StreamingSimilarity()
+        a, b = reprsim.StreamingSimilarity(route="moments"), reprsim.StreamingSimilarity(route="moments")
         for xb, yb in batches[:4]:
             a.update(xb, yb)
         for xb, yb in batches[4:]:
@@ -149,10 +149,10 @@ def test_streaming_merges_in_both_directions_at_once_do_not_deadlock():
         # Whichever merge went first, the other saw its result: one holds all rows, the other more.
         assert {a.n_seen, b.n_seen} == {128, 192}
     # Many threads merging into one accumulator: every row counted once.
-    total = reprsim.StreamingSimilarity()
-    parts = [reprsim.StreamingSimilarity().update(*batch) for batch in batches]
+    total = reprsim.StreamingSimilarity(route="moments")
+    parts = [reprsim.StreamingSimilarity(route="moments").update(*batch) for batch in batches]
     _run_threads(lambda k: total.merge(parts[k]), len(parts))
-    serial = reprsim.StreamingSimilarity()
+    serial = reprsim.StreamingSimilarity(route="moments")
     for part in parts:
         serial.merge(part)
     assert total.n_seen == serial.n_seen == 8 * 16

@@ -350,7 +350,7 @@ def test_bca_raises_when_a_jackknife_sample_is_degenerate(rng):
         ({"metric": "nope"}, ValueError, "unknown metric"),
         ({"metric": 3}, TypeError, "metric must be a string"),
         ({"metric": "cka", "convention": "x"}, TypeError, "does not take the option 'convention'"),
-        ({"metric": "mean_cca", "convention": "x"}, TypeError, "takes no options"),
+        ({"metric": "ensd", "convention": "x"}, TypeError, "takes no options"),
         ({"n_permutations": 0}, ValueError, "n_permutations"),
         ({"n_permutations": 2.5}, ValueError, "n_permutations"),
         ({"n_permutations": True}, ValueError, "n_permutations"),

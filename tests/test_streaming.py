@@ -97,9 +97,11 @@ def test_large_offset_does_not_spoil_centring(rng):
 
 
 def test_float32_batches_are_accumulated_in_float64(rng):
+    # The moments and the factor accumulate float32 batches in float64 (the rows route is the in-memory
+    # computation on the kept rows: float32 products for CKA there, as reprsim.cka on float32 arrays).
     x, y = related_pair(rng, n=40)
     x32, y32 = x.astype(np.float32), y.astype(np.float32)
-    acc = streamed(x32, y32, [0, 13, 14, 40])
+    acc = streamed(x32, y32, [0, 13, 14, 40], route="moments")
     x64, y64 = x32.astype(np.float64), y32.astype(np.float64)
     for metric in ("cka", "debiased_cka", "procrustes", "mean_cca", "pwcca"):
         np.testing.assert_allclose(acc.distance(metric), reprsim.distance(x64, y64, metric=metric), rtol=RTOL)
@@ -117,13 +119,19 @@ def test_rank_deficient_input_gets_the_in_memory_rank(rng):
         np.testing.assert_allclose(acc.distance(metric), reprsim.distance(x, y, metric=metric), rtol=1e-8)
 
 
-def test_directions_below_the_cross_product_resolution_are_dropped(rng):
-    # A direction 1e-10 of the largest is kept by the in-memory QR (tol = max(n, p)·ε ≈ 1e-14) but is
-    # below what float64 cross-products resolve (√(max(n, p)·ε) ≈ 1e-7): the streaming rank is one less.
+def test_directions_below_the_cross_product_resolution_are_kept_by_the_factor(rng):
+    # A direction 1e-10 of the largest is kept by the in-memory QR (tol = max(n, p)·ε ≈ 1e-14) and by the
+    # streamed QR factor, but is below what float64 cross-products resolve (√(max(n, p)·ε) ≈ 1e-7).
     x, y = related_pair(rng, n=40, p1=4, p2=6)
     x = np.column_stack([x, x[:, 0] + 1e-10 * rng.standard_normal(40)])
     assert reprsim.canonical_correlations(x, y).shape == (5,)
-    assert streamed(x, y, [0, 40]).canonical_correlations().shape == (4,)
+    # The QR factor keeps it, like the in-memory path; float64 moments cannot.
+    assert streamed(x, y, [0, 40], route="moments").canonical_correlations().shape == (5,)
+    moments = StreamingSimilarity(route="moments", metrics=["cka"]).update(x, y)._st()
+    from reprsim._streaming import _StateSet
+
+    rho = _StateSet("factor", moments, ["x"], ["y"]).pair(0, 0).correlations()
+    assert rho.shape == (4,)
 
 
 def test_wide_input_with_rank_reaching_n_minus_1_is_refused_like_in_memory(rng):
@@ -225,12 +233,18 @@ def test_all_pairs_of_layers_match_pairwise_distances(rng):
 
 def test_all_pairs_state_round_trips_and_pickles(rng):
     x, y = related_pair(rng, n=30)
-    acc = StreamingSimilarity(layers_x=2, layers_y=2).update([x, x[:, :2]], [y, y[:, 1:]])
-    state = acc.state()
-    assert {"layers", "cxy[1,0]", "mean_x[1]", "sum_ye[1]"} <= set(state)
-    again = StreamingSimilarity.from_state(state)
-    np.testing.assert_array_equal(again.cka(debiased=True), acc.cka(debiased=True))
-    np.testing.assert_array_equal(pickle.loads(pickle.dumps(acc)).distance("pwcca"), acc.distance("pwcca"))
+    for metrics, fields in ((["cka", "procrustes"], {"layers", "cxy[1,0]", "mean_x[1]", "sum_ye[1]"}),
+                            (None, {"layers", "r", "mean_x[1]", "mean_x_lo[1]", "sum_ye[1]", "sum_de[1,0]"}),
+                            (None, {"layers", "rows_x[1]", "rows_y[0]", "route"})):
+        route = "rows" if "rows_x[1]" in fields else "moments"
+        acc = StreamingSimilarity(layers_x=2, layers_y=2, metrics=metrics, route=route)
+        acc.update([x, x[:, :2]], [y, y[:, 1:]])
+        state = acc.state()
+        assert fields <= set(state), sorted(state)
+        again = StreamingSimilarity.from_state(state)
+        np.testing.assert_array_equal(again.cka(debiased=True), acc.cka(debiased=True))
+        name = "procrustes" if metrics else "pwcca"
+        np.testing.assert_array_equal(pickle.loads(pickle.dumps(acc)).distance(name), acc.distance(name))
 
 
 # -- state ----------------------------------------------------------------------------------------
@@ -238,7 +252,9 @@ def test_all_pairs_state_round_trips_and_pickles(rng):
 
 def test_state_fields_are_the_documented_moments(rng):
     x, y = related_pair(rng, n=25, p1=3, p2=4)
-    acc = streamed(x, y, [0, 4, 5, 25])
+    acc = StreamingSimilarity(metrics=["cka"], route="moments")
+    for a, b in ((0, 4), (4, 5), (5, 25)):
+        acc.update(x[a:b], y[a:b])
     s = acc.state()
     xc, yc = x - x.mean(0), y - y.mean(0)
     d, e = np.sum(xc**2, axis=1), np.sum(yc**2, axis=1)
@@ -285,6 +301,7 @@ def test_reset_and_empty_state(rng):
     acc.reset()
     assert acc.n_seen == 0
     assert set(acc.state()) == {"n", "rank_eps"}
+    assert set(StreamingSimilarity(route="moments").state()) == {"n", "rank_eps"}
     assert StreamingSimilarity.from_state(acc.state()).n_seen == 0
     acc.update(x[:, :2], y[:, :1])  # a reset accumulator accepts new widths
     assert acc.n_seen == 60
@@ -292,7 +309,7 @@ def test_reset_and_empty_state(rng):
 
 def test_from_state_rejects_malformed_states(rng):
     x, y = related_pair(rng)
-    state = streamed(x, y, [0, 60]).state()
+    state = StreamingSimilarity(metrics=["cka"], route="moments").update(x, y).state()
     with pytest.raises(ValueError, match="missing the field 'cxy'"):
         StreamingSimilarity.from_state({k: v for k, v in state.items() if k != "cxy"})
     with pytest.raises(ValueError, match=r"state field 'cxx' has shape \(3, 3\), but its layer's mean has 6"):
@@ -307,7 +324,7 @@ def test_from_state_rejects_malformed_states(rng):
 
 def test_from_state_refuses_statistics_no_data_can_have(rng):
     x, y = related_pair(rng)
-    state = streamed(x, y, [0, 60], route="moments").state()
+    state = StreamingSimilarity(metrics=["cka"], route="moments").update(x, y).state()
     assert StreamingSimilarity.from_state(state).cka() == pytest.approx(reprsim.cka(x, y), rel=RTOL)
     cases = {
         # A cross-moment scaled by 1e3 gave CKA = 390 949.66.
@@ -324,6 +341,27 @@ def test_from_state_refuses_statistics_no_data_can_have(rng):
     for message, change in cases.items():
         with pytest.raises(ValueError, match=message):
             StreamingSimilarity.from_state({**state, **change})
+    # The QR-factor state: R upper triangular with a non-negative diagonal, sums consistent with it.
+    state = StreamingSimilarity(route="moments").update(x, y).state()
+    assert StreamingSimilarity.from_state(state).pwcca() == pytest.approx(reprsim.pwcca(x, y), rel=RTOL)
+    r = state["r"]
+    for change in ({"r": r + np.tril(np.ones_like(r), -1)}, {"r": r * np.where(np.eye(len(r)), -1.0, 1.0)},
+                   {"sum_d2": -1.0}, {"r": r[:-1, :-1]}, {"n": -3.0}):
+        with pytest.raises(ValueError, match=r"state"):
+            StreamingSimilarity.from_state({**state, **change})
+
+
+def test_factor_state_holds_the_moments_as_rtr(rng):
+    x, y = related_pair(rng, n=50, p1=3, p2=4)
+    acc = StreamingSimilarity(route="moments")
+    for a, b in ((0, 7), (7, 8), (8, 50)):
+        acc.update(x[a:b], y[a:b])
+    s = acc.state()
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    rtr = s["r"].T @ s["r"]
+    np.testing.assert_allclose(rtr, np.block([[xc.T @ xc, xc.T @ yc], [yc.T @ xc, yc.T @ yc]]), rtol=1e-10,
+                               atol=1e-10)
+    np.testing.assert_allclose(s["mean_x"] + s["mean_x_lo"], x.mean(0), rtol=1e-14)
 
 
 # -- bad input ------------------------------------------------------------------------------------
@@ -438,7 +476,7 @@ def test_unknown_metric_and_options_raise(rng):
     with pytest.raises(ValueError, match=r"'rbf_cka' needs every pair of rows .* route='rows'"):
         acc.distance("rbf_cka")
     with pytest.raises(TypeError, match="takes no options"):
-        acc.distance("mean_cca", debiased=True)
+        acc.distance("ensd", debiased=True)
     rows = streamed(x, y, [0, 30, 60], route="rows")
     assert rows.measure("rbf_cka") == pytest.approx(reprsim.cka(x, y, kernel="rbf"), rel=1e-12)
     with pytest.raises(ValueError, match="convention"):

@@ -48,7 +48,7 @@ def evaluate(bound: Bound, pset: PairSet, want: str = "value") -> np.ndarray:
     out = np.empty((pset.k1, pset.k2))
     for i in range(pset.k1):
         for j in range(pset.k2):
-            if pset.same and m.symmetric and j < i:
+            if pset.same and bound.symmetric and j < i:
                 out[i, j] = out[j, i]
             else:
                 out[i, j] = fin(pset.pair(i, j))

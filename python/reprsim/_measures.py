@@ -9,6 +9,7 @@ its options and its metadata. Adding a measure whose statistics exist is an entr
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -159,23 +160,44 @@ for _name, _fixed in (("procrustes", {}), ("angular_procrustes", {"angular": Tru
 
 
 _SVCCA_CONVENTIONS = ("variance", "singular_values")
-_PWCCA_CONVENTIONS = ("x", "y", "smaller")
+_PWCCA_CONVENTIONS = ("x", "y", "smaller", "padded")
+_PADDED_DOC = ("'min_rank': the mean over the min(rank x, rank y) canonical correlations; 'padded': over x's rank, "
+               "x's directions without a correlation counting 0 (Ding et al.'s benchmark, x the reference)")
 
 
 def _mean_cca(pair: Any, b: Bound) -> float:
-    return pair.cca("mean")
+    return pair.cca("mean" if b["convention"] == "min_rank" else "mean_padded")
 
 
 def _mean_sq_cca(pair: Any, b: Bound) -> float:
-    return pair.cca("mean_sq")
+    return pair.cca("mean_sq" if b["convention"] == "min_rank" else "mean_sq_padded")
 
 
 def _svcca(pair: Any, b: Bound) -> float:
     return pair.cca("mean", b["variance"], b["convention"] == "variance")
 
 
+def warn_if_pwcca_not_unique(pair: Any) -> None:
+    """PWCCA is not unique once the column spaces must share directions (rank_x + rank_y > n − 1): the
+    trivially-1 correlations come with arbitrary directions, and the projection weights depend on them."""
+    ranks = pair.ranks()
+    if ranks is None or ranks[0] + ranks[1] <= pair.n - 1:
+        return
+    rank_x, rank_y = ranks
+    shared = rank_x + rank_y - (pair.n - 1)
+    warnings.warn(
+        f"PWCCA is not unique here: the ranks of {pair.name_x} ({rank_x}) and {pair.name_y} ({rank_y}) add up to more "
+        f"than n - 1 = {pair.n - 1}, so at least {shared} canonical correlation{'s are' if shared > 1 else ' is'} "
+        "exactly 1 with arbitrary directions, and the projection weights (so the value) depend on that arbitrary "
+        "choice; use more samples or fewer features (e.g. reprsim.svcca)",
+        UserWarning, stacklevel=4,
+    )
+
+
 def _pwcca(pair: Any, b: Bound) -> float:
-    return pair.cca("pwcca_" + b["convention"])
+    value = pair.cca("pwcca_" + b["convention"])
+    warn_if_pwcca_not_unique(pair)
+    return value
 
 
 _CCA_REF = "Ding et al. 2021"
@@ -188,6 +210,8 @@ for _name, _fn, _def, _ref in (
         value=_fn, distance=_one_minus(_fn), definition=_def, distance_definition="1 − value",
         range=_UNIT, value_range=_UNIT, symmetric=True, is_metric=False, invariances=_LIN, estimator="exact",
         reference=_ref, min_n=3, identity=1.0,
+        options=(Option("convention", "min_rank", check_choice("convention", ("min_rank", "padded")), _PADDED_DOC),),
+        symmetric_when=lambda b: b["convention"] != "padded",
     ))
 
 register(Measure(
@@ -213,7 +237,9 @@ register(Measure(
     invariances=frozenset({ISOTROPIC_SCALING, TRANSLATION, PERMUTATION}), estimator="exact",
     reference="Morcos et al. 2018; Ding et al. 2021",
     options=(Option("convention", "x", check_choice("convention", _PWCCA_CONVENTIONS),
-                    "whose canonical variates and neurons give the weights: 'x', 'y' or 'smaller'"),),
+                    "whose canonical variates and neurons give the weights: 'x', 'y' or 'smaller'; 'padded': x's, "
+                    "with x's directions without a correlation counting 0 and carrying the expected weight of a "
+                    "random orthonormal basis of them (basis-free)"),),
     min_n=3, identity=1.0,
 ))
 

@@ -11,6 +11,7 @@ from . import _measures  # noqa: F401  (registers the measures)
 from ._backend import pair_set
 from ._compute import check_range, evaluate
 from ._compute import pair_value as _value
+from ._measures import warn_if_pwcca_not_unique
 from ._registry import bind, describe
 
 ArrayLike = Any
@@ -136,7 +137,7 @@ def canonical_correlations(x: ArrayLike, y: ArrayLike) -> np.ndarray:
     return rho
 
 
-def mean_cca(x: ArrayLike, y: ArrayLike) -> float:
+def mean_cca(x: ArrayLike, y: ArrayLike, *, convention: str = "min_rank") -> float:
     """Mean canonical correlation ρ̄ between two representations.
 
     Similarity in [0, 1], symmetric, invariant to invertible linear maps and translation of either
@@ -147,6 +148,11 @@ def mean_cca(x: ArrayLike, y: ArrayLike) -> float:
     ----------
     x, y : array_like, shapes (n, p1) and (n, p2)
         Rows are samples, aligned between x and y; n ≥ 3. Computed in float64 whatever the dtype.
+    convention : {"min_rank", "padded"}, default "min_rank"
+        "min_rank": the mean over the min(rank x, rank y) canonical correlations (symmetric). "padded": over
+        x's rank, x's directions that have no canonical correlation with y counting 0 — x is the reference,
+        as in Ding et al.'s benchmark, where a PC-deleted representation keeps fewer directions (not
+        symmetric).
 
     Returns
     -------
@@ -169,10 +175,10 @@ def mean_cca(x: ArrayLike, y: ArrayLike) -> float:
     .. [1] F. Ding, J.-S. Denain, J. Steinhardt. "Grounding Representation Similarity Through
        Statistical Testing." NeurIPS 2021.
     """
-    return _value("mean_cca", x, y, {})
+    return _value("mean_cca", x, y, {"convention": convention})
 
 
-def mean_sq_cca(x: ArrayLike, y: ArrayLike) -> float:
+def mean_sq_cca(x: ArrayLike, y: ArrayLike, *, convention: str = "min_rank") -> float:
     """Mean squared canonical correlation R²_CCA between two representations.
 
     Similarity in [0, 1], symmetric, invariant to invertible linear maps and translation of either
@@ -182,6 +188,11 @@ def mean_sq_cca(x: ArrayLike, y: ArrayLike) -> float:
     ----------
     x, y : array_like, shapes (n, p1) and (n, p2)
         Rows are samples, aligned between x and y; n ≥ 3. Computed in float64 whatever the dtype.
+    convention : {"min_rank", "padded"}, default "min_rank"
+        "min_rank": the mean over the min(rank x, rank y) canonical correlations (symmetric). "padded": over
+        x's rank, x's directions that have no canonical correlation with y counting 0 — x is the reference,
+        as in Ding et al.'s benchmark, where a PC-deleted representation keeps fewer directions (not
+        symmetric).
 
     Returns
     -------
@@ -200,7 +211,7 @@ def mean_sq_cca(x: ArrayLike, y: ArrayLike) -> float:
     .. [1] F. Ding, J.-S. Denain, J. Steinhardt. "Grounding Representation Similarity Through
        Statistical Testing." NeurIPS 2021.
     """
-    return _value("mean_sq_cca", x, y, {})
+    return _value("mean_sq_cca", x, y, {"convention": convention})
 
 
 def svcca(x: ArrayLike, y: ArrayLike, *, variance: float = 0.99, convention: str = "variance") -> float:
@@ -251,10 +262,14 @@ def pwcca(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> float:
     ----------
     x, y : array_like, shapes (n, p1) and (n, p2)
         Rows are samples, aligned between x and y; n ≥ 3. Computed in float64 whatever the dtype.
-    convention : {"x", "y", "smaller"}, default "x"
+    convention : {"x", "y", "smaller", "padded"}, default "x"
         Whose canonical variates and neurons give the weights: "x" (the reference input, as in Ding et
         al.'s protocol), "y", or "smaller", the input with fewer features (ties: x), as google/svcca's
         ``compute_pwcca`` chooses.
+        "padded": weights from x (the reference), and the part of x's column space that has no canonical
+        correlation with y counts with correlation 0 and the expected projection weight of a uniformly random
+        orthonormal basis of it — a basis-free form of the padding in Ding et al.'s released code, whose
+        weights depend on an arbitrary basis of that part (see the README's benchmark section).
 
     Returns
     -------
@@ -311,8 +326,8 @@ def cca_summary(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> CCASumm
     ----------
     x, y : array_like, shape (n_samples, p1) and (n_samples, p2)
         Representations of the same samples, rows aligned (numpy arrays, CPU or GPU torch tensors).
-    convention : {"x", "y", "smaller"}
-        PWCCA's weighting side, as in :func:`pwcca`.
+    convention : {"x", "y", "smaller", "padded"}
+        PWCCA's convention, as in :func:`pwcca`.
 
     Returns
     -------
@@ -334,6 +349,7 @@ def cca_summary(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> CCASumm
     bound = bind("pwcca", {"convention": convention})
     pset = pair_set("factor", [x], [y], names_x=["x"], names_y=["y"], min_n=3, what="CCA")
     rho, mean, mean_sq, pw = pset.summary(0, 0, "pwcca_" + convention)
+    warn_if_pwcca_not_unique(pset.pair(0, 0))
     rho = np.asarray(rho, dtype=np.float64)
     if not np.all(np.isfinite(rho)):
         raise FloatingPointError("canonical correlations came out non-finite; please report this input")

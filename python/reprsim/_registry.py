@@ -84,6 +84,12 @@ class Bound:
         return self.measure.name
 
     @property
+    def symmetric(self) -> bool:
+        """Whether the value is symmetric in x and y under these options."""
+        m = self.measure
+        return m.symmetric and (m.symmetric_when is None or m.symmetric_when(self))
+
+    @property
     def min_n(self) -> int:
         m = self.measure.min_n
         return int(m(self) if callable(m) else m)
@@ -168,6 +174,8 @@ class Measure:
         zeros on the diagonal).
     ranges : callable or None
         ``ranges(bound) -> (value range, dissimilarity range)`` where options change them.
+    symmetric_when : callable or None
+        ``symmetric_when(bound)`` is False for options that make a symmetric measure asymmetric.
     validate : callable or None
         Checks between options, after each option's own check.
     option_hints : mapping
@@ -201,6 +209,8 @@ class Measure:
     zero_diagonal: bool = True
     # (value range, dissimilarity range) for bound options, where options change them.
     ranges: Callable[[Bound], tuple[tuple[float, float], tuple[float, float]]] | None = None
+    # Options that make a symmetric measure asymmetric: symmetric_when(bound) is False then.
+    symmetric_when: Callable[[Bound], bool] | None = None
     # Checks between options (after each option's own check); raises ValueError/TypeError.
     validate: Callable[[Mapping[str, Any]], None] | None = None
     # Hints for options users reach for that belong to another name ({"kernel": "use metric='rbf_cka'"}).

@@ -105,6 +105,10 @@ class PairSet:
     def summary(self, i: int, j: int, pwcca_stat: str) -> tuple[np.ndarray, float, float, float]:
         return self._missing("canonical correlations")
 
+    def ranks(self, i: int, j: int) -> tuple[int, int] | None:
+        """The numerical ranks of x and y (the CCA rank rule), or None where the path does not know them."""
+        return None
+
     def rbf_cka(self, debiased: bool, rule: str, threshold: float, sigma: float) -> np.ndarray:
         return self._missing("kernel matrices")
 
@@ -178,6 +182,9 @@ class Pair:
     def correlations(self) -> np.ndarray:
         return self.set.correlations(self.i, self.j)
 
+    def ranks(self) -> tuple[int, int] | None:
+        return self.set.ranks(self.i, self.j)
+
     # kernel
     def rbf_cka(self, debiased: bool, rule: str, threshold: float, sigma: float) -> float:
         return float(self.set.rbf_cka(debiased, rule, threshold, sigma)[self.i, self.j])
@@ -203,6 +210,9 @@ class Pair:
 
 NUCLEAR_SLACK_F32 = 1e-4
 NUCLEAR_SLACK_F64 = 1e-10
+# Within this distance of 1 the Procrustes nuclear norm gives way to the residual of the optimal rotation
+# (the chord ‖x̂ − ŷQ*‖_F = 2 sin(θ/2)): arccos and 2 − 2‖·‖_* of a number within rounding of 1 turn ε into √ε.
+CHORD_BAND = 1e-3
 
 
 def rounding_slack(eps: float) -> float:
@@ -357,7 +367,18 @@ class MomentsSet(NumpySet):
         return self.bulk("nuclear", compute)
 
     def angle(self) -> np.ndarray:
-        return self.bulk("angle", lambda: angle_from_nuclear(self.nuclear(), self.eps))
+        def compute() -> np.ndarray:
+            nuc = self.nuclear()
+            theta = angle_from_nuclear(nuc, self.eps)
+            for i, j in zip(*np.nonzero(nuc >= 1.0 - CHORD_BAND)):
+                # Near 0 the angle comes from the residual of the optimal rotation, computed from the rows.
+                chord = float(_core.procrustes_chord(self.xs[i], self.ys[j]))
+                if not np.isfinite(chord):
+                    raise FloatingPointError("the Procrustes residual came out non-finite; please report this input")
+                theta[i, j] = 2.0 * np.arcsin(min(1.0, 0.5 * chord))
+            return theta
+
+        return self.bulk("angle", compute)
 
     def _side(self, cache: dict[Any, Any], a: np.ndarray, coordinates: bool) -> tuple[np.ndarray, np.ndarray]:
         """(factor F, FᵀF) of one representation: its centred float64 columns, or, when it is wider than
@@ -394,10 +415,26 @@ class FactorSet(NumpySet):
     def cca(self, stat: str, keep: float, on_variance: bool) -> np.ndarray:
         def compute() -> np.ndarray:
             if self.single:
-                return np.array([[_core.cca_statistic(self.xs[0], self.ys[0], stat, keep, on_variance)]])
+                value, rx, ry = _core.cca_statistic(self.xs[0], self.ys[0], stat, keep, on_variance, with_ranks=True)
+                self._bulk.setdefault(("ranks", 0, 0), (int(rx), int(ry)))
+                return np.array([[value]])
             return np.asarray(_core.cca_matrix(self.xs, self._ys_arg(), stat, keep, on_variance))
 
         return self.bulk(("cca", stat, keep, on_variance), compute)
+
+    def ranks(self, i: int, j: int) -> tuple[int, int] | None:
+        """The numerical ranks of the pair's inputs. Only a pair whose widths add up to n − 1 or more can
+        have ranks that do (the case PWCCA's uniqueness depends on); below that, min(width, n − 1) stands in,
+        without a factorisation."""
+        x, y = self.xs[i], self.ys[j]
+        if x.shape[1] + y.shape[1] <= self.n - 1:
+            return min(x.shape[1], self.n - 1), min(y.shape[1], self.n - 1)
+
+        def compute() -> tuple[int, int]:
+            _, rx, ry = _core.cca_statistic(x, y, "mean", 0.0, True, with_ranks=True)
+            return int(rx), int(ry)
+
+        return self.bulk(("ranks", i, j), compute)
 
     def correlations(self, i: int, j: int) -> np.ndarray:
         return self.bulk(("rho", i, j), lambda: np.asarray(_core.canonical_correlations(self.xs[i], self.ys[j])))
@@ -405,7 +442,8 @@ class FactorSet(NumpySet):
     def summary(self, i: int, j: int, pwcca_stat: str) -> tuple[np.ndarray, float, float, float]:
         """(correlations, mean, mean square, PWCCA) of pair (i, j) from one factorisation of each input."""
         def compute() -> tuple[np.ndarray, float, float, float]:
-            rho, mean, mean_sq, pw = _core.cca_summary(self.xs[i], self.ys[j], pwcca_stat)
+            rho, mean, mean_sq, pw, rx, ry = _core.cca_summary(self.xs[i], self.ys[j], pwcca_stat, with_ranks=True)
+            self._bulk.setdefault(("ranks", i, j), (int(rx), int(ry)))
             return np.asarray(rho), float(mean), float(mean_sq), float(pw)
 
         return self.bulk(("summary", i, j, pwcca_stat), compute)

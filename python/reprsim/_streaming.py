@@ -32,7 +32,7 @@ from ._backend import device_backend, pair_set
 from ._compute import evaluate
 from ._memory import fits, gib, require_memory
 from ._registry import KINDS, STREAMING_KINDS, Bound, bind, describe, get
-from ._stats import PairSet, angle_from_nuclear, check_minibatch_memory
+from ._stats import CHORD_BAND, PairSet, angle_from_nuclear, check_minibatch_memory
 from ._validation import _common_dtype, as_representation, check_n
 
 ArrayLike = Any
@@ -40,6 +40,9 @@ ArrayLike = Any
 _LAYER_FIELDS_X = ("mean_x", "cxx", "sum_d2", "sum_xd")
 _LAYER_FIELDS_Y = ("mean_y", "cyy", "sum_e2", "sum_ye")
 _PAIR_FIELDS = ("cxy", "sum_de", "sum_xe", "sum_yd")
+# The fields of the QR-factor state (route 2): the joint R of every layer replaces the moment matrices.
+_FACTOR_FIELDS_X = ("mean_x", "mean_x_lo", "sum_d2", "sum_xd")
+_FACTOR_FIELDS_Y = ("mean_y", "mean_y_lo", "sum_e2", "sum_ye")
 _EPS32 = float(np.finfo(np.float32).eps)
 _EPS64 = float(np.finfo(np.float64).eps)
 # Buffered rows are turned into moments once this many have arrived (or on any read): the merge of a
@@ -144,8 +147,12 @@ def _both_locked(a: Any, b: Any) -> Iterator[None]:
         yield
 
 
-def moments_bytes(wx: list[int], wy: list[int]) -> int:
-    """Memory of the moments of k1 x-layers and k2 y-layers: p×p per layer, p1×p2 per pair (float64)."""
+def moments_bytes(wx: list[int], wy: list[int], factor: bool = False) -> int:
+    """Memory of an accumulator's statistics for k1 x-layers and k2 y-layers: float64 moments (p×p per layer,
+    p1×p2 per pair), or, with ``factor``, the joint R factor of every layer and its row buffer."""
+    if factor:
+        state, workspace = _core.FactorState.estimate_bytes(list(wx), list(wy))
+        return int(state + workspace)
     return 8 * (sum(p * p for p in wx + wy) + sum(p * q for p in wx for q in wy) + 4 * sum(wx + wy))
 
 
@@ -172,7 +179,7 @@ def plan_route(wx: list[int], wy: list[int], n: int | None, itemsize: int, kinds
     the moments; "moments" otherwise. With ``n`` unknown, "auto" starts with the rows (see the module
     docstring) and the figure is that of the moments.
     """
-    mom = moments_bytes(wx, wy)
+    mom = moments_bytes(wx, wy, "factor" in kinds)
     every = sum(wx + wy)
     needs_rows = bool(kinds - STREAMING_KINDS)
     if route == "auto":
@@ -196,45 +203,73 @@ _WIDTH_FIX = (
 
 
 class _StateSet(PairSet):
-    """``moments`` and ``factor`` statistics of an accumulator's float64 moments (reprsim._core.StreamState).
+    """``moments`` and ``factor`` statistics of an accumulator's state: float64 moments
+    (``reprsim._core.StreamState``) or the joint QR factor of every layer (``reprsim._core.FactorState``).
 
-    Moments square the condition number of the data; the CCA family is computed from a pivoted Cholesky
-    factor of each layer's moments, whose rank rule is never finer than √(max(n, p)·ε₆₄)."""
+    With moments, the CCA family comes from a pivoted Cholesky factor of each layer's moments (which square
+    the condition number; its rank rule is never finer than √(max(n, p)·ε₆₄)); with the factor, from a
+    pivoted QR of the layer's block of R, with the in-memory rank rule, and small Procrustes angles from the
+    residual of the optimal rotation."""
 
     def __init__(self, kind: str, state: Any, names_x: list[str], names_y: list[str]) -> None:
         super().__init__(state.k1, state.k2, names_x, names_y, int(state.n), _EPS64)
         self.kind = kind
         self.state = state
+        self.factor = isinstance(state, _core.FactorState)
 
     def _raw(self) -> dict[str, Any]:
         return self.bulk("raw", self.state.to_dict)
 
     def sums(self, debiased: bool) -> dict[str, Any]:
-        return self.bulk("sums", lambda: dict(self.state.cka_sums()))
+        def compute() -> dict[str, Any]:
+            if not self.factor:
+                return dict(self.state.cka_sums())
+            a = np.asarray(self.state.cka_sums())  # (k1, k2, 9): n, cross, sxx, syy, tx, ty, Σd², Σe², Σde
+            ones = np.ones
+            return {"n": float(self.n), "eps": _EPS64, "cross": a[:, :, 1], "sum_de": a[:, :, 8],
+                    "sxx": a[:, 0, 2], "tx": a[:, 0, 4], "sum_d2": a[:, 0, 6], "scale_x": ones(self.k1),
+                    "syy": a[0, :, 3], "ty": a[0, :, 5], "sum_e2": a[0, :, 7], "scale_y": ones(self.k2)}
+
+        return self.bulk("sums", compute)
 
     def nuclear(self) -> np.ndarray:
         return self.bulk("nuclear", lambda: np.asarray(self.state.procrustes_nuclear(self.names_x, self.names_y)))
 
     def angle(self) -> np.ndarray:
-        return self.bulk("angle", lambda: angle_from_nuclear(self.nuclear(), self.eps))
+        def compute() -> np.ndarray:
+            nuc = self.nuclear()
+            theta = angle_from_nuclear(nuc, self.eps)
+            near = nuc >= 1.0 - CHORD_BAND
+            if self.factor and np.any(near):
+                chord = np.asarray(self.state.procrustes_chord(self.names_x, self.names_y))
+                theta = np.where(near, 2.0 * np.arcsin(np.minimum(1.0, 0.5 * chord)), theta)
+            return theta
+
+        return self.bulk("angle", compute)
 
     def blocks(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.factor:
+            return (np.asarray(self.state.cxx(i)), np.asarray(self.state.cyy(j)), np.asarray(self.state.cxy(i, j)))
         raw = self._raw()
         return (np.asarray(raw["cxx"][i]), np.asarray(raw["cyy"][j]), np.asarray(raw["cxy"][i * self.k2 + j]))
 
     def coordinates(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         raw = self._raw()
+        mx, my = np.asarray(raw["mean_x"][i]), np.asarray(raw["mean_y"][j])
+        if self.factor:
+            mx, my = mx + np.asarray(raw["mean_x_lo"][i]), my + np.asarray(raw["mean_y_lo"][j])
         cxx, cyy, cxy = self.blocks(i, j)
-        return np.asarray(raw["mean_x"][i]), np.asarray(raw["mean_y"][j]), cxx, cyy, cxy
+        return mx, my, cxx, cyy, cxy
 
     def _check_values_memory(self) -> None:
         wx, wy = self.state.widths()
-        require_memory(
-            _stream_values_bytes(list(wx), list(wy)),
-            f"the CCA family of a StreamingSimilarity over widths {tuple(wx)} and {tuple(wy)}",
-            _WIDTH_FIX,
-            "a Cholesky factor of every layer's p×p moments",
-        )
+        if self.factor:
+            need = _core.FactorState.estimate_bytes(list(wx), list(wy))[1]
+            detail = "a pivoted QR of every layer's block of the factor"
+        else:
+            need, detail = _stream_values_bytes(list(wx), list(wy)), "a Cholesky factor of every layer's p×p moments"
+        require_memory(need, f"the CCA family of a StreamingSimilarity over widths {tuple(wx)} and {tuple(wy)}",
+                       _WIDTH_FIX, detail)
 
     def cca(self, stat: str, keep: float, on_variance: bool) -> np.ndarray:
         def compute() -> np.ndarray:
@@ -250,6 +285,12 @@ class _StateSet(PairSet):
             return [np.asarray(r) for r in self.state.canonical_correlations(self.names_x, self.names_y)]
 
         return self.bulk("rho", compute)[i * self.k2 + j]
+
+    def ranks(self, i: int, j: int) -> tuple[int, int] | None:
+        if not self.factor:
+            return None
+        rx, ry = self.bulk("ranks", lambda: self.state.cca_ranks(self.names_x, self.names_y))
+        return int(rx[i]), int(ry[j])
 
     def summary(self, i: int, j: int, pwcca_stat: str) -> tuple[np.ndarray, float, float, float]:
         rho = self.correlations(i, j)
@@ -398,9 +439,10 @@ class StreamingSimilarity:
         # Guards the state: updates, merges and reads from several threads are serialised here (the
         # heavy part of an update, a batch's own moments, is computed outside it).
         self._lock = threading.RLock()
-        # Products of GPU batches in float64 (as the C++ path computes them), which the CCA family's rank
-        # decisions need; reprsim.torch.compare turns this off for measures without rank decisions.
-        self._dev_float64_products = "factor" in self._kinds
+        # The CCA family needs a QR factor (FactorState: the joint R of every layer, which keeps the condition
+        # number of the data); measures of the moments alone take the float64 moments (StreamState), whose
+        # updates are cheaper.
+        self._factor = "factor" in self._kinds
         self._names_x = [f"x[{i}]" for i in range(self._k1)] if self._multi else ["x"]
         self._names_y = [f"y[{j}]" for j in range(self._k2)] if self._multi else ["y"]
         self.reset()
@@ -409,7 +451,7 @@ class StreamingSimilarity:
         """Forget every row seen."""
         with self._lock:
             self._route: str | None = None if self._route_arg == "auto" else self._route_arg
-            self._state = _core.StreamState(self._k1, self._k2)
+            self._state = self._new_state()
             self._pending: list[tuple[list[np.ndarray], list[np.ndarray]]] = []
             self._pending_rows = 0
             self._rows: list[list[Any]] = [[] for _ in range(self._k1 + self._k2)]
@@ -495,11 +537,17 @@ class StreamingSimilarity:
                 if self._ranges:
                     ranges = [(np.minimum(a, c), np.maximum(b, d)) for (a, b), (c, d) in zip(self._ranges, ranges)]
                 _check_spread(ranges, names_x + names_y)
-                require_memory(
-                    _stream_memory_bytes(self._pending_rows + b, wx, wy),
-                    f"a StreamingSimilarity over widths {tuple(wx)} and {tuple(wy)}", _WIDTH_FIX,
-                    "float64 moments of size p×p per layer and p1×p2 per pair",
-                )
+                if self._factor:
+                    require_memory(16.0 * b * sum(wx + wy), f"a StreamingSimilarity over widths {tuple(wx)} and "
+                                   f"{tuple(wy)}", _WIDTH_FIX, "a float64 centred copy of the batch")
+                    # The factor buffers small batches itself and checks the batch before it changes.
+                    self._state.update(xs, ys, names_x, names_y)
+                else:
+                    require_memory(
+                        _stream_memory_bytes(self._pending_rows + b, wx, wy),
+                        f"a StreamingSimilarity over widths {tuple(wx)} and {tuple(wy)}", _WIDTH_FIX,
+                        "float64 moments of size p×p per layer and p1×p2 per pair",
+                    )
             self._add_terms(terms, b)
             self._ranges = ranges
             self._widths = (wx, wy)
@@ -509,6 +557,8 @@ class StreamingSimilarity:
                 for k, a in enumerate(xs + ys):
                     self._rows[k].append(np.array(a, copy=True))
                 self._maybe_leave_rows()
+                return self
+            if self._factor:
                 return self
             if b >= _FLUSH_ROWS:
                 batches = [(xs, ys)]
@@ -534,6 +584,9 @@ class StreamingSimilarity:
     def _check_widths(self, xs: list[Any], ys: list[Any], names_x: list[str], names_y: list[str]) -> None:
         _check_widths(self._widths, xs, ys, names_x, names_y)
 
+    def _new_state(self) -> Any:
+        return (_core.FactorState if self._factor else _core.StreamState)(self._k1, self._k2)
+
     def _decide_route(self, wx: list[int], wy: list[int], itemsize: int) -> None:
         route, need = plan_route(wx, wy, self._n_hint, itemsize, self._kinds, self._route_arg)
         what = f"a StreamingSimilarity over widths {tuple(wx)} and {tuple(wy)}"
@@ -553,7 +606,7 @@ class StreamingSimilarity:
         wx, wy = self._widths
         every = sum(wx + wy)
         itemsize = self._rows[0][0].itemsize
-        mom = moments_bytes(wx, wy)
+        mom = moments_bytes(wx, wy, self._factor)
         if self._rows_n * every * itemsize < mom or not fits(mom + _stream_memory_bytes(self._rows_n, wx, wy)):
             return
         xs = [np.concatenate(r) if len(r) > 1 else r[0] for r in self._rows]
@@ -578,7 +631,7 @@ class StreamingSimilarity:
             _WIDTH_FIX,
             "float64 moments of size p×p per layer and p1×p2 per pair",
         )
-        state = _core.StreamState(self._k1, self._k2)
+        state = self._new_state()
         state.update(xs, ys, self._names_x, self._names_y)
         return state
 
@@ -645,7 +698,7 @@ class StreamingSimilarity:
             self._rows_n += b
         else:
             if self._dev is None:
-                self._dev = backend.device_accumulator(self._k1, self._k2, self._dev_float64_products)
+                self._dev = backend.device_accumulator(self._k1, self._k2, self._factor)
             self._dev.update(xs, ys)
         self._add_terms(terms, b)
         eps = float(np.finfo(np.float32).eps) if xs[0].element_size() == 4 else _EPS64
@@ -661,16 +714,21 @@ class StreamingSimilarity:
             self._pending, self._pending_rows = [], 0
             self._state.absorb(state)
         if self._dev is not None and self._dev.n > 0:
-            on_device = _core.StreamState.from_dict(self._dev.export(self._dev_eps))
+            on_device = self._dev.export(self._dev_eps)
             self._state = on_device if self._state.n == 0 else self._state.merged(on_device)
             self._dev = None
         return self._state
 
     def _rows_now(self) -> list[Any]:
-        """Every layer's rows as one array (route "rows"), concatenated once."""
+        """Every layer's rows as one array (route "rows"), concatenated once, layer by layer: the values are then
+        exactly the in-memory ones on these arrays (float32 rows keep float32 products for linear CKA and float32's
+        rank rule for the CCA family, as ``reprsim.measure`` does)."""
         out = []
         for k, r in enumerate(self._rows):
             if len(r) > 1:
+                if isinstance(r[0], np.ndarray):
+                    require_memory(float(sum(a.nbytes for a in r)), "the rows kept by a StreamingSimilarity, "
+                                   "concatenated", "use fewer rows or features")
                 r = [_concatenate(r)]
                 self._rows[k] = r
             out.append(r[0])
@@ -731,6 +789,12 @@ class StreamingSimilarity:
                 self._rows_n += other._rows_n
                 self._route = "rows"
             elif other.n_seen:
+                if self._factor != other._factor:
+                    if self.n_seen:
+                        raise ValueError(
+                            "cannot merge an accumulator that keeps the QR factor (for the CCA family) with one that "
+                            "keeps moments: create both with the same metrics=")
+                    self._factor, self._state = other._factor, other._new_state()
                 merged = self._st().merged(other._st())
                 self._state = merged
                 self._route = self._route or "moments"
@@ -783,17 +847,27 @@ class StreamingSimilarity:
                     key = f"rows_x[{k}]" if k < self._k1 else f"rows_y[{k - self._k1}]"
                     out[key] = np.array(r, copy=True)
                 return out
-            raw = self._st().to_dict()
+            st = self._st()
+            raw = st.to_dict()
         out["n"] = np.float64(raw["n"])
         out["rank_eps"] = np.float64(raw["rank_eps"])
+        factor = isinstance(st, _core.FactorState)
         if raw["n"] == 0:
             return {k: np.asarray(v) for k, v in out.items()}
-        for fields, k in ((_LAYER_FIELDS_X, self._k1), (_LAYER_FIELDS_Y, self._k2)):
+        if factor:
+            out["route"] = np.float64(2.0)
+        if raw["n"] == 0:
+            return {k: np.asarray(v) for k, v in out.items()}
+        layer_x, layer_y = _LAYER_FIELDS_X, _LAYER_FIELDS_Y
+        if factor:
+            out["r"] = np.array(raw["r"], dtype=np.float64)
+            layer_x, layer_y = _FACTOR_FIELDS_X, _FACTOR_FIELDS_Y
+        for fields, k in ((layer_x, self._k1), (layer_y, self._k2)):
             for f in fields:
                 for i in range(k):
                     key = f"{f}[{i}]" if self._multi else f
                     out[key] = np.array(raw[f][i], dtype=np.float64)
-        for f in _PAIR_FIELDS:
+        for f in _PAIR_FIELDS[1:] if factor else _PAIR_FIELDS:
             for i in range(self._k1):
                 for j in range(self._k2):
                     key = f"{f}[{i},{j}]" if self._multi else f
@@ -869,12 +943,22 @@ class StreamingSimilarity:
             acc._widths = ([r[0].shape[1] for r in rows[: acc._k1]], [r[0].shape[1] for r in rows[acc._k1 :]])
             return acc
         raw: dict[str, Any] = {"k1": acc._k1, "k2": acc._k2, "n": float(n), "rank_eps": rank_eps}
+        factor = "route" in state and float(get_field("route", 0)) == 2.0
+        acc._factor = factor
         if n > 0:
-            raw.update(_read_moments(get_field, acc._k1, acc._k2, acc._multi, n))
+            if factor:
+                raw.update(_read_factor(get_field, acc._k1, acc._k2, acc._multi))
+            else:
+                raw.update(_read_moments(get_field, acc._k1, acc._k2, acc._multi, n))
             acc._route = "moments"
             acc._eps = rank_eps
             acc._widths = ([len(m) for m in raw["mean_x"]], [len(m) for m in raw["mean_y"]])
-        acc._state = _core.StreamState.from_dict(raw)
+        try:
+            acc._state = (_core.FactorState if factor else _core.StreamState).from_dict(raw)
+        except ValueError as exc:
+            raise ValueError(f"state is not a valid StreamingSimilarity state: {exc}") from None
+        if not factor:
+            acc._kinds = acc._kinds - {"factor"}
         return acc
 
     def __getstate__(self) -> dict[str, Any]:
@@ -1169,6 +1253,24 @@ def _psd_violation(c: np.ndarray) -> float:
     w = np.linalg.eigvalsh(c)
     top = max(float(np.abs(w).max()), np.finfo(np.float64).tiny)
     return max(0.0, -float(w[0]) / top)
+
+
+def _read_factor(get_field: _FieldReader, k1: int, k2: int, multi: bool) -> dict[str, Any]:
+    """The fields of a QR-factor state as FactorState.from_dict reads them (it checks them: shapes against
+    the widths, a triangular R with a non-negative diagonal, the debiased sums against R)."""
+    raw: dict[str, Any] = {"r": get_field("r", 2)}
+    for fields, k in ((_FACTOR_FIELDS_X, k1), (_FACTOR_FIELDS_Y, k2)):
+        for f in fields:
+            ndim = 0 if f in ("sum_d2", "sum_e2") else 1
+            vals = [get_field(f"{f}[{i}]" if multi else f, ndim) for i in range(k)]
+            raw[f] = [float(v) if ndim == 0 else v for v in vals]
+    for f in _PAIR_FIELDS[1:]:
+        ndim = 0 if f == "sum_de" else 1
+        vals = [get_field(f"{f}[{i},{j}]" if multi else f, ndim) for i in range(k1) for j in range(k2)]
+        raw[f] = [float(v) if ndim == 0 else v for v in vals]
+    raw["widths_x"] = [len(m) for m in raw["mean_x"]]
+    raw["widths_y"] = [len(m) for m in raw["mean_y"]]
+    return raw
 
 
 def _read_moments(get_field: _FieldReader, k1: int, k2: int, multi: bool, n: int) -> dict[str, Any]:

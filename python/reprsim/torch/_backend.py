@@ -28,6 +28,7 @@ from .._backend import register_backend
 from .._stats import PairSet, angle_from_nuclear
 from .._streaming import _StateSet
 from ._device import DeviceMoments
+from ._tsqr import DeviceFactorState
 
 # Rows per product: float32 sums over at most this many terms inside one matmul, then float64 across chunks.
 CHUNK_ROWS = 4096
@@ -166,12 +167,13 @@ class DeviceMomentsSet(PairSet):
 
 def factor_set(xs: list[torch.Tensor], ys: list[torch.Tensor] | None, names_x: list[str],
                names_y: list[str]) -> PairSet:
-    """``factor`` statistics of tensors on a device: moments with float64 products on the device, finalised by
-    the C++ code of the streaming accumulators (pivoted Cholesky factors, the in-memory rank rule)."""
+    """``factor`` statistics of tensors on a device: the joint QR factor of every layer, computed there in
+    float64 (:class:`~reprsim.torch._tsqr.DeviceFactorState`) and finalised by the C++ code of the streaming
+    accumulators (a pivoted QR of each layer's block, the in-memory rank rule)."""
     right = xs if ys is None else ys
-    m = DeviceMoments.from_tensors(xs, right, CHUNK_ROWS, product_dtype=torch.float64)
-    state = _core.StreamState.from_dict(m.to_raw(max(_eps(t) for t in xs + right)))
-    pset = _StateSet("factor", state, names_x, names_y if ys is not None else names_x)
+    state = DeviceFactorState(len(xs), len(right))
+    state.update(xs, right)
+    pset = _StateSet("factor", state.to_core(), names_x, names_y if ys is not None else names_x)
     pset.same = ys is None
     return pset
 
@@ -385,24 +387,31 @@ class DeviceRDMSet(PairSet):
 
 
 class DeviceAccumulator:
-    """The moments an accumulator keeps for batches that arrive on a device (see StreamingSimilarity)."""
+    """What an accumulator keeps for batches that arrive on a device (see StreamingSimilarity): the moments
+    (float64 accumulation; products in the input dtype) or, where the CCA family is needed, the joint QR
+    factor in float64; exported to the C++ state of the same kind when a value is asked for."""
 
-    def __init__(self, k1: int, k2: int, float64_products: bool) -> None:
-        self.moments = DeviceMoments(k1, k2, product_dtype=torch.float64 if float64_products else None)
+    def __init__(self, k1: int, k2: int, factor: bool) -> None:
+        self.state: Any = DeviceFactorState(k1, k2) if factor else DeviceMoments(k1, k2)
+        self.factor = factor
 
     @property
     def n(self) -> int:
-        return int(self.moments.n)
+        return int(self.state.n_seen if self.factor else self.state.n)
 
     def update(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> None:
-        if self.moments.n and self.moments.layer[0]["mean"].device != xs[0].device:
-            raise ValueError(f"this accumulator keeps its device moments on {self.moments.layer[0]['mean'].device}; "
-                             f"got a batch on {xs[0].device}")
-        self.moments.update(xs, ys)
+        if self.n:
+            where = self.state.device if self.factor else self.state.layer[0]["mean"].device
+            if where is not None and torch.device(where) != xs[0].device:
+                raise ValueError(f"this accumulator keeps its device statistics on {where}; got a batch on "
+                                 f"{xs[0].device}")
+        self.state.update(xs, ys)
 
-    def export(self, rank_eps: float) -> dict[str, Any]:
-        """The moments as ``reprsim._core.StreamState.from_dict`` reads them (float64, on the CPU)."""
-        return self.moments.to_raw(rank_eps)
+    def export(self, rank_eps: float) -> Any:
+        """The statistics as a ``reprsim._core`` state (FactorState or StreamState), on the CPU."""
+        if self.factor:
+            return self.state.to_core()
+        return _core.StreamState.from_dict(self.state.to_raw(rank_eps))
 
 
 class TorchBackend:
@@ -449,8 +458,8 @@ class TorchBackend:
 
         return rdm_torch(x, method, name)
 
-    def device_accumulator(self, k1: int, k2: int, float64_products: bool) -> DeviceAccumulator:
-        return DeviceAccumulator(k1, k2, float64_products)
+    def device_accumulator(self, k1: int, k2: int, factor: bool) -> DeviceAccumulator:
+        return DeviceAccumulator(k1, k2, factor)
 
     def check_batch(self, xs: Sequence[Any], ys: Sequence[Any], names_x: list[str],
                     names_y: list[str]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
