@@ -678,3 +678,22 @@ def test_compare_checks_gpu_memory_before_the_first_batch(monkeypatch):
         compare(SmallCNN(0).cuda(), SmallCNN(1).cuda(), counting, ["conv1"], ["conv2"], pool="flatten",
                 progress=False)
     assert counting.taken == 1
+
+
+def test_compare_with_an_unknown_number_of_samples_needs_the_moments_to_fit_or_max_batches(monkeypatch):
+    from reprsim import _memory
+
+    batches, data = loader(n=64, batch=16, shape=(1, 8, 8), labels=False)
+    monkeypatch.setattr(_memory, "available_memory", lambda: 2_000_000)  # the moments need about 11 MiB
+    a, b = SmallCNN(0), SmallCNN(1)
+    with pytest.raises(ValueError, match=r"(?s)route 'moments'.*unknown number of rows.*max_batches=10 "):
+        compare(a, b, (t for t in batches), ["conv1", "conv2"], ["conv2"], pool="flatten", progress=False)
+    res = compare(a, b, (t for t in batches), ["conv1", "conv2"], ["conv2"], pool="flatten", max_batches=10,
+                  progress=False)
+    x, y = by_hand(a, data, ["conv2"])[0], by_hand(b, data, ["conv2"])[0]
+    assert res.n_samples == 64 and res.values[1, 0] == pytest.approx(reprsim.cka(x, y), rel=2e-5)
+
+
+def test_compare_refuses_an_empty_loader():
+    with pytest.raises(ValueError, match="the loader yielded no batch"):
+        compare(mlp(0), mlp(1), [], LAYERS, LAYERS, progress=False)

@@ -225,6 +225,9 @@ def _run(model_a: torch.nn.Module, model_b: torch.nn.Module, loader: Iterable[An
     batches: Iterator[Any] = iter(loader)
     first = next(batches, _END)
     n_hint = None
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if first is _END and not distributed:  # (a rank's shard may be empty: the others' rows count)
+        raise ValueError("the loader yielded no batch; compare needs at least one (with at least 2 samples)")
     if first is not _END:
         batches = itertools.chain([first], batches)
 
@@ -279,7 +282,7 @@ def _run(model_a: torch.nn.Module, model_b: torch.nn.Module, loader: Iterable[An
         if grouper is not None:
             for mx, my in grouper.finish():
                 acc.update(mx, my)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if distributed:
         acc = _gather_and_merge(acc)
     if minibatch:
         values = np.array(acc.values(bound), dtype=np.float64)
