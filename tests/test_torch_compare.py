@@ -266,6 +266,8 @@ def _distributed_worker(rank, world, port, path):
         mine = batches[rank::world]  # each rank streams its own shard
         res = compare(mlp(0), mlp(1), mine, LAYERS, LAYERS, metric="debiased_cka", progress=False)
         np.save(f"{path}/rank{rank}.npy", np.append(res.values.ravel(), res.n_samples))
+        mb = compare(mlp(0), mlp(1), mine, LAYERS, LAYERS, metric="minibatch_cka", progress=False)
+        np.save(f"{path}/mb{rank}.npy", np.append(mb.values.ravel(), mb.n_samples))
     finally:
         dist.destroy_process_group()
 
@@ -288,6 +290,12 @@ def test_compare_merges_shards_across_torch_distributed_ranks(tmp_path):
         # the activations' float32 products; the full run turns its rows into float64 moments: they agree to
         # float32 rounding.
         np.testing.assert_allclose(got[:-1].reshape(3, 3), full.values, rtol=1e-5)
+    # Minibatch CKA: every rank's minibatch terms, summed, are the full run's.
+    mb = compare(mlp(0), mlp(1), batches, LAYERS, LAYERS, metric="minibatch_cka", progress=False)
+    for rank in range(2):
+        got = np.load(tmp_path / f"mb{rank}.npy")
+        assert got[-1] == 120
+        np.testing.assert_allclose(got[:-1].reshape(3, 3), mb.values, rtol=1e-12)
 
 
 def test_compare_tiny_bert_with_attention_mask():
@@ -344,3 +352,348 @@ def test_compare_device_path_on_rank_deficient_layers_equals_cpu_path(request, m
     request.getfixturevalue("forced_device")
     got = compare(mlp(0), mlp(1), batches, LAYERS, LAYERS, metric=metric, progress=False).values
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+# -- devices, restoring the models, and the memory plan ------------------------------------------------------
+
+
+def _snapshot(model):
+    """Everything compare must leave as it found it."""
+    return {
+        "params": [(name, p, p.data.data_ptr(), p.device, p.dtype, p.requires_grad, p.detach().clone(),
+                    None if p.grad is None else p.grad.clone()) for name, p in model.named_parameters()],
+        "buffers": [(name, b, b.data_ptr(), b.clone()) for name, b in model.named_buffers()],
+        "training": [(name, m.training) for name, m in model.named_modules()],
+    }
+
+
+def _assert_unchanged(model, snap):
+    params = dict(model.named_parameters())
+    for name, p, ptr, device, dtype, requires_grad, value, grad in snap["params"]:
+        assert params[name] is p, name  # the same Parameter object
+        assert p.device == device and p.dtype == dtype and p.requires_grad == requires_grad, name
+        assert p.data.data_ptr() == ptr, name  # on the same storage
+        assert torch.equal(p.detach(), value), name
+        assert (p.grad is None) == (grad is None) and (grad is None or torch.equal(p.grad, grad)), name
+    buffers = dict(model.named_buffers())
+    for name, b, ptr, value in snap["buffers"]:
+        assert buffers[name] is b and b.data_ptr() == ptr and torch.equal(b, value), name
+    assert [(name, m.training) for name, m in model.named_modules()] == snap["training"]
+
+
+class Flaky(torch.nn.Module):
+    """An MLP with a BatchNorm (buffers), a frozen layer, a gradient, mixed training flags, and a forward pass
+    that fails on its `fail_at`-th call."""
+
+    def __init__(self, fail_at=None):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = torch.nn.Sequential(torch.nn.Linear(10, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(),
+                                        torch.nn.Linear(16, 8))
+        self.body[0].weight.requires_grad_(False)
+        self.body[3].weight.grad = torch.ones_like(self.body[3].weight)
+        self.train()
+        self.body[1].eval()  # a frozen BatchNorm inside a model in training mode
+        self.calls, self.fail_at = 0, fail_at
+
+    def forward(self, x):
+        self.calls += 1
+        if self.fail_at is not None and self.calls == self.fail_at:
+            raise RuntimeError("failure in the middle of the loader")
+        return self.body(x)
+
+
+@pytest.mark.parametrize("device,error,match", [
+    ("meta", ValueError, "meta device holds no data"),
+    ("cuda:7", ValueError, "CUDA"),
+    ("gpu", ValueError, "is not a torch device"),
+    (3.5, TypeError, "device must be a string"),
+])
+def test_compare_refuses_an_unusable_device_before_moving_anything(device, error, match):
+    if device == "cuda:7" and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    a, b = Flaky(), Flaky()
+    before = _snapshot(a), _snapshot(b)
+    batches, _ = loader(n=40, batch=20)
+    with pytest.raises(error, match=match):
+        compare(a, b, batches, ["body.0"], ["body.0"], device=device, progress=False)
+    assert a.calls == 0 and b.calls == 0
+    _assert_unchanged(a, before[0])
+    _assert_unchanged(b, before[1])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a torch without CUDA")
+def test_compare_on_cuda_without_cuda_names_the_fix():
+    with pytest.raises(ValueError,
+                       match=r"device='cuda'.*(no CUDA support|no CUDA device).*device='cpu', or device=None"):
+        compare(mlp(0), mlp(1), loader()[0], LAYERS, LAYERS, device="cuda", progress=False)
+
+
+@pytest.fixture
+def moving_device(monkeypatch):
+    """compare's device argument resolved to the meta device: a real move of every parameter (and the loss of
+    their values, were they not put back) on a machine without a second device."""
+    from reprsim.torch import _compare
+
+    monkeypatch.setattr(_compare, "resolve_device", lambda device: torch.device("meta"))
+
+
+@pytest.mark.parametrize("fail_at", [1, 3])
+def test_compare_puts_moved_models_back_exactly_after_an_error(moving_device, fail_at):
+    # The meta reproducer: compare(m, m2, ..., device="meta") once left m on the meta device, its weights gone.
+    a, b = Flaky(fail_at=fail_at), Flaky()
+    before = _snapshot(a), _snapshot(b)
+    batches, _ = loader(n=60, batch=20)
+    with pytest.raises((RuntimeError, TypeError, ValueError)):
+        compare(a, b, batches, ["body.0", "body.3"], ["body.3"], device="anything", progress=False)
+    _assert_unchanged(a, before[0])
+    _assert_unchanged(b, before[1])
+
+
+def test_compare_restores_models_after_an_error_mid_forward_without_moving_them():
+    a, b = Flaky(fail_at=3), Flaky()
+    before = _snapshot(a), _snapshot(b)
+    batches, _ = loader(n=100, batch=20)
+    with pytest.raises(RuntimeError, match="failure in the middle"):
+        compare(a, b, batches, ["body.0"], ["body.3"], progress=False)
+    assert a.calls == 3  # the probe, then two batches
+    _assert_unchanged(a, before[0])
+    _assert_unchanged(b, before[1])
+
+
+@pytest.mark.parametrize("move", [False, True])
+def test_compare_restores_models_after_keyboard_interrupt(request, move):
+    if move:
+        request.getfixturevalue("moving_device")
+    a, b = Flaky(), Flaky()
+    before = _snapshot(a), _snapshot(b)
+    batches, _ = loader(n=100, batch=20)
+
+    def interrupted():
+        # Batches on the meta device cannot be accumulated: there, the interruption comes with the first batch.
+        yield from batches[:0 if move else 2]
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        compare(a, b, interrupted(), ["body.0"], ["body.3"], device="x" if move else None, progress=False)
+    _assert_unchanged(a, before[0])
+    _assert_unchanged(b, before[1])
+
+
+def test_model_state_finishes_restoring_when_interrupted_during_the_restoration():
+    from reprsim.torch._placement import ModelState
+
+    model = Flaky()
+    before = _snapshot(model)
+    state = ModelState(model, tensors=True)
+    model.to("meta")
+    model.eval()
+    original = ModelState._restore_one
+    raised = []
+
+    def interrupt_once(self, item):
+        if not raised and item[0] == "param":
+            raised.append(True)
+            raise KeyboardInterrupt
+        original(self, item)
+
+    ModelState._restore_one = interrupt_once
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            state.restore()
+    finally:
+        ModelState._restore_one = original
+    assert raised
+    _assert_unchanged(model, before)
+
+
+def test_compare_runs_each_model_where_it_is_and_leaves_it_there():
+    a, b = mlp(0), mlp(1)
+    before = _snapshot(a), _snapshot(b)
+    batches, data = loader(n=60, batch=20)
+    res = compare(a, b, batches, ["2"], ["2"], progress=False)
+    _assert_unchanged(a, before[0])
+    _assert_unchanged(b, before[1])
+    want = reprsim.cka(by_hand(a, data, ["2"])[0], by_hand(b, data, ["2"])[0])
+    assert res.values[0, 0] == pytest.approx(want, rel=2e-5)
+
+
+def test_compare_refuses_a_model_on_the_meta_device():
+    with torch.device("meta"):
+        ghost = mlp(0)
+    with pytest.raises(ValueError, match="model_b has parameters on the meta device"):
+        compare(mlp(0), ghost, loader()[0], LAYERS, LAYERS, progress=False)
+
+
+class CountingLoader:
+    """A loader that counts the batches taken from it, with a dataset length like a DataLoader's."""
+
+    def __init__(self, batches, n):
+        self.batches, self.dataset, self.taken = batches, range(n), 0
+
+    def __iter__(self):
+        for b in self.batches:
+            self.taken += 1
+            yield b
+
+    def __len__(self):
+        return len(self.batches)
+
+
+def test_compare_refuses_a_run_that_cannot_fit_before_any_batch_of_the_loader_runs(monkeypatch):
+    from reprsim import _memory
+
+    batches, _ = loader(n=64, batch=16, shape=(1, 8, 8), labels=False)
+    counting = CountingLoader(batches, 64)
+    a, b = SmallCNN(0), SmallCNN(1)
+    sizes = []
+    a.register_forward_pre_hook(lambda m, args: sizes.append(args[0].shape[0]))
+    monkeypatch.setattr(_memory, "available_memory", lambda: 300_000)  # about 0.7 MB would be needed
+    with pytest.raises(ValueError) as info:
+        compare(a, b, counting, ["conv1", "conv2"], ["conv2"], pool="flatten", progress=False)
+    message = str(info.value)
+    assert sizes == [2]  # only the probe, on two samples of the first batch
+    assert counting.taken == 1  # the first batch, taken to probe it; never fed whole
+    assert "no batch of the loader has run yet" in message
+    assert "about 64 rows (64 samples: len(loader.dataset))" in message
+    assert "'conv1' 256, 'conv2' 384" in message  # the widths: 4 × 8 × 8 and 6 × 8 × 8 flattened
+    assert "pool='gap' (6 features)" in message and "minibatch_cka" in message
+    assert "max_batches=1 (the first 16 samples fit)" in message
+    assert "layers_a=/layers_b=" in message
+
+
+def test_compare_picks_the_rows_route_for_wide_layers_and_runs_within_its_memory(monkeypatch):
+    # Layers wider than the number of rows: the rows (n × Σp) are smaller than the moments (Σp² + Σp_a·p_b);
+    # with memory for the rows but not for the moments, compare runs (on the rows route) and gives the
+    # in-memory values.
+    from reprsim import _memory
+    from reprsim.torch import _plan
+
+    batches, data = loader(n=48, batch=16, shape=(1, 8, 8), labels=False)
+    a, b = SmallCNN(0), SmallCNN(1)
+    plan = _plan.Plan([_plan.ProbedLayer(0, "conv1", 256, (2, 4, 8, 8), 1.0, "one per input sample", None, 4),
+                       _plan.ProbedLayer(1, "conv2", 384, (2, 6, 8, 8), 1.0, "one per input sample", None, 4)],
+                      48, "len(loader.dataset)", 16, "cka", frozenset({"moments"}), on_device=False)
+    route, need, _ = plan.need(plan.rows)
+    moments = _plan.moments_bytes([256], [384])
+    assert route == "rows" and need < moments
+    monkeypatch.setattr(_memory, "available_memory", lambda: (need + moments) // 2)
+    res = compare(a, b, CountingLoader(batches, 48), ["conv1"], ["conv2"], pool="flatten", progress=False)
+    x, y = by_hand(a, data, ["conv1"])[0], by_hand(b, data, ["conv2"])[0]
+    assert res.values[0, 0] == pytest.approx(reprsim.cka(x, y), rel=2e-5)
+
+
+def test_memory_plan_of_a_flattened_vit_tiny_at_500_samples_keeps_the_rows():
+    # ViT-tiny at 128 × 128 (65 tokens × 192 features = 12 480 per layer, 12 blocks per model), n = 500:
+    # the rows are 500 × 12 480 × 24 × 4 B ≈ 0.6 GB (twice that while they are concatenated), the moments
+    # 195 GiB.
+    from reprsim.torch import _plan
+
+    layers = [_plan.ProbedLayer(side, f"encoder.layer.{i}", 12480, (2, 65, 192), 1.0, "one per input sample", None, 4)
+              for side in (0, 1) for i in range(12)]
+    plan = _plan.Plan(layers, 500, "len(loader.dataset)", 50, "cka", frozenset({"moments"}), on_device=False)
+    route, need, _ = plan.need(plan.rows)
+    rows_bytes = 500 * 12480 * 24 * 4
+    assert route == "rows" and 2 * rows_bytes < need < 2 * rows_bytes + 200e6
+    assert plan.need(None)[0] == "moments" and plan.need(None)[1] > 190 * 2**30  # n unknown: moments must fit
+
+
+def test_probe_leaves_no_trace_in_buffers():
+    class Counter(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(10, 4)
+            self.register_buffer("seen", torch.zeros(()))
+
+        def forward(self, x):
+            self.seen += x.shape[0]  # a model that updates a buffer when it runs
+            return self.lin(x)
+
+    model = Counter()
+    batches, _ = loader(n=60, batch=20)
+    compare(model, mlp(1), batches, ["lin"], ["2"], progress=False)
+    assert float(model.seen) == 60.0  # the loader's samples, not the probe's two
+
+
+def test_compare_returns_a_labelled_comparison():
+    batches, _ = loader()
+    res = compare(mlp(0), mlp(1), batches, LAYERS, ["2", "4"], metric="procrustes", names=("seed 0", "seed 1"),
+                  progress=False)
+    assert isinstance(res, reprsim.Comparison) and isinstance(res, reprsim.torch.CompareResult)
+    assert res.value_kind == "distance" and res.rows == LAYERS and res.columns == ["2", "4"]
+    assert res.at["4", "2"] == res.values[2, 0] and np.asarray(res).shape == (3, 2)
+    pd = pytest.importorskip("pandas")
+    df = res.to_pandas()
+    assert isinstance(df, pd.DataFrame) and df.index.name == "seed 0" and df.columns.name == "seed 1"
+
+
+def test_compare_minibatch_cka_keeps_only_the_terms():
+    # The minibatch estimator's memory is one batch's: nothing else is accumulated.
+    from reprsim.torch._feed import MinibatchTerms
+
+    batches, data = loader(n=96, batch=32)
+    res = compare(mlp(0), mlp(3), batches, ["2", "4"], ["4"], metric="minibatch_cka", debiased=False,
+                  progress=False)
+    x, y = by_hand(mlp(0), data, ["2", "4"]), by_hand(mlp(3), data, ["4"])[0]
+    for i in range(2):
+        assert res.values[i, 0] == pytest.approx(reprsim.minibatch_cka(x[i], y, batch_size=32, debiased=False),
+                                                 rel=2e-5)
+    acc = MinibatchTerms(["a"], ["b"], True)
+    assert set(vars(acc)) == {"names_x", "names_y", "debiased", "xy", "xx", "yy", "batches", "n_seen", "_widths"}
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@needs_cuda
+def test_compare_on_cuda_moves_cpu_models_there_and_back():
+    batches, _ = loader(n=200, batch=50)
+    a, b = mlp(0), mlp(1)
+    want = compare(a, b, batches, LAYERS, LAYERS, metric="debiased_cka", progress=False).values
+    before = _snapshot(a), _snapshot(b)
+    got = compare(a, b, batches, LAYERS, LAYERS, metric="debiased_cka", device="cuda", progress=False).values
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    _assert_unchanged(a, before[0])
+    _assert_unchanged(b, before[1])
+
+
+@needs_cuda
+def test_compare_runs_gpu_models_where_they_are_with_cpu_batches():
+    batches, _ = loader(n=200, batch=50)
+    want = compare(mlp(0), mlp(1), batches, LAYERS, LAYERS, progress=False).values
+    a, b = mlp(0).cuda(), mlp(1).cuda()
+    got = compare(a, b, batches, LAYERS, LAYERS, progress=False).values
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    assert all(p.is_cuda for p in a.parameters())
+    mixed = compare(mlp(0), b, batches, LAYERS, LAYERS, progress=False).values  # model b's activations move to a's
+    np.testing.assert_allclose(mixed, want, rtol=1e-5, atol=1e-7)
+
+
+@needs_cuda
+def test_compare_checks_gpu_memory_before_the_first_batch(monkeypatch):
+    batches, _ = loader(n=64, batch=16, shape=(1, 8, 8), labels=False)
+    counting = CountingLoader(batches, 64)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1000, 10**9))
+    with pytest.raises(ValueError, match="of GPU memory on cuda"):
+        compare(SmallCNN(0).cuda(), SmallCNN(1).cuda(), counting, ["conv1"], ["conv2"], pool="flatten",
+                progress=False)
+    assert counting.taken == 1
+
+
+def test_compare_with_an_unknown_number_of_samples_needs_the_moments_to_fit_or_max_batches(monkeypatch):
+    from reprsim import _memory
+
+    batches, data = loader(n=64, batch=16, shape=(1, 8, 8), labels=False)
+    monkeypatch.setattr(_memory, "available_memory", lambda: 2_000_000)  # the moments need about 11 MiB
+    a, b = SmallCNN(0), SmallCNN(1)
+    with pytest.raises(ValueError, match=r"(?s)route 'moments'.*unknown number of rows.*max_batches=10 "):
+        compare(a, b, (t for t in batches), ["conv1", "conv2"], ["conv2"], pool="flatten", progress=False)
+    res = compare(a, b, (t for t in batches), ["conv1", "conv2"], ["conv2"], pool="flatten", max_batches=10,
+                  progress=False)
+    x, y = by_hand(a, data, ["conv2"])[0], by_hand(b, data, ["conv2"])[0]
+    assert res.n_samples == 64 and res.values[1, 0] == pytest.approx(reprsim.cka(x, y), rel=2e-5)
+
+
+def test_compare_refuses_an_empty_loader():
+    with pytest.raises(ValueError, match="the loader yielded no batch"):
+        compare(mlp(0), mlp(1), [], LAYERS, LAYERS, progress=False)

@@ -241,9 +241,9 @@ def test_one_model_given_twice_runs_once_and_shared_modules_record_only_their_ow
     batches = [data[i:i + 10] for i in range(0, 40, 10)]
     a = mlp(0)
     calls = []
-    a.register_forward_pre_hook(lambda m, i: calls.append(1))
+    a.register_forward_pre_hook(lambda m, i: calls.append(i[0].shape[0]))
     res = compare(a, a, batches, ["0", "2"], ["0", "2"], metric="debiased_cka", progress=False)
-    assert res.n_samples == 40 and len(calls) == 4
+    assert res.n_samples == 40 and calls == [2, 10, 10, 10, 10]  # the memory plan's probe, then each batch once
     with torch.no_grad():
         x, y = a[0](data).numpy(), a(data).numpy()
     assert res.values[0, 1] == pytest.approx(ref.cka(x, y, debiased=True), rel=1e-5)

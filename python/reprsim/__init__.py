@@ -1,8 +1,9 @@
 """reprsim: fast, exact comparison of neural-network representations.
 
 Similarities (``cka``, ``mean_cca``, ``mean_sq_cca``, ``svcca``, ``pwcca``) and distances
-(``procrustes_distance``, ``distance``, ``pairwise``) over activation matrices of shape
-(n_samples, n_features); neighbourhood alignment (``mutual_knn``, ``jaccard_knn``, ``cycle_knn``,
+(``procrustes_distance``, ``distance``) over activation matrices of shape (n_samples, n_features);
+labelled matrices of many representations (``pairwise``, ``pairwise_distances``, returning a
+``Comparison``); neighbourhood alignment (``mutual_knn``, ``jaccard_knn``, ``cycle_knn``,
 ``cknna``) and representational similarity analysis (``rdm``, ``rsa``). See ``reprsim.METRICS`` for
 the registry of dissimilarities.
 """
@@ -53,6 +54,7 @@ from ._metrics import (
 )
 from ._neighbours import cknna, cycle_knn, jaccard_knn, mutual_knn
 from ._registry import METRICS, Measure, MetricInfo
+from ._result import Comparison
 from ._rsa import rdm, rsa
 from ._streaming import StreamingMinibatchCKA, StreamingSimilarity
 
@@ -99,6 +101,7 @@ __all__ = [
     "BootstrapResult",
     "CCASummary",
     "CalibratedCKAResult",
+    "Comparison",
     "ConfidenceInterval",
     "Measure",
     "MetricInfo",

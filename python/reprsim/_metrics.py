@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +15,7 @@ from ._compute import check_range, evaluate
 from ._compute import pair_value as _value
 from ._measures import warn_if_pwcca_not_unique
 from ._registry import bind, describe
+from ._result import Comparison
 
 ArrayLike = Any
 
@@ -546,18 +549,48 @@ def distance(x: ArrayLike, y: ArrayLike, metric: str = "cka", **options: Any) ->
     return _value(metric, x, y, options, want="distance")
 
 
-def _matrix(xs: Any, ys: Any, metric: str, options: dict[str, Any], want: str) -> np.ndarray:
+def _labelled(reps: Any, arg: str) -> tuple[Any, list[Any], list[str] | None]:
+    """A dict of named representations as (list, labels, names for messages); a list keeps its positions."""
+    if isinstance(reps, Mapping):
+        if len(reps) == 0:
+            raise ValueError(f"{arg} is empty; pass at least one representation")
+        labels = list(reps)
+        return [reps[k] for k in labels], labels, [f"{arg}[{k!r}]" for k in labels]
+    return reps, list(range(len(reps))) if isinstance(reps, Sequence) else [], None
+
+
+def _label(match: re.Match[str], labels: dict[str, list[Any] | None]) -> str:
+    names, i = labels[match[1]], int(match[2])
+    return match[0] if names is None or i >= len(names) else f"{match[1]}[{names[i]!r}]"
+
+
+def _matrix(xs: Any, ys: Any, metric: str, options: dict[str, Any], want: str) -> Comparison:
     bound = bind(metric, options)
-    pset = pair_set(bound.measure.statistics, xs, ys, min_n=bound.min_n, what=describe(bound))
-    return evaluate(bound, pset, want)
+    xs, rows, names_x = _labelled(xs, "xs")
+    if ys is None:
+        ys_list, columns, names_y = None, rows, None
+    else:
+        ys_list, columns, names_y = _labelled(ys, "ys")
+    try:
+        pset = pair_set(bound.measure.statistics, xs, ys_list, names_x=names_x, names_y=names_y, min_n=bound.min_n,
+                        what=describe(bound))
+        values = evaluate(bound, pset, want)
+    except (ValueError, TypeError, FloatingPointError) as exc:
+        # Messages from the kernels number the representations; a dict's are named by their keys.
+        labels = {"xs": rows if names_x else None, "ys": columns if names_y else None}
+        if any(labels.values()) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+            exc.args = (re.sub(r"\b(xs|ys)\[(\d+)\]", lambda m: _label(m, labels), exc.args[0]),)
+        raise
+    return Comparison(values, rows, columns, bound.name, bound.measure.value_kind if want == "value" else "distance",
+                      int(pset.n), dict(options))
 
 
-def pairwise(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) -> np.ndarray:
+def pairwise(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) -> Comparison:
     """Matrix of a measure's values ``measure(xs[i], ys[j], metric)``; with ys omitted, xs against itself.
 
     The values are what the measure's own function returns: similarities for "cka", the CCA family,
-    "ensd", ...; distances for the Procrustes metrics (``reprsim.METRICS[metric].value_kind``). For
-    dissimilarities of any measure use :func:`pairwise_distances`.
+    "ensd", ...; distances for the Procrustes metrics (``reprsim.METRICS[metric].value_kind``, also the
+    result's ``value_kind``). For dissimilarities of any measure use :func:`pairwise_distances`.
 
     Every representation must have the same n; widths may differ. Each representation's statistics
     (centred features or Gram matrix, QR factor, whitening) are computed once and reused for every pair,
@@ -565,9 +598,10 @@ def pairwise(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) ->
 
     Parameters
     ----------
-    xs : sequence of array_like
-        The k1 representations of shapes (n, p_i).
-    ys : sequence of array_like, optional
+    xs : sequence or dict of array_like
+        The k1 representations of shapes (n, p_i): a list (labelled 0, 1, …) or a dict of named ones
+        (labelled by their keys).
+    ys : sequence or dict of array_like, optional
         The k2 representations of shapes (n, q_j); default: ``xs``.
     metric : str, default "cka"
         A name from ``reprsim.METRICS``.
@@ -577,10 +611,12 @@ def pairwise(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) ->
 
     Returns
     -------
-    numpy.ndarray, shape (k1, k2)
-        The float64 values, entry (i, j) equal to ``measure(xs[i], ys[j], metric, **options)``. With ys
-        omitted, the diagonal holds the measure's value of a representation with itself exactly (1 for
-        CKA) where that is a constant.
+    Comparison
+        The k1 × k2 float64 matrix with its labels, ``metric`` and ``value_kind``; entry (i, j) equals
+        ``measure(xs[i], ys[j], metric, **options)``. It is usable wherever an array is (``res[i, j]``,
+        ``np.asarray(res)``, arithmetic); ``res.to_pandas()`` gives a DataFrame indexed by the labels.
+        With ys omitted, the diagonal holds the measure's value of a representation with itself exactly
+        (1 for CKA) where that is a constant.
 
     Raises
     ------
@@ -588,13 +624,19 @@ def pairwise(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) ->
         An unknown metric, an empty list, representations of different n, or the bad inputs listed
         under :func:`cka`.
     TypeError
-        xs or ys not a list of arrays, a metric that is not a string, or an option the metric does not
-        take.
+        xs or ys not a list or dict of arrays, a metric that is not a string, or an option the metric
+        does not take.
+
+    Examples
+    --------
+    >>> res = reprsim.pairwise({"x": x, "y": y, "2x": 2 * x})       # doctest: +SKIP
+    >>> res.at["x", "2x"], res.value_kind                          # doctest: +SKIP
+    (1.0, 'similarity')
     """
     return _matrix(xs, ys, metric, options, "value")
 
 
-def pairwise_distances(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) -> np.ndarray:
+def pairwise_distances(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) -> Comparison:
     """Matrix of dissimilarities ``distance(xs[i], ys[j], metric)``; with ys omitted, xs against itself.
 
     As :func:`pairwise`, with each measure's dissimilarity (``reprsim.METRICS[metric].distance_definition``)
@@ -602,9 +644,9 @@ def pairwise_distances(xs: Any, ys: Any = None, *, metric: str = "cka", **option
 
     Parameters
     ----------
-    xs : sequence of array_like
-        The k1 representations of shapes (n, p_i).
-    ys : sequence of array_like, optional
+    xs : sequence or dict of array_like
+        The k1 representations of shapes (n, p_i): a list (labelled 0, 1, …) or a dict of named ones.
+    ys : sequence or dict of array_like, optional
         The k2 representations of shapes (n, q_j); default: ``xs``.
     metric : str, default "cka"
         A name from ``reprsim.METRICS``.
@@ -613,8 +655,9 @@ def pairwise_distances(xs: Any, ys: Any = None, *, metric: str = "cka", **option
 
     Returns
     -------
-    numpy.ndarray, shape (k1, k2)
-        The float64 dissimilarities, entry (i, j) equal to ``distance(xs[i], ys[j], metric, **options)``.
+    Comparison
+        The k1 × k2 float64 dissimilarities (``value_kind`` "distance") with their labels; entry (i, j)
+        equals ``distance(xs[i], ys[j], metric, **options)``. Usable wherever an array is.
 
     Raises
     ------
@@ -622,7 +665,7 @@ def pairwise_distances(xs: Any, ys: Any = None, *, metric: str = "cka", **option
         An unknown metric, an empty list, representations of different n, or the bad inputs listed
         under :func:`cka`.
     TypeError
-        xs or ys not a list of arrays, a metric that is not a string, or an option the metric does not
-        take.
+        xs or ys not a list or dict of arrays, a metric that is not a string, or an option the metric
+        does not take.
     """
     return _matrix(xs, ys, metric, options, "distance")

@@ -11,6 +11,7 @@ except ImportError as exc:  # pragma: no cover
     raise ImportError("reprsim.torch needs PyTorch: pip install torch") from exc
 
 from ._backend import register as _register_backend
+from .._result import Comparison
 from ._compare import CompareResult, compare
 from ._hooks import Capture, capture
 from ._layers import LayerInfo, layers
@@ -18,4 +19,4 @@ from ._pool import STRATEGY_NAMES
 
 _register_backend()
 
-__all__ = ["STRATEGY_NAMES", "Capture", "CompareResult", "LayerInfo", "capture", "compare", "layers"]
+__all__ = ["STRATEGY_NAMES", "Capture", "CompareResult", "Comparison", "LayerInfo", "capture", "compare", "layers"]

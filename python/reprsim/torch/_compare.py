@@ -2,118 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from .._registry import bind
+from .._result import Comparison
 from .._streaming import StreamingSimilarity
-from ._hooks import Selector, capture
-from ._feed import ShortBatches, check_short_batch, split_pool
+from . import _plan
+from ._feed import MinibatchTerms, ShortBatches, check_short_batch, split_pool
+from ._hooks import Capture, Selector, capture
 from ._layers import resolve_layers
+from ._placement import BufferValues, ModelState, model_device, resolve_device
 from ._pool import PoolArg, check_rows
 
 
-@dataclass(frozen=True)
-class CompareResult:
-    """A layer × layer matrix: ``values[i, j]`` compares ``layers_a[i]`` with ``layers_b[j]``.
-
-    The values are what the metric's own function returns (``reprsim.METRICS[metric].value_kind``):
-    similarities for CKA, the CCA family, ENSD, ...; distances for "procrustes" and "angular_procrustes".
-    Returned by :func:`compare`.
-
-    Attributes
-    ----------
-    values : numpy.ndarray, shape (len(layers_a), len(layers_b))
-        The float64 matrix.
-    layers_a, layers_b : list of str
-        The compared module names of the two models.
-    metric : str
-        The metric name.
-    n_samples : int
-        Rows the values were computed over: samples, or tokens / positions with ``pool="tokens"`` /
-        ``"spatial"``.
-    options : dict
-        The metric's options.
-    names : tuple of str
-        Labels of the two models (the axes of :meth:`plot` and of :meth:`to_pandas`).
-    """
-
-    values: np.ndarray
-    layers_a: list[str]
-    layers_b: list[str]
-    metric: str
-    n_samples: int
-    options: dict[str, Any] = field(default_factory=dict)
-    names: tuple[str, str] = ("model a", "model b")
-
-    def to_pandas(self) -> Any:
-        """The matrix as a pandas DataFrame indexed by layer names (requires pandas).
-
-        Returns
-        -------
-        pandas.DataFrame
-            ``values`` with ``layers_a`` as the index and ``layers_b`` as the columns, named by ``names``.
-
-        Raises
-        ------
-        ImportError
-            pandas is not installed.
-        """
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ImportError("CompareResult.to_pandas needs pandas: pip install pandas") from None
-        return pd.DataFrame(self.values, index=pd.Index(self.layers_a, name=self.names[0]),
-                            columns=pd.Index(self.layers_b, name=self.names[1]))
-
-    def plot(self, ax: Any = None, *, cmap: str = "magma", annotate: bool = False) -> Any:
-        """Draw the matrix as a heatmap (requires matplotlib).
-
-        Parameters
-        ----------
-        ax : matplotlib.axes.Axes, optional
-            Where to draw; default: a new figure sized to the number of layers.
-        cmap : str, default "magma"
-            A matplotlib colormap name.
-        annotate : bool, default False
-            Write each value in its cell.
-
-        Returns
-        -------
-        matplotlib.axes.Axes
-            The Axes drawn on, with a colorbar labelled by the metric.
-
-        Raises
-        ------
-        ImportError
-            matplotlib is not installed.
-        """
-        try:
-            import matplotlib.pyplot as plt
-        except ImportError:
-            raise ImportError("CompareResult.plot needs matplotlib: pip install matplotlib") from None
-        if ax is None:
-            _, ax = plt.subplots(figsize=(max(4.5, 1.8 + 0.5 * len(self.layers_b)),
-                                          max(3.8, 1.2 + 0.5 * len(self.layers_a))))
-        im = ax.imshow(self.values, cmap=cmap, origin="lower", aspect="auto")
-        ax.set_xticks(range(len(self.layers_b)), self.layers_b, rotation=45 if len(self.layers_b) > 6 else 0,
-                      ha="right" if len(self.layers_b) > 6 else "center")
-        ax.set_yticks(range(len(self.layers_a)), self.layers_a)
-        ax.set_xlabel(self.names[1])
-        ax.set_ylabel(self.names[0])
-        ax.figure.colorbar(im, ax=ax, label=self.metric)
-        if annotate:
-            lo, hi = float(self.values.min()), float(self.values.max())
-            for i in range(self.values.shape[0]):
-                for j in range(self.values.shape[1]):
-                    v = self.values[i, j]
-                    color = "black" if v > (lo + hi) / 2 else "white"  # readable on both ends of the colormap
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color=color)
-        return ax
+CompareResult = Comparison  # the name of the result type in reprsim 0.1
 
 
 def _call(model: torch.nn.Module, batch: Any, device: torch.device) -> torch.Tensor | None:
@@ -133,12 +40,6 @@ def _call(model: torch.nn.Module, batch: Any, device: torch.device) -> torch.Ten
     return None
 
 
-def _default_device(model: torch.nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def _progress(iterable: Iterable[Any], enabled: bool, total: int | None) -> Iterable[Any]:
     if not enabled:
         return iterable
@@ -147,6 +48,27 @@ def _progress(iterable: Iterable[Any], enabled: bool, total: int | None) -> Iter
     except ImportError:
         return iterable
     return tqdm(iterable, total=total, desc="reprsim.compare", unit="batch")
+
+
+def _forward(model_a: torch.nn.Module, model_b: torch.nn.Module, batch: Any, cap_a: Capture, cap_b: Capture,
+             dev_a: torch.device, dev_b: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Feed one batch to both models (each on its device) and take the pooled activations of each."""
+    # Each capture records only its own model's forward pass (the models may share modules); the same
+    # model given twice runs once.
+    cap_b.recording = model_b is model_a
+    mask_a = _call(model_a, batch, dev_a)
+    cap_b.recording = True
+    if model_b is model_a:
+        mask_b = mask_a
+    else:
+        cap_a.recording = False
+        mask_b = _call(model_b, batch, dev_b)
+        cap_a.recording = True
+    return cap_a.take(attention_mask=mask_a, batch=batch), cap_b.take(attention_mask=mask_b, batch=batch)
+
+
+def _on(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return t if t.device == device else t.to(device)
 
 
 @torch.no_grad()
@@ -166,14 +88,27 @@ def compare(
     names: tuple[str, str] = ("model a", "model b"),
     progress: bool = True,
     **options: Any,
-) -> CompareResult:
+) -> Comparison:
     """Compare every layer of `model_a` with every layer of `model_b` over the samples of `loader`.
 
-    Each batch is fed once to both models (in ``eval()`` mode, under ``torch.no_grad()``; the models'
-    training flags are restored afterwards), the activations of the named layers go into exact streaming
-    accumulators, and the result is the full-dataset value of `metric` for every layer pair — the same
-    number the in-memory function gives on all activations at once, with memory independent of the number
-    of samples.
+    Each batch is fed once to both models (in ``eval()`` mode, under ``torch.no_grad()``), the activations
+    of the named layers go into exact streaming accumulators, and the result is the full-dataset value of
+    `metric` for every layer pair — the same number the in-memory function gives on all activations at
+    once. The models come back exactly as they were, whatever happens during the call (an error in a
+    forward pass, a KeyboardInterrupt): every module's training flag, and, when ``device`` moved them, the
+    same parameter objects on their original devices, dtypes and storage, with their gradients and
+    buffers.
+
+    **Memory is planned before the loader's first batch runs.** A probe forward pass on the first two
+    samples of the first batch (its effects on buffers undone) gives every layer's width; with the number
+    of samples (``len(loader.dataset)``, ``len(loader)`` × batch size, ``max_batches`` × batch size: the
+    smallest known), the accumulators' route is chosen as :class:`reprsim.StreamingSimilarity` chooses it
+    — the rows (n × Σ widths) or the float64 moments (Σ width² per layer, width_a × width_b per pair),
+    whichever is smaller — and a run whose memory (on the GPU when the activations are there) would not
+    fit is refused with ValueError before any batch is fed, naming the widths, n, the figure and what
+    would fit: a `pool` that shrinks the widest layers, fewer layers, ``metric="minibatch_cka"`` or
+    ``max_batches``. With the number of samples unknown (a loader without ``len()`` and no
+    ``max_batches``) the moments must fit.
 
     When ``torch.distributed`` is initialised, every rank streams its own shard of the data and the
     accumulator states are gathered and merged exactly, so every rank returns the full-data matrix.
@@ -185,16 +120,25 @@ def compare(
     loader : iterable of batches
         Tensors, ``(inputs, labels, ...)`` tuples, or dicts of model keyword arguments (HF style; an
         ``attention_mask`` entry is used by the token strategies of `pool`; ``labels`` is not passed on).
+        Iterated once.
     layers_a, layers_b : list of str, optional
-        Module names as in ``named_modules()`` (:func:`reprsim.torch.layers` lists them with their output
-        shapes). None: the model's blocks, as ``reprsim.torch.layers(model, kind="blocks")`` finds them
-        (transformer layers, CNN stages).
+        Module names as in ``named_modules()``. None: the model's blocks, as
+        ``reprsim.torch.layers(model)`` lists them (transformer layers, CNN stages). Every leaf module:
+        ``reprsim.torch.layers(model, kind="leaves").names``; with a sample batch,
+        ``reprsim.torch.layers(model, batch, kind="leaves")`` prints each with its output shape.
     metric : str, default "cka"
-        A name of ``reprsim.METRICS`` or ``"minibatch_cka"`` (Nguyen et al. 2021's estimator over the
-        loader's batches). Similarities for CKA and the CCA family, distances for Procrustes.
+        A name of ``reprsim.METRICS`` (including ``"minibatch_cka"``, Nguyen et al. 2021's estimator over
+        the loader's batches, whose memory is one batch's whatever the number of samples). The values are
+        what the metric's own function returns: similarities for CKA and the CCA family, distances for the
+        Procrustes metrics (the result's ``value_kind``).
     device : str or torch.device, optional
-        Where to run the models (they are moved there); default: where model_a's parameters are.
-        On a CUDA device the accumulators stay on the GPU (torch ops, float64 accumulation).
+        None (default): the models are not moved; each runs where its parameters are (a model without
+        parameters or buffers: the CPU), each batch's tensors are moved to that model's device, and the
+        accumulators live on model_a's device (model_b's activations are moved there). A device
+        (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...): both models are moved there for the call and moved back
+        afterwards, restored exactly as described above. A device that cannot be used (``"meta"``, CUDA
+        without a CUDA build or device, a malformed string) is a ValueError before anything moves. On a
+        CUDA device the accumulators stay on the GPU (torch ops, float64 accumulation).
     max_batches : int, optional
         Stop after this many batches.
     pool : str, tuple, callable or dict, optional
@@ -215,7 +159,7 @@ def compare(
         short first batch joins the next), skipped (``"drop"``), or refused (``"error"``). Batches with enough
         rows are used as they are, as :func:`reprsim.minibatch_cka` uses them.
     names : tuple of two str, default ("model a", "model b")
-        Labels of the two models in the result (axes of ``CompareResult.plot``).
+        Labels of the two models in the result (axes of ``Comparison.plot`` and ``to_pandas``).
     progress : bool, default True
         Show a tqdm progress bar when tqdm is installed.
     **options
@@ -223,88 +167,127 @@ def compare(
 
     Returns
     -------
-    CompareResult
-        The layer × layer matrix with the layer names, the metric and the number of samples.
+    reprsim.Comparison
+        The layer × layer matrix: ``values``, ``rows``/``layers_a`` and ``columns``/``layers_b``, the
+        metric, ``value_kind`` and the number of rows (``n_samples``).
 
     Raises
     ------
     ValueError
-        An unknown metric or layer name, a model without blocks when its layers are None, a strategy that
-        does not fit a layer, layers that give different numbers of rows in a batch, a bad ``max_batches``
-        or ``short_batch``, an empty batch, or what the metric raises for the activations (e.g. too few
-        samples).
+        An unknown metric or layer name, a device that cannot be used, a model on the meta device, a model
+        without blocks when its layers are None, a strategy that does not fit a layer, layers that give
+        different numbers of rows in a batch, a run whose memory would not fit (before any batch is fed), a
+        bad ``max_batches`` or ``short_batch``, an empty batch, or what the metric raises for the
+        activations (e.g. too few samples).
     TypeError
-        A batch that is neither a tensor, a tuple nor a dict.
+        A batch that is neither a tensor, a tuple nor a dict, or a `device` of another type.
     """
-    bound = bind(metric, options)  # the name and the options are checked before any forward pass
+    # Everything that can be checked without running the models is checked before anything moves.
+    bound = bind(metric, options)
     minibatch = bound.measure.statistics == "minibatch"
     if minibatch and options.get("batch_size") is not None:
         raise ValueError("compare's minibatches are the loader's batches: drop batch_size (set the loader's)")
-    if max_batches is not None and (not isinstance(max_batches, int) or max_batches < 1):
+    if max_batches is not None and (isinstance(max_batches, bool) or not isinstance(max_batches, int)
+                                    or max_batches < 1):
         raise ValueError(f"max_batches must be a positive integer or None, got {max_batches!r}")
     short_mode = check_short_batch(short_batch, metric)
     if not (isinstance(names, (tuple, list)) and len(names) == 2 and all(isinstance(n, str) for n in names)):
         raise TypeError(f"names must be a tuple of two strings (model a, model b), got {names!r}")
     names = (names[0], names[1])
-    layers_a = resolve_layers(model_a, layers_a)
-    layers_b = resolve_layers(model_b, layers_b)
+    layers_a = list(resolve_layers(model_a, layers_a))
+    layers_b = list(resolve_layers(model_b, layers_b))
     pool_a, pool_b = split_pool(pool, layers_a, layers_b)
-    dev = torch.device(device) if device is not None else _default_device(model_a)
-    if device is not None:
-        model_a.to(dev)
-        model_b.to(dev)
-    modes = (model_a.training, model_b.training)
-    model_a.eval()
-    model_b.eval()
+    target = resolve_device(device)
+    if target is None:
+        dev_a, dev_b = model_device(model_a, "model_a"), model_device(model_b, "model_b")
+    else:
+        dev_a = dev_b = target
+
+    state = ModelState(model_a, model_b, tensors=target is not None)
+    try:
+        if target is not None:
+            model_a.to(target)
+            if model_b is not model_a:
+                model_b.to(target)
+        model_a.eval()
+        model_b.eval()
+        return _run(model_a, model_b, loader, layers_a, layers_b, pool_a, pool_b, select, dev_a, dev_b, bound,
+                    metric, options, max_batches, short_mode, names, progress)
+    finally:
+        state.restore()
+
+
+def _run(model_a: torch.nn.Module, model_b: torch.nn.Module, loader: Iterable[Any], layers_a: list[str],
+         layers_b: list[str], pool_a: PoolArg, pool_b: PoolArg, select: Selector, dev_a: torch.device,
+         dev_b: torch.device, bound: Any, metric: str, options: dict[str, Any], max_batches: int | None,
+         short_mode: str | None, names: tuple[str, str], progress: bool) -> Comparison:
+    minibatch = bound.measure.statistics == "minibatch"
+    batches: Iterator[Any] = iter(loader)
+    first = next(batches, _END)
     n_hint = None
-    if max_batches is None and hasattr(getattr(loader, "dataset", None), "__len__"):
-        n_hint = len(loader.dataset) or None  # type: ignore[attr-defined]
-    acc = StreamingSimilarity(layers_x=len(layers_a), layers_y=len(layers_b), metrics=[metric], n=n_hint)
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if first is _END and not distributed:  # (a rank's shard may be empty: the others' rows count)
+        raise ValueError("the loader yielded no batch; compare needs at least one (with at least 2 samples)")
+    if first is not _END:
+        batches = itertools.chain([first], batches)
+
+        def feed(sample: Any) -> tuple[Any, ...]:
+            saved = BufferValues(model_a, model_b)
+            try:
+                with capture(model_a, layers_a, pool=pool_a, select=select) as pa, \
+                        capture(model_b, layers_b, pool=pool_b, select=select) as pb, \
+                        _plan.RawShapes(model_a, layers_a, select) as sa, \
+                        _plan.RawShapes(model_b, layers_b, select) as sb:
+                    acts_a, acts_b = _forward(model_a, model_b, sample, pa, pb, dev_a, dev_b)
+            finally:
+                saved.restore()
+            return acts_a, acts_b, sa.shapes, sb.shapes, pa, pb
+
+        probed, _ = _plan.probe_layers(feed, first, layers_a, layers_b)
+        size = _plan.batch_size(first) or 1
+        samples, how = _plan.sample_count(loader, max_batches, size)
+        plan = _plan.Plan(probed, samples, how, size, metric, frozenset({bound.measure.statistics}),
+                          on_device=dev_a.type == "cuda")
+        _plan.check(plan, dev_a if dev_a.type == "cuda" else None, names)
+        n_hint = plan.rows
+
+    if minibatch:
+        acc: Any = MinibatchTerms([f"{names[0]} {n!r}" for n in layers_a], [f"{names[1]} {n!r}" for n in layers_b],
+                                  bool(bound["debiased"]))
+    else:
+        acc = StreamingSimilarity(layers_x=len(layers_a), layers_y=len(layers_b), metrics=[metric], n=n_hint)
     grouper = None
     if short_mode is not None:
         debiased = bool(bound["debiased"])
         grouper = ShortBatches(short_mode, 4 if debiased else 2, debiased)
-    try:
-        with capture(model_a, layers_a, pool=pool_a, select=select) as cap_a, \
-                capture(model_b, layers_b, pool=pool_b, select=select) as cap_b:
-            total = None
-            if max_batches is not None:
-                total = max_batches
-            elif hasattr(loader, "__len__"):
-                total = len(loader)  # type: ignore[arg-type]
-            for k, batch in enumerate(_progress(loader, progress, total)):
-                if max_batches is not None and k >= max_batches:
-                    break
-                # Each capture records only its own model's forward pass (the models may share modules);
-                # the same model given twice runs once.
-                cap_b.recording = model_b is model_a
-                mask_a = _call(model_a, batch, dev)
-                cap_b.recording = True
-                if model_b is model_a:
-                    mask_b = mask_a
-                else:
-                    cap_a.recording = False
-                    mask_b = _call(model_b, batch, dev)
-                    cap_a.recording = True
-                acts_a = cap_a.take(attention_mask=mask_a, batch=batch)
-                acts_b = cap_b.take(attention_mask=mask_b, batch=batch)
-                check_rows(k, [(names[0], cap_a.row_info), (names[1], cap_b.row_info)])
-                xs = [acts_a[name] for name in layers_a]
-                ys = [acts_b[name] for name in layers_b]
-                if grouper is None:
-                    acc.update(xs, ys)
-                else:
-                    for mx, my in grouper.push(k, xs, ys):
-                        acc.update(mx, my)
-            if grouper is not None:
-                for mx, my in grouper.finish():
+    with capture(model_a, layers_a, pool=pool_a, select=select) as cap_a, \
+            capture(model_b, layers_b, pool=pool_b, select=select) as cap_b:
+        total = None
+        if max_batches is not None:
+            total = max_batches
+        elif hasattr(loader, "__len__"):
+            total = len(loader)  # type: ignore[arg-type]
+        for k, batch in enumerate(_progress(batches, progress, total)):
+            if max_batches is not None and k >= max_batches:
+                break
+            acts_a, acts_b = _forward(model_a, model_b, batch, cap_a, cap_b, dev_a, dev_b)
+            check_rows(k, [(names[0], cap_a.row_info), (names[1], cap_b.row_info)])
+            xs = [acts_a[name] for name in layers_a]
+            ys = [_on(acts_b[name], dev_a) for name in layers_b]
+            if grouper is None:
+                acc.update(xs, ys)
+            else:
+                for mx, my in grouper.push(k, xs, ys):
                     acc.update(mx, my)
-    finally:
-        model_a.train(modes[0])
-        model_b.train(modes[1])
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if grouper is not None:
+            for mx, my in grouper.finish():
+                acc.update(mx, my)
+    if distributed:
         acc = _gather_and_merge(acc)
-    values = np.array(acc.measure(metric, **options), dtype=np.float64)
+    if minibatch:
+        values = np.array(acc.values(bound), dtype=np.float64)
+    else:
+        values = np.array(acc.measure(metric, **options), dtype=np.float64)
     if model_b is model_a and bound.measure.identity is not None:
         # The same layer of the same model (run once), pooled alike, gave both sides bit-identical activations:
         # the value is the measure's identity exactly, as on pairwise()'s diagonal (computing it costs only
@@ -316,12 +299,24 @@ def compare(
             for j, other in enumerate(layers_b):
                 if name == other and strategy(pool_a, name) == strategy(pool_b, name):
                     values[i, j] = bound.measure.identity
-    return CompareResult(values, list(layers_a), list(layers_b), metric, acc.n_seen, dict(options), names)
+    return Comparison(values, list(layers_a), list(layers_b), metric, bound.measure.value_kind, acc.n_seen,
+                      dict(options), names)
 
 
-def _gather_and_merge(acc: StreamingSimilarity) -> StreamingSimilarity:
+_END = object()
+
+
+def _gather_and_merge(acc: Any) -> Any:
     """Every rank's accumulator state, gathered and merged in rank order (the same result on every rank)."""
-    states: list[Any] = [None] * torch.distributed.get_world_size()
+    world = torch.distributed.get_world_size()
+    if isinstance(acc, MinibatchTerms):
+        parts: list[Any] = [None] * world
+        torch.distributed.all_gather_object(parts, acc)
+        merged_terms = parts[0]
+        for part in parts[1:]:
+            merged_terms.merge(part)
+        return merged_terms
+    states: list[Any] = [None] * world
     torch.distributed.all_gather_object(states, acc.state())
     merged = StreamingSimilarity.from_state(states[0])
     for state in states[1:]:

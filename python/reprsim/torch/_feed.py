@@ -1,12 +1,21 @@
-"""How compare() groups captured batches: pooling per model side, and short minibatches for minibatch CKA."""
+"""How compare() groups captured batches: pooling per model side, short minibatches for minibatch CKA, and
+the minibatch CKA terms."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
+from .. import _core
+from .._backend import device_backend
+from .._compute import evaluate
+from .._registry import Bound
+from .._stats import check_minibatch_memory
+from .._streaming import _MinibatchSums
+from .._validation import _common_dtype, as_representation
 from ._pool import PoolArg, unknown_keys_message
 
 SHORT_BATCH_MODES = ("merge", "drop", "error")
@@ -93,3 +102,60 @@ class ShortBatches:
                 f"short_batch='drop' dropped every batch ({self.dropped_rows} rows in all, each batch under "
                 f"{self.need} rows, the least minibatch CKA needs with debiased={self.debiased}); use larger batches"
             )
+
+
+class MinibatchTerms:
+    """Minibatch CKA over compare's minibatches: each one's HSIC terms, summed, and nothing else.
+
+    Memory is that of one minibatch, whatever the number of batches. The terms are those the streaming
+    accumulators compute (the C++ kernel for CPU activations, the torch backend on a device), and the value
+    is the registry's finaliser over them.
+    """
+
+    def __init__(self, names_x: list[str], names_y: list[str], debiased: bool) -> None:
+        self.names_x, self.names_y, self.debiased = names_x, names_y, debiased
+        k1, k2 = len(names_x), len(names_y)
+        self.xy, self.xx, self.yy = np.zeros((k1, k2)), np.zeros(k1), np.zeros(k2)
+        self.batches = 0
+        self.n_seen = 0
+        self._widths: tuple[list[int], list[int]] = ([], [])
+
+    def update(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> None:
+        wx, wy = [int(t.shape[1]) for t in xs], [int(t.shape[1]) for t in ys]
+        if self._widths[0] and (wx, wy) != self._widths:
+            raise ValueError(f"the layers' widths changed between batches: {self._widths} before, {(wx, wy)} now; "
+                             "every batch of a layer must give the same number of features")
+        b = int(xs[0].shape[0])
+        backend: Any = device_backend(xs, ys)  # the torch backend (its batch methods are not in the protocol)
+        if backend is not None:
+            tx, ty = backend.check_batch(xs, ys, self.names_x, self.names_y)
+            terms = backend.minibatch_terms(tx, ty)[self.debiased]
+        else:
+            ax = [as_representation(t, nm) for t, nm in zip(xs, self.names_x)]
+            ay = [as_representation(t, nm) for t, nm in zip(ys, self.names_y)]
+            both = _common_dtype(ax + ay)
+            ax, ay = both[: len(ax)], both[len(ax):]
+            for a, nm in zip(ax + ay, self.names_x + self.names_y):
+                if not np.isfinite(a).all():
+                    raise ValueError(f"{nm} contains NaN or Inf; remove or replace them before comparing")
+            check_minibatch_memory(b, wx, wy)
+            terms = _core.batch_hsic(ax, ay, self.debiased, self.names_x, self.names_y)
+        if terms is None:  # guarded by ShortBatches: a minibatch too short for the estimator
+            raise ValueError(f"a minibatch of {b} rows is too short for debiased minibatch CKA (at least 4)")
+        self.xy = self.xy + np.asarray(terms[0])
+        self.xx = self.xx + np.asarray(terms[1]).ravel()
+        self.yy = self.yy + np.asarray(terms[2]).ravel()
+        self.batches += 1
+        self.n_seen += b
+        self._widths = (wx, wy)
+
+    def merge(self, other: MinibatchTerms) -> None:
+        self.xy, self.xx, self.yy = self.xy + other.xy, self.xx + other.xx, self.yy + other.yy
+        self.batches += other.batches
+        self.n_seen += other.n_seen
+
+    def values(self, bound: Bound) -> np.ndarray:
+        if self.batches == 0:
+            raise ValueError("the loader gave no batch: minibatch CKA needs at least one minibatch")
+        sums = _MinibatchSums((self.xy, self.xx, self.yy, self.batches), self.n_seen, self.names_x, self.names_y)
+        return evaluate(bound, sums, "value")
