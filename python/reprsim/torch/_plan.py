@@ -20,7 +20,7 @@ import torch
 
 from .. import _memory
 from .._stats import _pairwise_cka_memory_bytes, minibatch_memory_bytes
-from .._streaming import _stream_memory_bytes, _stream_values_bytes, moments_bytes, plan_route
+from .._streaming import _stream_memory_bytes, moments_bytes, plan_route
 from ._hooks import resolve_modules, select_output
 from ._pool import TOKENS, Strategy
 
@@ -172,9 +172,11 @@ class Plan:
                 f"the rows of every layer ({rows} × {sum(wx + wy)} features, kept until the values are computed, "
                 "then compared in memory)"
             )
+        if "factor" in self.kinds:  # the joint QR factor of every layer, its row buffer and the values' workspace
+            return "moments", moments_bytes(wx, wy, factor=True) + 8 * self.batch_rows * sum(wx + wy) + acts, (
+                "the joint QR factor of every layer: (Σp)² float64, whatever the number of rows"
+            )
         extra = 0 if self.on_device else _stream_memory_bytes(min(self.batch_rows, 4096), wx, wy)
-        if "factor" in self.kinds:
-            extra += _stream_values_bytes(wx, wy)
         return "moments", moments_bytes(wx, wy) + extra + acts, (
             "float64 moments: p×p per layer and p1×p2 per pair, whatever the number of rows"
         )
