@@ -497,6 +497,21 @@ def check_minibatch_memory(b: int, wx: list[int], wy: list[int]) -> None:
     )
 
 
+def minibatch_rows(n: int, batch_size: int | None, debiased: bool) -> int:
+    """Rows per minibatch of n rows (None: one minibatch); ValueError when the last one is too short for the
+    estimator (4 rows debiased, 2 biased)."""
+    b = n if batch_size is None else batch_size
+    need = 4 if debiased else 2
+    tail = n % b
+    if 0 < tail < need:
+        raise ValueError(
+            f"n = {n} rows in minibatches of {b} leave a last minibatch of {tail} rows, too few for "
+            f"minibatch CKA with debiased={debiased} (needs {need}); trim the data to {n - tail} rows "
+            "(x[:n - n % batch_size]) or choose another batch_size"
+        )
+    return b
+
+
 class MinibatchSet(NumpySet):
     """``minibatch`` statistics of numpy input: HSIC terms summed over consecutive minibatches."""
 
@@ -505,15 +520,7 @@ class MinibatchSet(NumpySet):
     def hsic(self, batch_size: int | None, debiased: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         def compute() -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
             n = self.n
-            b = n if batch_size is None else batch_size
-            need = 4 if debiased else 2
-            tail = n % b
-            if 0 < tail < need:
-                raise ValueError(
-                    f"n = {n} rows in minibatches of {b} leave a last minibatch of {tail} rows, too few for "
-                    f"minibatch CKA with debiased={debiased} (needs {need}); trim the data to {n - tail} rows "
-                    "(x[:n - n % batch_size]) or choose another batch_size"
-                )
+            b = minibatch_rows(n, batch_size, debiased)
             check_minibatch_memory(min(b, n), [a.shape[1] for a in self.xs], [a.shape[1] for a in self.ys])
             xy = np.zeros((self.k1, self.k2))
             xx, yy = np.zeros(self.k1), np.zeros(self.k2)

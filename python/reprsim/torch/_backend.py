@@ -25,7 +25,7 @@ import torch
 
 from .. import _core
 from .._backend import register_backend
-from .._stats import PairSet, angle_from_nuclear
+from .._stats import PairSet, angle_from_nuclear, minibatch_rows
 from .._streaming import _StateSet
 from ._device import DeviceMoments
 from ._tsqr import DeviceFactorState
@@ -86,17 +86,27 @@ def _eps(t: torch.Tensor) -> float:
     return _EPS32 if t.dtype == torch.float32 else _EPS64
 
 
-class DeviceMomentsSet(PairSet):
-    """``moments`` statistics of tensors on a device."""
+class DeviceSet(PairSet):
+    """A pair set over checked tensors of one device (ys None: xs against itself). ``float64_products`` says
+    whether its statistics are formed in float64 (else in the input dtype), which sets the rounding unit."""
 
-    kind = "moments"
+    float64_products = True
 
     def __init__(self, xs: list[torch.Tensor], ys: list[torch.Tensor] | None, names_x: list[str],
                  names_y: list[str]) -> None:
         right = xs if ys is None else ys
+        eps = _EPS64 if self.float64_products else _eps(xs[0])
         super().__init__(len(xs), len(right), names_x, names_y if ys is not None else names_x, int(xs[0].shape[0]),
-                         _eps(xs[0]), same=ys is None)
+                         eps, same=ys is None)
         self.xs, self.ys = xs, right
+
+
+class DeviceMomentsSet(DeviceSet):
+    """``moments`` statistics of tensors on a device."""
+
+    kind = "moments"
+
+    float64_products = False
 
     def _moments(self, debiased: bool) -> DeviceMoments:
         if not debiased and ("dm", True) in self._bulk:
@@ -256,17 +266,12 @@ def _kernel_cka(k: torch.Tensor, l: torch.Tensor, debiased: bool, names: tuple[s
     return float((kc * lc).sum()) / (math.sqrt(sk) * math.sqrt(sl))
 
 
-class DeviceKernelSet(PairSet):
+class DeviceKernelSet(DeviceSet):
     """``kernel`` statistics of tensors on a device: RBF kernel matrices in float64."""
 
     kind = "kernel"
 
-    def __init__(self, xs: list[torch.Tensor], ys: list[torch.Tensor] | None, names_x: list[str],
-                 names_y: list[str]) -> None:
-        right = xs if ys is None else ys
-        super().__init__(len(xs), len(right), names_x, names_y if ys is not None else names_x, int(xs[0].shape[0]),
-                         _EPS64, same=ys is None)
-        self.xs, self.ys = xs, right
+    float64_products = True
 
     def rbf_cka(self, debiased: bool, rule: str, threshold: float, sigma: float) -> np.ndarray:
         def compute() -> np.ndarray:
@@ -305,29 +310,17 @@ def batch_hsic(xs: list[torch.Tensor], ys: list[torch.Tensor], debiased: bool) -
     return xy, np.array([hsic(a, a) for a in cx]), np.array([hsic(c, c) for c in cy])
 
 
-class DeviceMinibatchSet(PairSet):
+class DeviceMinibatchSet(DeviceSet):
     """``minibatch`` statistics of tensors on a device: HSIC terms summed over consecutive minibatches."""
 
     kind = "minibatch"
 
-    def __init__(self, xs: list[torch.Tensor], ys: list[torch.Tensor] | None, names_x: list[str],
-                 names_y: list[str]) -> None:
-        right = xs if ys is None else ys
-        super().__init__(len(xs), len(right), names_x, names_y if ys is not None else names_x, int(xs[0].shape[0]),
-                         _EPS64, same=ys is None)
-        self.xs, self.ys = xs, right
+    float64_products = True
 
     def hsic(self, batch_size: int | None, debiased: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         def compute() -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
             n = self.n
-            b = n if batch_size is None else batch_size
-            need = 4 if debiased else 2
-            tail = n % b
-            if 0 < tail < need:
-                raise ValueError(
-                    f"n = {n} rows in minibatches of {b} leave a last minibatch of {tail} rows, too few for "
-                    f"minibatch CKA with debiased={debiased} (needs {need}); trim the data to {n - tail} rows or "
-                    "choose another batch_size")
+            b = minibatch_rows(n, batch_size, debiased)
             xy, xx, yy = np.zeros((self.k1, self.k2)), np.zeros(self.k1), np.zeros(self.k2)
             batches = 0
             for s in range(0, n, b):
@@ -339,18 +332,13 @@ class DeviceMinibatchSet(PairSet):
         return self.bulk(("hsic", batch_size, debiased), compute)
 
 
-class DeviceNeighboursSet(PairSet):
+class DeviceNeighboursSet(DeviceSet):
     """``neighbours`` statistics of tensors on a device: each representation searched once (torch ops, the CPU
     path's tie rule)."""
 
     kind = "neighbours"
 
-    def __init__(self, xs: list[torch.Tensor], ys: list[torch.Tensor] | None, names_x: list[str],
-                 names_y: list[str]) -> None:
-        right = xs if ys is None else ys
-        super().__init__(len(xs), len(right), names_x, names_y if ys is not None else names_x, int(xs[0].shape[0]),
-                         _eps(xs[0]), same=ys is None)
-        self.xs, self.ys = xs, right
+    float64_products = False
 
     def knn_lists(self, side: str, index: int, k: int, center: bool) -> Any:
         from .._neighbours import check_k
@@ -365,17 +353,12 @@ class DeviceNeighboursSet(PairSet):
         return cache[key]
 
 
-class DeviceRDMSet(PairSet):
+class DeviceRDMSet(DeviceSet):
     """``rdm`` statistics of tensors on a device: each pair's RDMs computed and compared there."""
 
     kind = "rdm"
 
-    def __init__(self, xs: list[torch.Tensor], ys: list[torch.Tensor] | None, names_x: list[str],
-                 names_y: list[str]) -> None:
-        right = xs if ys is None else ys
-        super().__init__(len(xs), len(right), names_x, names_y if ys is not None else names_x, int(xs[0].shape[0]),
-                         _EPS64, same=ys is None)
-        self.xs, self.ys = xs, right
+    float64_products = True
 
     def rsa(self, method: str, compare: str) -> np.ndarray:
         from ._neighbours import rsa_torch
