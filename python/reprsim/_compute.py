@@ -3,11 +3,57 @@
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Sequence
 
 import numpy as np
 
-from ._registry import Bound
+from ._progress import Progress
+from ._registry import Bound, describe
 from ._stats import PairSet, rounding_slack
+
+
+class SampleSizeWarning(UserWarning):
+    """Few samples against the widths: a biased estimator's value then mostly reflects the shapes.
+
+    Issued (once per call) by the in-memory functions, :func:`reprsim.pairwise` and the inference functions
+    for measures whose registered estimator is ``"biased"`` (linear and RBF CKA unless debiased, ENSD), when
+    the chance level of biased linear CKA for the shapes exceeds 0.8 (see :func:`chance_level`).
+    """
+
+
+# Chance level above which the warning is issued: 0.8 is p > 4n for two inputs of one width p.
+CHANCE_WARNING = 0.8
+
+
+def chance_level(n: int, p1: int, p2: int) -> float:
+    """Biased linear CKA of independent isotropic Gaussian inputs of shapes (n, p1) and (n, p2), to first order.
+
+    ‖XcᵀYc‖²_F ≈ n·p1·p2 (each of the p1·p2 entries is a sum of n independent products) and ‖XcᵀXc‖²_F ≈
+    p1·n² + p1²·n (diagonal and off-diagonal entries), so CKA ≈ √(p1·p2 / ((n + p1)(n + p2))): p/(n + p) for
+    equal widths, 0.94 for n = 64 and p = 1000, whatever the data mean.
+    """
+    return math.sqrt(p1 * p2 / ((n + p1) * (n + p2)))
+
+
+def warn_if_few_samples(bound: Bound, n: int, widths_x: Sequence[int], widths_y: Sequence[int],
+                        stacklevel: int = 3) -> None:
+    """A SampleSizeWarning when ``bound`` is a biased estimator and n is small against the widths (see
+    :class:`SampleSizeWarning`); nothing for the debiased and exact measures, which are fine there."""
+    if bound.measure.estimator != "biased" or bound.options.get("debiased") is True:
+        return
+    p1, p2 = max(widths_x), max(widths_y)
+    chance = chance_level(n, p1, p2)
+    if chance <= CHANCE_WARNING:
+        return
+    warnings.warn(
+        f"n = {n} samples against widths {p1} and {p2}: {describe(bound)} (a biased estimator) of unrelated "
+        f"representations of these shapes is about {chance:.2f}, so its value says little about the data. If the "
+        "rows are not the samples (e.g. google/svcca's (neurons, samples) layout), pass the transposes; otherwise "
+        "use the debiased estimator (debiased=True, or metric='debiased_cka'), reprsim.calibrated_cka, or more "
+        "samples",
+        SampleSizeWarning, stacklevel=stacklevel + 1,
+    )
 
 
 def check_range(values: np.ndarray, lo: float, hi: float, eps: float, what: str) -> np.ndarray:
@@ -34,22 +80,27 @@ def check_range(values: np.ndarray, lo: float, hi: float, eps: float, what: str)
     return values
 
 
-def evaluate(bound: Bound, pset: PairSet, want: str = "value") -> np.ndarray:
+def evaluate(bound: Bound, pset: PairSet, want: str = "value", progress: bool | None = False) -> np.ndarray:
     """The k1 × k2 matrix of the measure's value (``want="value"``) or dissimilarity (``"distance"``).
 
     With ``pset.same`` (a list against itself) each representation's entry with itself is the measure's
     identity value (0 for a dissimilarity) once it has been computed without error, and a symmetric
-    measure's lower triangle mirrors the upper one.
+    measure's lower triangle mirrors the upper one. Python runs between pairs, so Ctrl-C stops the loop there
+    (and inside the compiled bulk computations, which check for it).
     """
     m = bound.measure
     fin = bound.value if want == "value" else bound.distance
     out = np.empty((pset.k1, pset.k2))
-    for i in range(pset.k1):
-        for j in range(pset.k2):
-            if pset.same and m.symmetric and j < i:
-                out[i, j] = out[j, i]
-            else:
-                out[i, j] = fin(pset.pair(i, j))
+    mirrored = pset.same and m.symmetric
+    total = pset.k1 * (pset.k1 + 1) // 2 if mirrored else pset.k1 * pset.k2
+    with Progress(progress if total > 1 else False, total, f"pairwise {m.name}") as bar:
+        for i in range(pset.k1):
+            for j in range(pset.k2):
+                if mirrored and j < i:
+                    out[i, j] = out[j, i]
+                else:
+                    out[i, j] = fin(pset.pair(i, j))
+                    bar.update(1)
     if pset.same:
         identity = m.identity if want == "value" else (0.0 if m.zero_diagonal else None)
         if identity is not None:

@@ -9,10 +9,20 @@ import numpy as np
 
 from . import _measures  # noqa: F401  (registers the measures)
 from ._backend import pair_set
-from ._compute import check_range, evaluate
-from ._registry import bind, describe
+from ._compute import check_range, evaluate, warn_if_few_samples
+from ._progress import check_progress
+from ._registry import Bound, bind, describe
+from ._stats import PairSet
 
 ArrayLike = Any
+
+
+def _warn_if_few_samples(bound: Bound, pset: PairSet) -> None:
+    """The orientation/sample-size warning of one public call (see reprsim.SampleSizeWarning)."""
+    xs, ys = getattr(pset, "xs", None), getattr(pset, "ys", None)
+    if xs is not None and ys is not None:
+        warn_if_few_samples(bound, pset.n, [int(a.shape[1]) for a in xs], [int(a.shape[1]) for a in ys],
+                            stacklevel=4)
 
 
 def _value(metric: str, x: Any, y: Any, options: dict[str, Any], want: str = "value") -> float:
@@ -20,6 +30,7 @@ def _value(metric: str, x: Any, y: Any, options: dict[str, Any], want: str = "va
     bound = bind(metric, options)
     pset = pair_set(bound.measure.statistics, [x], [y], names_x=["x"], names_y=["y"], min_n=bound.min_n,
                     what=describe(bound))
+    _warn_if_few_samples(bound, pset)
     return float(evaluate(bound, pset, want)[0, 0])
 
 
@@ -138,9 +149,7 @@ def canonical_correlations(x: ArrayLike, y: ArrayLike) -> np.ndarray:
     """
     pset = pair_set("factor", [x], [y], names_x=["x"], names_y=["y"], min_n=3, what="CCA")
     rho = np.asarray(pset.pair(0, 0).correlations(), dtype=np.float64)
-    if not np.all(np.isfinite(rho)):
-        raise FloatingPointError("canonical correlations came out non-finite; please report this input")
-    return rho
+    return check_range(rho, 0.0, 1.0, pset.eps, "a canonical correlation")
 
 
 def mean_cca(x: ArrayLike, y: ArrayLike) -> float:
@@ -341,9 +350,7 @@ def cca_summary(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> CCASumm
     bound = bind("pwcca", {"convention": convention})
     pset = pair_set("factor", [x], [y], names_x=["x"], names_y=["y"], min_n=3, what="CCA")
     rho, mean, mean_sq, pw = pset.summary(0, 0, "pwcca_" + convention)
-    rho = np.asarray(rho, dtype=np.float64)
-    if not np.all(np.isfinite(rho)):
-        raise FloatingPointError("canonical correlations came out non-finite; please report this input")
+    rho = check_range(np.asarray(rho, dtype=np.float64), 0.0, 1.0, pset.eps, "a canonical correlation")
     unit = bound.value_range
     mean, mean_sq, pw = (float(check_range(np.array([v]), *unit, pset.eps, what)[0])
                          for v, what in ((mean, "mean CCA"), (mean_sq, "mean squared CCA"), (pw, "PWCCA")))
@@ -537,13 +544,16 @@ def distance(x: ArrayLike, y: ArrayLike, metric: str = "cka", **options: Any) ->
     return _value(metric, x, y, options, want="distance")
 
 
-def _matrix(xs: Any, ys: Any, metric: str, options: dict[str, Any], want: str) -> np.ndarray:
+def _matrix(xs: Any, ys: Any, metric: str, options: dict[str, Any], want: str, progress: bool | None) -> np.ndarray:
+    progress = check_progress(progress)
     bound = bind(metric, options)
     pset = pair_set(bound.measure.statistics, xs, ys, min_n=bound.min_n, what=describe(bound))
-    return evaluate(bound, pset, want)
+    _warn_if_few_samples(bound, pset)
+    return evaluate(bound, pset, want, progress)
 
 
-def pairwise(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) -> np.ndarray:
+def pairwise(xs: Any, ys: Any = None, *, metric: str = "cka", progress: bool | None = None,
+             **options: Any) -> np.ndarray:
     """Matrix of a measure's values ``measure(xs[i], ys[j], metric)``; with ys omitted, xs against itself.
 
     The values are what the measure's own function returns: similarities for "cka", the CCA family,
@@ -562,6 +572,9 @@ def pairwise(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) ->
         The k2 representations of shapes (n, q_j); default: ``xs``.
     metric : str, default "cka"
         A name from ``reprsim.METRICS``.
+    progress : bool or None, default None
+        A tqdm bar over the pairs (tqdm is optional): None shows one when stderr is a terminal and the
+        matrix is still being computed after 2 s; True always; False never.
     **options
         The measure's options (``variance=`` and ``convention=`` for "svcca", ``convention=`` for
         "pwcca", ...).
@@ -582,10 +595,11 @@ def pairwise(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) ->
         xs or ys not a list of arrays, a metric that is not a string, or an option the metric does not
         take.
     """
-    return _matrix(xs, ys, metric, options, "value")
+    return _matrix(xs, ys, metric, options, "value", progress)
 
 
-def pairwise_distances(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) -> np.ndarray:
+def pairwise_distances(xs: Any, ys: Any = None, *, metric: str = "cka", progress: bool | None = None,
+                       **options: Any) -> np.ndarray:
     """Matrix of dissimilarities ``distance(xs[i], ys[j], metric)``; with ys omitted, xs against itself.
 
     As :func:`pairwise`, with each measure's dissimilarity (``reprsim.METRICS[metric].distance_definition``)
@@ -599,6 +613,8 @@ def pairwise_distances(xs: Any, ys: Any = None, *, metric: str = "cka", **option
         The k2 representations of shapes (n, q_j); default: ``xs``.
     metric : str, default "cka"
         A name from ``reprsim.METRICS``.
+    progress : bool or None, default None
+        As in :func:`pairwise`.
     **options
         The measure's options.
 
@@ -616,4 +632,4 @@ def pairwise_distances(xs: Any, ys: Any = None, *, metric: str = "cka", **option
         xs or ys not a list of arrays, a metric that is not a string, or an option the metric does not
         take.
     """
-    return _matrix(xs, ys, metric, options, "distance")
+    return _matrix(xs, ys, metric, options, "distance", progress)
