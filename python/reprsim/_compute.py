@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._fork import busy
+from ._memory import explain_out_of_memory
 from ._progress import Progress
 from ._registry import Bound, describe
 from ._stats import PairSet, rounding_slack
@@ -99,7 +101,8 @@ def evaluate(bound: Bound, pset: PairSet, want: str = "value", progress: bool | 
                 if mirrored and j < i:
                     out[i, j] = out[j, i]
                 else:
-                    out[i, j] = fin(pset.pair(i, j))
+                    with busy(), explain_out_of_memory(describe(bound)):  # a fork waits for the pair (reprsim._fork)
+                        out[i, j] = fin(pset.pair(i, j))
                     bar.update(1)
     if pset.same:
         identity = m.identity if want == "value" else (0.0 if m.zero_diagonal else None)

@@ -26,6 +26,7 @@ import numpy as np
 from . import _measures  # noqa: F401  (registers the measures)
 from ._backend import device_backend, pair_set, permute_rows
 from ._compute import check_range, evaluate, warn_if_few_samples
+from ._fork import busy
 from ._memory import require_memory
 from ._progress import Progress, check_progress
 from ._registry import Bound, bind, describe
@@ -362,7 +363,8 @@ def _compiled_null(
     """The measure's compiled null kernel (see ``Measure.permutation_null``) and its values for the draws."""
     builder = bound.measure.permutation_null
     assert builder is not None
-    kernel = builder(xa, ya, bound, draws.count, n_jobs, space)
+    with busy():
+        kernel = builder(xa, ya, bound, draws.count, n_jobs, space)
     n = xa.shape[0]
     null = np.empty(draws.count)
     with Progress(progress, draws.count, "permutations") as bar:
@@ -370,7 +372,9 @@ def _compiled_null(
         # At most _CHUNK_ELEMENTS indices and about 50 steps for the bar per call; at least 4 per thread.
         cap = max(4 * n_jobs, min(_CHUNK_ELEMENTS // n, -(-draws.count // 50)))
         for k in _timed_chunks(draws.count, 4 * n_jobs, cap):
-            null[done : done + k] = kernel.evaluate(draws.take(k), n_jobs)
+            perms = draws.take(k)
+            with busy():
+                null[done : done + k] = kernel.evaluate(perms, n_jobs)
             done += k
             bar.update(k)
     return kernel, null

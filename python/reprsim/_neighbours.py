@@ -25,7 +25,9 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _core, _stats
+from ._fork import busy
 from ._memory import require_memory as _require_memory
+from ._registry import check_bool
 from ._validation import as_pair, as_representation, is_gpu_tensor
 
 ArrayLike = Any
@@ -139,6 +141,7 @@ def knn_lists(x: ArrayLike, k: int = 10, *, center: bool = False, name: str = "x
     KnnLists
         The lists, their similarities, the row means and the CKNNA self terms.
     """
+    center = check_bool("center")(center)
     if is_gpu_tensor(x):
         from .torch._neighbours import knn_lists_torch
 
@@ -154,7 +157,8 @@ def knn_lists(x: ArrayLike, k: int = 10, *, center: bool = False, name: str = "x
         "use fewer samples or features",
         "a normalised copy of the input and one block of similarities",
     )
-    indices, similarities, row_means = _core.knn_lists(xa, k, bool(center), name)
+    with busy():  # a fork waits for the search (see reprsim._fork)
+        indices, similarities, row_means = _core.knn_lists(xa, k, bool(center), name)
     return lists_from_arrays(indices, similarities, row_means, k, bool(center), name)
 
 
@@ -276,6 +280,7 @@ def _finite(value: float, what: str) -> float:
 def _pair_lists(x: ArrayLike, y: ArrayLike, k: Any, center: Any, what: str, min_n: int = 2
                 ) -> tuple[KnnLists, KnnLists]:
     """Validated inputs, each searched once."""
+    center = check_bool("center")(center)
     if is_gpu_tensor(x) or is_gpu_tensor(y):
         from .torch._neighbours import knn_lists_pair_torch
 

@@ -30,8 +30,9 @@ from . import _core
 from . import _measures  # noqa: F401  (registers the measures)
 from ._backend import device_backend, pair_set
 from ._compute import check_range, evaluate
+from ._fork import busy
 from ._interrupt import deferred_interrupt
-from ._memory import fits, gib, require_memory
+from ._memory import explain_out_of_memory, fits, gib, require_memory
 from ._registry import KINDS, STREAMING_KINDS, Bound, bind, check_bool, describe, get
 from ._stats import PairSet, angle_from_nuclear, check_minibatch_memory
 from ._validation import _common_dtype, as_representation, check_n
@@ -658,7 +659,8 @@ class StreamingSimilarity:
             "float64 moments of size p×p per layer and p1×p2 per pair",
         )
         state = _core.StreamState(self._k1, self._k2)
-        state.update(xs, ys, self._names_x, self._names_y)
+        with busy(), explain_out_of_memory(f"a StreamingSimilarity update over widths {tuple(wx)} and {tuple(wy)}"):
+            state.update(xs, ys, self._names_x, self._names_y)
         return state
 
     def _minibatch_terms(self, xs: list[np.ndarray], ys: list[np.ndarray], names_x: list[str],
@@ -670,8 +672,9 @@ class StreamingSimilarity:
                 "(4 for the debiased estimator): merge short batches or drop them"
             )
         check_minibatch_memory(b, [a.shape[1] for a in xs], [a.shape[1] for a in ys])
-        out: dict[bool, Any] = {False: _core.batch_hsic(xs, ys, False, names_x, names_y)}
-        out[True] = _core.batch_hsic(xs, ys, True, names_x, names_y) if b >= 4 else None
+        with busy():
+            out: dict[bool, Any] = {False: _core.batch_hsic(xs, ys, False, names_x, names_y)}
+            out[True] = _core.batch_hsic(xs, ys, True, names_x, names_y) if b >= 4 else None
         return out
 
     def _add_terms(self, terms: dict[bool, Any] | None, b: int) -> None:
@@ -1482,7 +1485,8 @@ class StreamingMinibatchCKA:
                 "rows per minibatch (drop or merge the short batch)"
             )
         check_minibatch_memory(b, [a.shape[1] for a in xs], [a.shape[1] for a in ys])
-        xy, xx, yy = _core.batch_hsic(xs, ys, self._debiased, names_x, names_y)
+        with busy():
+            xy, xx, yy = _core.batch_hsic(xs, ys, self._debiased, names_x, names_y)
         with self._lock:
             _check_widths(self._widths, xs, ys, names_x, names_y)  # again: another thread may have set them
             new_xy, new_xx, new_yy = self._xy + xy, self._xx + np.ravel(xx), self._yy + np.ravel(yy)

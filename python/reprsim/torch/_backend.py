@@ -26,7 +26,8 @@ import torch
 from .. import _core
 from .._backend import register_backend
 from .._stats import PairSet, angle_from_nuclear
-from .._streaming import _StateSet
+from .._memory import require_memory
+from .._streaming import _StateSet, moments_bytes
 from ._device import DeviceMoments
 
 # Rows per product: float32 sums over at most this many terms inside one matmul, then float64 across chunks.
@@ -150,6 +151,9 @@ class DeviceMomentsSet(PairSet):
 
     def blocks(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         m = self._moments(False)
+        p1, p2 = int(self.xs[i].shape[1]), int(self.ys[j].shape[1])
+        require_memory(8 * (p1 + p2) ** 2, f"the moments of tensors on {self.xs[0].device} with widths {p1} and {p2}",
+                       "reduce the features first", "float64 moment blocks copied to host memory")
 
         def host(t: torch.Tensor) -> np.ndarray:
             return t.detach().to("cpu", torch.float64).numpy()
@@ -169,6 +173,11 @@ def factor_set(xs: list[torch.Tensor], ys: list[torch.Tensor] | None, names_x: l
     """``factor`` statistics of tensors on a device: moments with float64 products on the device, finalised by
     the C++ code of the streaming accumulators (pivoted Cholesky factors, the in-memory rank rule)."""
     right = xs if ys is None else ys
+    wx, wy = [int(t.shape[1]) for t in xs], [int(t.shape[1]) for t in right]
+    # The float64 moments come to host memory twice (the export, and the compiled state made from it).
+    require_memory(2 * moments_bytes(wx, wy), f"the CCA family of tensors on {xs[0].device} with widths {tuple(wx)} "
+                   f"and {tuple(wy)}", "reduce the features first, or pass fewer representations per pairwise call",
+                   "float64 moments p×p per layer and p1×p2 per pair, copied to host memory")
     m = DeviceMoments.from_tensors(xs, right, CHUNK_ROWS, product_dtype=torch.float64)
     state = _core.StreamState.from_dict(m.to_raw(max(_eps(t) for t in xs + right)))
     pset = _StateSet("factor", state, names_x, names_y if ys is not None else names_x)
