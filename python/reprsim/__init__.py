@@ -25,6 +25,7 @@ if sys.platform == "win32" and _scipy_openblas32 is not None:  # pragma: no cove
     _dll_directory = os.add_dll_directory(_scipy_openblas32.get_lib_dir())
 
 from . import _core, _fork, benchmark
+from ._compute import SampleSizeWarning
 from ._inference import (
     BootstrapResult,
     CalibratedCKAResult,
@@ -105,6 +106,7 @@ __all__ = [
     "Measure",
     "MetricInfo",
     "PermutationTestResult",
+    "SampleSizeWarning",
     "StreamingMinibatchCKA",
     "StreamingSimilarity",
     "benchmark",
