@@ -249,6 +249,9 @@ def test_streaming_rows_route_refuses_before_keeping_a_batch(pair, monkeypatch):
                        + r"pass n=\.\.\."):
         acc.update(x, y)
     assert acc.n_seen == 50
+    with pytest.raises(ValueError, match=r"a copy of the 50 rows kept by a StreamingSimilarity " + MESSAGE):
+        acc.state()
+    monkeypatch.undo()
     after = acc.state()
     assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
 

@@ -425,7 +425,8 @@ class MomentsSet(NumpySet):
         if key not in cache:
             n, p = a.shape
             wide = p > n and not coordinates
-            require_memory(8.0 * (n * p + (n * n if wide else p * p)), f"the moments of a ({n}, {p}) representation",
+            # The centred float64 copy, and its p×p moments, or the n×n Gram and its eigendecomposition.
+            require_memory(8.0 * (n * p + (3 * n * n if wide else p * p)), f"the moments of a ({n}, {p}) representation",
                            "reduce the features first, or use fewer samples")
             xc = np.asarray(a, dtype=np.float64)
             xc = xc - xc.mean(axis=0)
@@ -441,7 +442,7 @@ class MomentsSet(NumpySet):
     def coordinates(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         fx, cxx = self._side(self.cache_x[i], self.xs[i], True)
         fy, cyy = self._side(self.cache_y[j], self.ys[j], True)
-        return (np.asarray(self.xs[i], dtype=np.float64).mean(axis=0), np.asarray(self.ys[j], dtype=np.float64).mean(axis=0),
+        return (self.xs[i].mean(axis=0, dtype=np.float64), self.ys[j].mean(axis=0, dtype=np.float64),
                 cxx, cyy, fx.T @ fy)
 
 

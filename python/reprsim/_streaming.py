@@ -894,10 +894,19 @@ class StreamingSimilarity:
                 out["route"] = np.float64(1.0)
                 out["n"] = np.float64(self._rows_n)
                 out["rank_eps"] = np.float64(self._eps)
-                for k, r in enumerate(self._rows_now()):
+                rows = self._rows_now()
+                if rows and isinstance(rows[0], np.ndarray):
+                    require_memory(sum(r.nbytes for r in rows), f"a copy of the {self._rows_n} rows kept by a "
+                                   "StreamingSimilarity", "use route='moments' for states to pass around",
+                                   "every layer's rows")
+                for k, r in enumerate(rows):
                     key = f"rows_x[{k}]" if k < self._k1 else f"rows_y[{k - self._k1}]"
                     out[key] = np.array(r, copy=True)
                 return out
+            wx, wy = self._widths
+            if wx:
+                require_memory(2 * moments_bytes(wx, wy), f"the state of a StreamingSimilarity over widths {tuple(wx)} "
+                               f"and {tuple(wy)}", _WIDTH_FIX, "the moments, exported and copied")
             raw = self._st().to_dict()
         out["n"] = np.float64(raw["n"])
         out["rank_eps"] = np.float64(raw["rank_eps"])
@@ -1425,7 +1434,7 @@ class StreamingMinibatchCKA:
 
     def reset(self) -> None:
         """Forget every batch seen."""
-        with self._lock:
+        with self._lock, deferred_interrupt():
             self._n = 0
             self._batches = 0
             self._xy = np.zeros((self._k1, self._k2))

@@ -294,10 +294,15 @@ class PaddedCCA:
 
     @staticmethod
     def _factor(x: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+        from .._memory import require_memory
         from .._validation import as_representation
 
-        xa = as_representation(x, name).astype(np.float64)
-        xc = xa - xa.mean(axis=0)
+        xa = as_representation(x, name)
+        n, p = xa.shape
+        k = min(n, p)
+        require_memory(8 * (2 * n * p + 2 * n * k + 2 * k * k), f"the padded CCA factor of {name} ({n} × {p})",
+                       "reduce the features or the samples first", "a centred float64 copy and its thin SVD")
+        xc = np.asarray(xa, dtype=np.float64) - xa.mean(axis=0, dtype=np.float64)
         u, s, _ = np.linalg.svd(xc, full_matrices=False)
         if s[0] == 0.0:
             raise ValueError(f"{name} is constant (every sample equal); CCA is undefined for it")
@@ -340,6 +345,12 @@ class PaddedCCA:
         numpy.ndarray, shape (len(xs), len(ys))
             Entry (i, j) is ``self(xs[i], ys[j])``.
         """
+        from .._memory import require_memory
+
+        shapes = [np.shape(a) for a in list(xs) + list(ys)]
+        require_memory(sum(8 * (n * p + n * min(n, p)) for n, p in (s[:2] for s in shapes if len(s) == 2)),
+                       f"the padded CCA factors of {len(shapes)} representations, held at once",
+                       "pass fewer representations per call", "each representation's centred copy and basis")
         fx = [self._factor(a, f"xs[{i}]") for i, a in enumerate(xs)]
         fy = [self._factor(a, f"ys[{i}]") for i, a in enumerate(ys)]
         return np.array([[self._combine(a, b) for b in fy] for a in fx])
