@@ -483,7 +483,7 @@ def test_scipy_names_are_the_same_arguments_as_the_older_ones(rng):
     c = reprsim.bootstrap(u, v, n_resamples=30, confidence_level=0.8, rng=5, method="percentile")
     d = reprsim.bootstrap(u, v, n_resamples=30, confidence=0.8, seed=5, method="percentile")
     assert c.confidence_interval == d.confidence_interval and c.confidence_level == 0.8
-    e = reprsim.calibrated_cka(x, y, n_permutations=20, rng=7)
+    e = reprsim.calibrated_cka(x, y, n_resamples=20, rng=7)
     f = reprsim.calibrated_cka(x, y, n_permutations=20, seed=7)
     np.testing.assert_array_equal(e.null_distribution, f.null_distribution)
 
@@ -494,6 +494,7 @@ def test_scipy_names_are_the_same_arguments_as_the_older_ones(rng):
     (lambda x, y: reprsim.bootstrap(x, y, confidence_level=0.9, confidence=0.9), "confidence_level=0.9 and confidence"),
     (lambda x, y: reprsim.bootstrap(x, y, rng=0, seed=0), "rng=0 and seed=0"),
     (lambda x, y: reprsim.calibrated_cka(x, y, rng=0, seed=0), "rng=0 and seed=0"),
+    (lambda x, y: reprsim.calibrated_cka(x, y, n_resamples=0, n_permutations=0), "n_resamples=0 and n_permutations"),
 ])
 def test_an_argument_under_both_names_is_refused(rng, call, message):
     x, y = _related(rng, n=10)

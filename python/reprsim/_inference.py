@@ -158,13 +158,13 @@ class CalibratedCKAResult:
     debiased : bool
         Whether the debiased estimator was calibrated.
     pvalue : float or None
-        Permutation p-value for "more similar than chance" (None when ``n_permutations=0``).
+        Permutation p-value for "more similar than chance" (None when ``n_resamples=0``).
     null_std : float or None
-        Standard deviation of the sampled null distribution (None when ``n_permutations=0``).
+        Standard deviation of the sampled null distribution (None when ``n_resamples=0``).
     null_distribution : numpy.ndarray
-        CKA for each sampled permutation (empty when ``n_permutations=0``; read-only).
+        CKA for each sampled permutation (empty when ``n_resamples=0``; read-only).
     exact : bool
-        Whether the null holds every one of the n! permutations (when n! ≤ n_permutations).
+        Whether the null holds every one of the n! permutations (when n! ≤ n_resamples).
     """
 
     calibrated: float
@@ -546,10 +546,11 @@ def calibrated_cka(
     y: ArrayLike,
     *,
     debiased: bool = False,
-    n_permutations: int = 1000,
+    n_resamples: int | None = None,
     rng: Seed = None,
     n_jobs: int | None = 1,
     progress: bool | None = None,
+    n_permutations: int | None = None,
     seed: Seed = None,
 ) -> CalibratedCKAResult:
     """Linear CKA corrected for its chance level: ``(CKA − μ₀) / (1 − μ₀)``.
@@ -566,7 +567,7 @@ def calibrated_cka(
     Gram matrices (since the rows of a centred Gram sum to zero); for the debiased estimator
     (U-statistic HSIC, Song et al. 2012) μ₀ = 0 exactly, so its calibrated value equals debiased
     CKA: that estimator is already centred at chance in this sense. The sampled permutation null
-    (``n_permutations``) adds a p-value and the null's spread.
+    (``n_resamples``) adds a p-value and the null's spread.
 
     Parameters
     ----------
@@ -574,7 +575,7 @@ def calibrated_cka(
         Rows are samples, aligned between x and y.
     debiased : bool, default False
         Calibrate debiased CKA (needs n ≥ 4) instead of biased CKA.
-    n_permutations : int, default 1000
+    n_resamples : int, default 1000
         Sampled permutations for ``pvalue`` and ``null_std``; 0 skips them (μ₀ needs none). When n! is
         not larger, every permutation is used instead (``exact=True``, as in :func:`permutation_test`).
     rng : None, int, numpy.random.SeedSequence or numpy.random.Generator
@@ -583,6 +584,8 @@ def calibrated_cka(
         As in :func:`permutation_test`.
     progress : bool or None, default None
         As in :func:`permutation_test`.
+    n_permutations : int, optional
+        Another name for ``n_resamples`` (pass one of the two).
     seed : None, int, numpy.random.SeedSequence or numpy.random.Generator, optional
         Another name for ``rng`` (pass one of the two).
 
@@ -605,7 +608,9 @@ def calibrated_cka(
     .. [2] L. Hubert, P. Arabie. "Comparing Partitions." Journal of Classification 2, 1985 (the
        chance correction).
     """
-    b = _positive_int(n_permutations, "n_permutations", allow_zero=True)
+    count_name = "n_resamples" if n_permutations is None else "n_permutations"
+    b = _positive_int(_alias("n_resamples", n_resamples, "n_permutations", n_permutations, 1000), count_name,
+                      allow_zero=True)
     jobs = _n_jobs(n_jobs)
     generator = _generator(_alias("rng", rng, "seed", seed, None), "seed" if seed is not None else "rng")
     progress = check_progress(progress)
