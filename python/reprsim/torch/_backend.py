@@ -63,6 +63,10 @@ def checked_tensors(xs: Sequence[Any], ys: Sequence[Any] | None, names_x: list[s
     for t, nm in zip(everything, names):
         if isinstance(t, torch.Tensor) and t.device.type == "meta":
             raise TypeError(f"{nm} is a tensor on the meta device (it holds no values); pass a tensor with data")
+        if isinstance(t, torch.Tensor) and t.device.type not in ("cpu", "cuda"):
+            # The device path accumulates in float64, which not every backend has (MPS has none).
+            raise TypeError(f"{nm} is a tensor on {t.device}; reprsim computes on CPU and CUDA tensors: move it with "
+                            f"{nm}.cpu() (or to a CUDA device)")
     if not all(isinstance(t, torch.Tensor) for t in everything) or len({t.device for t in everything}) != 1:
         kinds = sorted({f"{type(t).__name__} on {getattr(t, 'device', 'cpu')}" for t in everything})
         raise TypeError(f"the representations must all be tensors on one device for the device path, got {kinds}; "
