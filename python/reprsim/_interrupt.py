@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 
-class _Pending:
-    """What :func:`deferred_interrupt` yields: whether a SIGINT arrived so far in the block."""
+class deferred_interrupt:  # noqa: N801 (used as a context manager, like contextlib's)
+    """Hold SIGINT back during a short block (main thread only; other threads never receive it).
+
+    A SIGINT that arrives meanwhile is passed to the handler that was installed before, right after the block, so
+    the KeyboardInterrupt (or whatever that handler does) comes once the state is consistent again. Inside the
+    block, ``pending.check()`` raises KeyboardInterrupt at once if Ctrl-C was pressed so far (to give up before
+    committing anything), and ``bool(pending)`` says whether it was.
+    """
+
+    __slots__ = ("received", "_previous")
 
     def __init__(self) -> None:
         self.received: list[tuple[int, Any]] = []
+        self._previous: Any = None
 
     def __bool__(self) -> bool:
         return bool(self.received)
@@ -30,34 +37,27 @@ class _Pending:
             self.received.clear()
             raise KeyboardInterrupt
 
+    def _hold(self, signum: int, frame: Any) -> None:
+        self.received.append((signum, frame))
 
-@contextmanager
-def deferred_interrupt() -> Iterator[_Pending]:
-    """Hold SIGINT back during a short block (main thread only; other threads never receive it). A SIGINT that
-    arrives meanwhile is passed to the handler that was installed before, right after the block, so the
-    KeyboardInterrupt (or whatever that handler does) comes once the state is consistent again."""
-    pending = _Pending()
-    if threading.current_thread() is not threading.main_thread():
-        yield pending
-        return
-    try:
-        previous = signal.getsignal(signal.SIGINT)
-    except (ValueError, AttributeError):  # pragma: no cover - no signal support
-        yield pending
-        return
-    if not callable(previous):  # SIG_IGN or SIG_DFL: nothing Python-level to hold back
-        yield pending
-        return
+    def __enter__(self) -> deferred_interrupt:
+        if threading.current_thread() is threading.main_thread():
+            try:
+                previous = signal.signal(signal.SIGINT, self._hold)
+            except (ValueError, OSError):  # pragma: no cover - no signals in this interpreter
+                return self
+            if callable(previous):
+                self._previous = previous
+            else:  # SIG_IGN or SIG_DFL: nothing Python-level to hold back
+                signal.signal(signal.SIGINT, previous)
+        return self
 
-    def hold(signum: int, frame: Any) -> None:
-        pending.received.append((signum, frame))
-
-    signal.signal(signal.SIGINT, hold)
-    try:
-        yield pending
-    finally:
+    def __exit__(self, *exc: Any) -> None:
+        previous, self._previous = self._previous, None
+        if previous is None:
+            return
         signal.signal(signal.SIGINT, previous)
-        if pending.received:
-            signum, frame = pending.received[0]
-            pending.received.clear()
+        if self.received:
+            signum, frame = self.received[0]
+            self.received.clear()
             previous(signum, frame)
