@@ -85,6 +85,7 @@ def test_svcca_reduces_before_the_rank_check(rng):
     assert reprsim.svcca(x, y, variance=0.99) > 0.99
 
 
+@pytest.mark.filterwarnings("ignore::reprsim.SampleSizeWarning")
 def test_cka_and_procrustes_accept_more_features_than_samples(rng):
     x, y = rng.standard_normal((10, 50)), rng.standard_normal((10, 70))
     assert np.isfinite(reprsim.cka(x, y))
@@ -163,3 +164,144 @@ def test_cca_summary_rejects_bad_input():
         reprsim.cca_summary(x, x[:20])
     with pytest.raises(ValueError, match="trivially 1"):
         reprsim.cca_summary(rng.standard_normal((10, 12)), x[:10])
+
+
+# -- booleans: every bool parameter takes True/False (numpy's too) and nothing else ---------------------
+
+_NOT_BOOLS = ["False", "no", 0, 1, None, 1.0, np.array([True])]
+
+
+def _bool_calls(x, y):
+    """One call per bool parameter of the public API, taking the value to pass."""
+    from reprsim.benchmark.suite import quick_or_full
+
+    return {
+        "cka(debiased)": lambda v: reprsim.cka(x, y, debiased=v),
+        "rbf cka(debiased)": lambda v: reprsim.cka(x, y, kernel="rbf", debiased=v),
+        "procrustes_distance(angular)": lambda v: reprsim.procrustes_distance(x, y, angular=v),
+        "minibatch_cka(debiased)": lambda v: reprsim.minibatch_cka(x, y, batch_size=10, debiased=v),
+        "measure(debiased)": lambda v: reprsim.measure(x, y, "cka", debiased=v),
+        "distance(angular)": lambda v: reprsim.distance(x, y, "procrustes", angular=v),
+        "pairwise(debiased)": lambda v: reprsim.pairwise([x, y], metric="cka", debiased=v),
+        "pairwise(progress)": lambda v: reprsim.pairwise([x, y], metric="cka", progress=v),
+        "mutual_knn(center)": lambda v: reprsim.mutual_knn(x, y, k=3, center=v),
+        "jaccard_knn(center)": lambda v: reprsim.jaccard_knn(x, y, k=3, center=v),
+        "cycle_knn(center)": lambda v: reprsim.cycle_knn(x, y, k=3, center=v),
+        "cknna(center)": lambda v: reprsim.cknna(x, y, k=3, center=v),
+        "StreamingSimilarity.cka(debiased)": lambda v: reprsim.StreamingSimilarity().update(x, y).cka(debiased=v),
+        "StreamingSimilarity.procrustes_distance(angular)":
+            lambda v: reprsim.StreamingSimilarity().update(x, y).procrustes_distance(angular=v),
+        "StreamingMinibatchCKA(debiased)": lambda v: reprsim.StreamingMinibatchCKA(debiased=v),
+        "calibrated_cka(debiased)": lambda v: reprsim.calibrated_cka(x, y, debiased=v, n_permutations=3),
+        "permutation_test(progress)": lambda v: reprsim.permutation_test(x, y, n_resamples=3, progress=v),
+        "bootstrap(progress)": lambda v: reprsim.bootstrap(x, y, n_resamples=3, method="percentile", progress=v),
+        "benchmark quick_or_full(quick)": lambda v: quick_or_full(v),
+    }
+
+
+@pytest.mark.parametrize("name", list(_bool_calls(None, None)))
+@pytest.mark.parametrize("value", _NOT_BOOLS, ids=repr)
+def test_every_bool_parameter_refuses_other_types(good, name, value):
+    call = _bool_calls(*good)[name]
+    if value is None and name.endswith("(progress)"):
+        call(value)  # progress=None is the automatic setting
+        return
+    with pytest.raises(TypeError, match=r"must be True or False, got"):
+        call(value)
+
+
+@pytest.mark.parametrize("name", list(_bool_calls(None, None)))
+def test_every_bool_parameter_takes_python_and_numpy_bools(good, name):
+    call = _bool_calls(*good)[name]
+    for value in (False, np.bool_(False)):
+        call(value)
+
+
+def test_debiased_string_is_not_read_as_true(good):
+    # "False" is truthy: before, cka(debiased="False") silently computed the debiased estimator.
+    with pytest.raises(TypeError, match=r"debiased must be True or False, got 'False'"):
+        reprsim.cka(*good, debiased="False")
+    with pytest.raises(TypeError, match=r"angular must be True or False, got 'no'"):
+        reprsim.procrustes_distance(*good, angular="no")
+
+
+# -- pandas and object arrays, as scikit-learn reads them ----------------------------------------------
+
+
+def test_pandas_nullable_and_mixed_dtypes_are_read_as_float64(rng):
+    pd = pytest.importorskip("pandas")
+    a = rng.standard_normal(30)
+    k = rng.integers(-5, 5, size=30)
+    flag = rng.random(30) > 0.5
+    frame = pd.DataFrame({"a": pd.array(a, dtype="Float64"), "k": pd.array(k, dtype="Int64"),
+                          "flag": pd.array(flag, dtype="boolean")})
+    mixed = pd.DataFrame({"a": a, "flag": flag})  # a float and a bool column: numpy reads it as object
+    plain = np.column_stack([a, k, flag]).astype(np.float64)
+    y = rng.standard_normal((30, 4))
+    assert reprsim.cka(frame, y) == reprsim.cka(plain, y)
+    assert reprsim.cka(mixed, y) == reprsim.cka(plain[:, [0, 2]], y)
+    assert reprsim.pwcca(y, frame) == reprsim.pwcca(y, plain)
+    np.testing.assert_array_equal(reprsim.pairwise([frame, y]), reprsim.pairwise([plain, y]))
+    acc = reprsim.StreamingSimilarity().update(frame, y)
+    assert acc.cka() == pytest.approx(reprsim.cka(plain, y), rel=1e-12)
+    # float32 frames stay float32, as numpy reads them
+    f32 = pd.DataFrame(rng.standard_normal((30, 3)).astype(np.float32))
+    assert reprsim.cka(f32, y) == reprsim.cka(f32.to_numpy(), y)
+
+
+def test_pandas_missing_values_are_nan_and_refused_as_such(rng):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"a": pd.array(rng.standard_normal(30), dtype="Float64"),
+                          "b": pd.array(rng.integers(0, 9, 30), dtype="Int64")})
+    frame.iloc[4, 1] = pd.NA
+    with pytest.raises(ValueError, match=r"x contains NaN or Inf \(column 1\)"):
+        reprsim.cka(frame, rng.standard_normal((30, 2)))
+
+
+def test_object_arrays_of_numbers_are_read_as_float64(rng):
+    x = rng.standard_normal((30, 3))
+    y = rng.standard_normal((30, 2))
+    as_objects = x.astype(object)
+    as_objects[0, 0] = int(3)
+    x[0, 0] = 3.0
+    assert reprsim.cka(as_objects, y) == reprsim.cka(x, y)
+    with_none = x.astype(object)
+    with_none[2, 1] = None
+    with pytest.raises(ValueError, match=r"x contains NaN"):
+        reprsim.cka(with_none, y)
+    words = x.astype(object)
+    words[5, 2] = "1.5"
+    with pytest.raises(TypeError, match=r"x must hold numbers, got dtype object with an element of type str .* "
+                                        r"at index \(5, 2\)"):
+        reprsim.cka(words, y)
+
+
+# -- tensors that hold no values, or live where the numpy API cannot read them ---------------------------
+
+
+def test_meta_tensors_are_type_errors_on_every_path():
+    torch = pytest.importorskip("torch")
+    meta = torch.empty((10, 3), device="meta")
+    ok = np.random.default_rng(0).standard_normal((10, 3))
+    with pytest.raises(TypeError, match=r"meta device"):
+        reprsim.cka(meta, ok)
+    with pytest.raises(TypeError, match=r"meta device"):
+        reprsim.StreamingSimilarity().update(meta, meta)
+    with pytest.raises(TypeError, match=r"meta device"):
+        reprsim.StreamingMinibatchCKA().update(meta, meta)
+    from reprsim._validation import as_representation
+
+    with pytest.raises(TypeError, match=r"x is a tensor on the meta device"):
+        as_representation(meta, "x")
+    with pytest.raises(TypeError, match=r"x is a torch.sparse_coo tensor; pass a dense tensor"):
+        as_representation(torch.eye(4).to_sparse(), "x")
+
+
+def test_run_suite_names_its_config_type():
+    from reprsim import benchmark
+
+    with pytest.raises(TypeError, match=r"config must be a reprsim.benchmark.SuiteConfig .* got 'quick' .*"
+                                        r"reprsim.benchmark.QUICK"):
+        benchmark.run_suite("quick")
+    with pytest.raises(TypeError, match=r"log must be a callable"):
+        benchmark.run_suite(benchmark.QUICK, log="stderr")

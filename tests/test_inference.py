@@ -467,3 +467,125 @@ def test_permutation_bench_quick_run_passes_its_gate_and_writes_results(tmp_path
     data = json.loads(result.read_text())
     assert all(g["ok"] for g in data["meta"]["gate"].values())
     assert {r["implementation"] for r in data["rows"]} >= {"kernel gram", "naive reprsim.cka loop"}
+
+
+# ---------------------------------------------------------------------------------------------
+# scipy.stats' names and the exact test
+
+
+def test_scipy_names_are_the_same_arguments_as_the_older_ones(rng):
+    x, y = _related(rng, n=20)
+    a = reprsim.permutation_test(x, y, n_resamples=40, rng=3)
+    b = reprsim.permutation_test(x, y, n_permutations=40, seed=3)
+    np.testing.assert_array_equal(a.null_distribution, b.null_distribution)
+    assert a.n_permutations == b.n_permutations == 40 and not a.exact
+    u, v = _related(rng, n=40, p1=2, p2=2)
+    c = reprsim.bootstrap(u, v, n_resamples=30, confidence_level=0.8, rng=5, method="percentile")
+    d = reprsim.bootstrap(u, v, n_resamples=30, confidence=0.8, seed=5, method="percentile")
+    assert c.confidence_interval == d.confidence_interval and c.confidence_level == 0.8
+    e = reprsim.calibrated_cka(x, y, n_resamples=20, rng=7)
+    f = reprsim.calibrated_cka(x, y, n_permutations=20, seed=7)
+    np.testing.assert_array_equal(e.null_distribution, f.null_distribution)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda x, y: reprsim.permutation_test(x, y, n_resamples=10, n_permutations=10), "n_resamples=10 and n_permutations"),
+    (lambda x, y: reprsim.permutation_test(x, y, rng=1, seed=1), "rng=1 and seed=1"),
+    (lambda x, y: reprsim.bootstrap(x, y, confidence_level=0.9, confidence=0.9), "confidence_level=0.9 and confidence"),
+    (lambda x, y: reprsim.bootstrap(x, y, rng=0, seed=0), "rng=0 and seed=0"),
+    (lambda x, y: reprsim.calibrated_cka(x, y, rng=0, seed=0), "rng=0 and seed=0"),
+    (lambda x, y: reprsim.calibrated_cka(x, y, n_resamples=0, n_permutations=0), "n_resamples=0 and n_permutations"),
+])
+def test_an_argument_under_both_names_is_refused(rng, call, message):
+    x, y = _related(rng, n=10)
+    with pytest.raises(TypeError, match=rf"got both {message}.*pass one"):
+        call(x, y)
+
+
+@pytest.mark.parametrize("metric", ["cka", "debiased_cka", "mean_cca", "procrustes"])
+@pytest.mark.parametrize("alternative", [None, "two-sided"])
+def test_exact_test_enumerates_every_permutation_as_scipy_does(rng, metric, alternative):
+    # n = 5: 120 orders, fewer than the 1000 asked for, so all of them are used and p is scipy's exact p-value.
+    x = rng.standard_normal((5, 1))
+    y = x + 0.3 * rng.standard_normal((5, 1))
+    res = reprsim.permutation_test(x, y, metric, n_resamples=1000, rng=0, alternative=alternative)
+    assert res.exact and res.n_permutations == 120 and res.null_distribution.size == 120
+    # the null holds the measure on every ordering of y's rows, the identity first
+    orders = list(itertools.permutations(range(5)))
+    naive = [reprsim.measure(x, y[list(o)], metric) for o in orders]
+    np.testing.assert_allclose(res.null_distribution, naive, rtol=1e-10, atol=1e-12)
+    ref = stats.permutation_test(
+        (np.arange(5),), lambda i: reprsim.measure(x, y[i], metric), permutation_type="pairings",
+        vectorized=False, n_resamples=1000, alternative=res.alternative,
+    )
+    assert res.pvalue == pytest.approx(ref.pvalue, rel=1e-12)
+
+
+def test_three_samples_give_the_exact_p_value_not_a_sampled_one(rng):
+    # Before: 50 random draws over 6 orderings gave p = 0.31 for the best-aligned pairing; exactly it is 1/6.
+    x = np.array([[0.0], [1.0], [3.0]])
+    y = 2.0 * x + 1.0
+    res = reprsim.permutation_test(x, y, n_resamples=50, rng=0)
+    assert res.exact and res.n_permutations == 6
+    values = [reprsim.cka(x, y[list(o)]) for o in itertools.permutations(range(3))]
+    assert res.pvalue == pytest.approx(np.mean(np.array(values) >= values[0] - 1e-12))
+    assert res.pvalue == pytest.approx(1 / 6)
+    cal = reprsim.calibrated_cka(x, y, n_permutations=50)
+    assert cal.exact and cal.pvalue == pytest.approx(1 / 6)
+
+
+def test_random_test_when_the_orderings_outnumber_the_permutations(rng):
+    x, y = _related(rng, n=12)  # 479 001 600 orders
+    res = reprsim.permutation_test(x, y, n_resamples=1000, rng=0)
+    assert not res.exact and res.n_permutations == 1000
+    assert res.pvalue == pytest.approx(1 / 1001)
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress bars: automatic on a terminal, optional tqdm
+
+
+def test_automatic_progress_is_silent_off_a_terminal(rng, capsys):
+    x, y = _related(rng, n=20)
+    reprsim.permutation_test(x, y, n_resamples=30, rng=2)
+    reprsim.bootstrap(x, y, n_resamples=10, rng=2, method="percentile")
+    reprsim.pairwise([x, y, x], metric="mean_cca")
+    assert capsys.readouterr().err == ""
+
+
+def test_automatic_progress_shows_a_bar_on_a_terminal_for_long_calls(rng, capsys, monkeypatch):
+    pytest.importorskip("tqdm")
+    from reprsim import _progress
+
+    monkeypatch.setattr(_progress, "_stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(_progress, "AUTO_DELAY", 0.0)  # every call counts as long here
+    x, y = _related(rng, n=20)
+    reprsim.permutation_test(x, y, n_resamples=30, rng=2)
+    assert "30/30" in capsys.readouterr().err
+    reprsim.pairwise([x, y, x], metric="mean_cca")
+    assert "6/6" in capsys.readouterr().err  # the pairs of the upper triangle
+
+
+def test_automatic_progress_without_tqdm_says_nothing(rng, monkeypatch):
+    from reprsim import _progress
+
+    monkeypatch.setattr(_progress, "_stderr_is_terminal", lambda: True)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    x, y = _related(rng, n=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = reprsim.permutation_test(x, y, n_resamples=10, rng=2)
+    assert res.null_distribution.size == 10
+
+
+def test_null_values_are_in_the_measures_range(rng):
+    # x and y related by a rotation and a scale: CKA is 1 at the identity, within rounding; every null value
+    # and the statistic lie in [0, 1] exactly (values within the rounding slack of a bound are the bound).
+    x = rng.standard_normal((12, 3))
+    q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+    y = 3.0 * x @ q
+    for metric in ("cka", "debiased_cka", "procrustes", "mean_cca"):
+        res = reprsim.permutation_test(x, y, metric, n_resamples=200, rng=1)
+        lo, hi = reprsim.METRICS[metric].value_range
+        assert np.all(res.null_distribution >= lo) and np.all(res.null_distribution <= hi)
+        assert lo <= res.statistic <= hi

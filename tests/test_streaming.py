@@ -564,3 +564,164 @@ def test_minibatch_cka_bad_input(rng):
         StreamingMinibatchCKA().result()
     with pytest.raises(ValueError, match="not positive"):
         StreamingMinibatchCKA(debiased=False).update(np.ones((5, 2)), y[:5]).result()
+
+
+# -- minibatch states: every field checked, naming it --------------------------------------------------
+
+
+def _mb_state(rng, debiased=True):
+    x, y = related_pair(rng, n=40)
+    acc = StreamingMinibatchCKA(debiased=debiased)
+    for s in range(0, 40, 10):
+        acc.update(x[s : s + 10], y[s : s + 10])
+    return acc.state()
+
+
+def test_minibatch_from_state_refuses_states_no_minibatches_can_have(rng):
+    state = _mb_state(rng)
+    assert StreamingMinibatchCKA.from_state(state).result() == StreamingMinibatchCKA.from_state(state).result()
+    biased = _mb_state(rng, debiased=False)
+    cases = {
+        r"state field 'n' must be a non-negative integer count, got -3": (state, {"n": -3.0}),
+        r"state field 'n' must be a non-negative integer count, got 2.5": (state, {"n": 2.5}),
+        r"state field 'batches' = 4 does not fit n = 12 rows": (state, {"n": 12.0}),
+        r"state field 'batches' must be a non-negative integer": (state, {"batches": -1.0}),
+        r"state field 'batches' = 0 does not fit n = 40": (state, {"batches": 0.0}),
+        r"state field 'hsic_xy' has shape \(2, 1\), expected \(1, 1\)": (state, {"hsic_xy": np.ones((2, 1))}),
+        r"state field 'hsic_xx' has shape \(2,\)": (state, {"hsic_xx": np.ones(2)}),
+        r"state field 'hsic_yy' contains NaN": (state, {"hsic_yy": np.array([np.nan])}),
+        r"state field 'hsic_xx' holds a negative self term": (state, {"hsic_xx": -state["hsic_xx"]}),
+        r"state field 'hsic_yy' holds a negative self term": (biased, {"hsic_yy": -biased["hsic_yy"]}),
+        r"state field 'hsic_xy' breaks the Cauchy–Schwarz inequality": (state, {"hsic_xy": 10 * state["hsic_xx"][:, None]
+                                                                               + 10 * state["hsic_yy"]}),
+        r"state field 'debiased' must be 1 \(debiased\) or 0": (state, {"debiased": 0.5}),
+        r"state field 'widths_x' must hold 1 positive integer": (state, {"widths_x": np.array([0.0])}),
+        r"state field 'widths_y' must hold 1 positive integer": (state, {"widths_y": np.array([2.5])}),
+        r"state field 'layers' must be two positive integers": (state, {"layers": np.array([1.0, -1.0])}),
+        r"state is missing the field 'hsic_xx'": (state, {"hsic_xx": None}),
+    }
+    for message, (base, change) in cases.items():
+        bad = {k: v for k, v in {**base, **change}.items() if v is not None}
+        with pytest.raises(ValueError, match=message):
+            StreamingMinibatchCKA.from_state(bad)
+    with pytest.raises(TypeError, match="state must be a dict"):
+        StreamingMinibatchCKA.from_state([("n", 1)])
+
+
+def test_declared_minibatch_terms_of_a_streaming_state_are_checked(rng):
+    x, y = related_pair(rng, n=40)
+    acc = StreamingSimilarity(metrics=["cka", "minibatch_cka"])
+    for s in range(0, 40, 10):
+        acc.update(x[s : s + 10], y[s : s + 10])
+    state = acc.state()
+    assert StreamingSimilarity.from_state(state).measure("minibatch_cka") == acc.measure("minibatch_cka")
+    cases = {
+        r"state field 'mb_n' = 30 must equal the state's n = 40": {"mb_n": 30.0},
+        r"state field 'mb_n' must be a non-negative integer count": {"mb_n": -40.0},
+        r"state field 'mb0_xx' holds a negative self term": {"mb0_xx": -state["mb0_xx"]},
+        r"state field 'mb_yy' holds a negative self term": {"mb_yy": -state["mb_yy"]},
+        r"state field 'mb_xy' has shape \(1, 2\)": {"mb_xy": np.ones((1, 2))},
+        r"state field 'mb0_batches' = 40 does not fit n = 40": {"mb0_batches": 40.0},
+        r"state is missing the field 'mb0_xy'": {"mb0_xy": None},
+        r"state field 'route' must be 1 \(rows kept\), 2 \(QR factor\) or 0": {"route": 3.0},
+    }
+    for message, change in cases.items():
+        bad = {k: v for k, v in {**state, **change}.items() if v is not None}
+        with pytest.raises(ValueError, match=message):
+            StreamingSimilarity.from_state(bad)
+
+
+def test_minibatch_result_is_in_the_estimators_range(rng):
+    x, y = related_pair(rng, n=40)
+    for debiased in (True, False):
+        acc = StreamingMinibatchCKA(debiased=debiased)
+        for s in range(0, 40, 10):
+            acc.update(x[s : s + 10], 2.0 * x[s : s + 10])  # equal up to scale: 1 within rounding
+        value = acc.result()
+        assert value == pytest.approx(1.0, abs=1e-12) and value <= 1.0
+
+
+# -- an interrupted update, merge or flush leaves the accumulator as it was ----------------------------
+
+
+def _states_equal(a, b):
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("case", ["buffer flushed by the update", "large batch", "rows turned into moments"])
+def test_update_interrupted_in_its_heavy_part_changes_nothing(rng, monkeypatch, case):
+    x, y = related_pair(rng, n=1200, p1=4, p2=3)
+    if case == "rows turned into moments":
+        y = np.repeat(y, 30, axis=1)  # wide: route "auto" keeps the rows until the moments are smaller
+        make, first, extra = (lambda: StreamingSimilarity(metrics=["cka"])), [(0, 20)], (20, 120)
+    else:
+        # Float64 moments: their batches are turned into moments outside the lock (the QR factor's update runs
+        # with Ctrl-C held back, so an interruption arrives after it, with the batch kept whole).
+        make = lambda: StreamingSimilarity(route="moments", metrics=["cka", "procrustes", "minibatch_cka"])  # noqa: E731
+        first = [(s, s + 100) for s in range(0, 1000, 100)]  # the last 400 rows wait in the buffer
+        extra = (1000, 1150) if case == "buffer flushed by the update" else (1000, 1200)
+
+    def feed(acc):
+        for a, b in first:
+            acc.update(x[a:b], y[a:b])
+        return acc
+
+    acc = feed(make())
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(StreamingSimilarity, "_moments_of", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        acc.update(x[extra[0] : extra[1]], y[extra[0] : extra[1]])
+    monkeypatch.undo()
+    assert acc.n_seen == first[-1][1]
+    assert _states_equal(acc.state(), feed(make()).state())
+
+
+def test_merge_interrupted_before_its_commit_changes_nothing(rng, monkeypatch):
+    x, y = related_pair(rng, n=200)
+    a = StreamingSimilarity(route="moments").update(x[:100], y[:100])
+    b = StreamingSimilarity(route="moments").update(x[100:], y[100:])
+    a.cka(), b.cka()  # flushed
+    before = a.state()
+    from reprsim import _streaming
+
+    class Interrupting:
+        def __enter__(self):
+            raise KeyboardInterrupt
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(_streaming, "deferred_interrupt", lambda: Interrupting())
+    with pytest.raises(KeyboardInterrupt):
+        a.merge(b)
+    monkeypatch.undo()
+    assert _states_equal(a.state(), before)
+    assert a.merge(b).cka() == pytest.approx(reprsim.cka(x, y), rel=RTOL)
+
+
+def test_deferred_interrupt_delivers_ctrl_c_after_the_block():
+    import os
+    import signal
+
+    from reprsim._interrupt import deferred_interrupt
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_interrupt():
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # the signal is handled here, between bytecodes, and held back
+                pass
+            done.append(True)
+    assert done == [True]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_interrupt() as pending:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):
+                pass
+            pending.check()  # before committing: raise now
+            done.append(False)
+    assert done == [True]

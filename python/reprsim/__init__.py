@@ -25,7 +25,8 @@ except ImportError:  # pragma: no cover
 if sys.platform == "win32" and _scipy_openblas32 is not None:  # pragma: no cover
     _dll_directory = os.add_dll_directory(_scipy_openblas32.get_lib_dir())
 
-from . import _core, benchmark
+from . import _core, _fork, benchmark
+from ._compute import SampleSizeWarning
 from ._inference import (
     BootstrapResult,
     CalibratedCKAResult,
@@ -57,6 +58,8 @@ from ._registry import METRICS, Measure, MetricInfo
 from ._result import Comparison
 from ._rsa import rdm, rsa
 from ._streaming import StreamingMinibatchCKA, StreamingSimilarity
+
+_fork.install()  # os.fork() waits for reprsim's calls in other threads (see reprsim._fork)
 
 try:
     __version__ = version("reprsim")
@@ -106,6 +109,7 @@ __all__ = [
     "Measure",
     "MetricInfo",
     "PermutationTestResult",
+    "SampleSizeWarning",
     "StreamingMinibatchCKA",
     "StreamingSimilarity",
     "benchmark",

@@ -10,11 +10,14 @@ Results are shaped like scipy's (``scipy.stats.permutation_test`` and ``scipy.st
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +25,10 @@ import numpy as np
 
 from . import _measures  # noqa: F401  (registers the measures)
 from ._backend import device_backend, pair_set, permute_rows
-from ._compute import evaluate
+from ._compute import check_range, evaluate, warn_if_few_samples
+from ._fork import busy
+from ._memory import require_memory
+from ._progress import Progress, check_progress
 from ._registry import Bound, bind, describe
 from ._validation import as_pair
 
@@ -55,7 +61,9 @@ class PermutationTestResult:
         The statistic on the observed pairing: the similarity for CKA and the CCA family, the
         distance for the Procrustes metrics.
     pvalue : float
-        ``(1 + #{null values at least as extreme}) / (n_permutations + 1)``; never 0.
+        ``(1 + #{null values at least as extreme}) / (n_permutations + 1)`` for random permutations (never 0);
+        for an exact test ``#{null values at least as extreme} / n!`` (at least 1/n!: the null holds the
+        observed pairing too).
     null_distribution : numpy.ndarray, shape (n_permutations,)
         The statistic for each permutation of y's rows (read-only).
     metric : str
@@ -63,10 +71,13 @@ class PermutationTestResult:
     alternative : {"greater", "less", "two-sided"}
         "greater": more similar than chance (similarities); "less": closer than chance (distances).
     n_permutations : int
-        Number of permutations drawn.
+        Number of permutations in the null: those drawn, or n! for an exact test.
     method : {"gram", "feature", "loop"}
         How the null was computed: the compiled linear-CKA kernel in Gram or feature space, or a
         loop over the public metric function.
+    exact : bool
+        Whether the null holds every one of the n! permutations (an exact test; see
+        :func:`permutation_test`) rather than random ones.
     """
 
     statistic: float
@@ -76,6 +87,7 @@ class PermutationTestResult:
     alternative: str
     n_permutations: int
     method: str
+    exact: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,11 +158,13 @@ class CalibratedCKAResult:
     debiased : bool
         Whether the debiased estimator was calibrated.
     pvalue : float or None
-        Permutation p-value for "more similar than chance" (None when ``n_permutations=0``).
+        Permutation p-value for "more similar than chance" (None when ``n_resamples=0``).
     null_std : float or None
-        Standard deviation of the sampled null distribution (None when ``n_permutations=0``).
+        Standard deviation of the sampled null distribution (None when ``n_resamples=0``).
     null_distribution : numpy.ndarray
-        CKA for each sampled permutation (empty when ``n_permutations=0``; read-only).
+        CKA for each sampled permutation (empty when ``n_resamples=0``; read-only).
+    exact : bool
+        Whether the null holds every one of the n! permutations (when n! ≤ n_resamples).
     """
 
     calibrated: float
@@ -160,6 +174,7 @@ class CalibratedCKAResult:
     pvalue: float | None
     null_std: float | None
     null_distribution: np.ndarray = field(repr=False)
+    exact: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,6 +217,16 @@ def _positive_int(value: Any, name: str, *, allow_zero: bool = False) -> int:
     return int(value)
 
 
+def _alias(name: str, value: Any, alias: str, alias_value: Any, default: Any) -> Any:
+    """One argument under its scipy.stats name and reprsim's older name: either may be given, not both."""
+    if value is not None and alias_value is not None:
+        raise TypeError(f"got both {name}={value!r} and {alias}={alias_value!r}; they are the same argument "
+                        f"({alias} is another name for {name}): pass one")
+    if value is not None:
+        return value
+    return default if alias_value is None else alias_value
+
+
 def _n_jobs(n_jobs: Any) -> int:
     if n_jobs is None:
         return 1
@@ -212,13 +237,20 @@ def _n_jobs(n_jobs: Any) -> int:
     return int(n_jobs)
 
 
-def _generator(seed: Seed) -> np.random.Generator:
+def _generator(seed: Seed, name: str = "rng") -> np.random.Generator:
     try:
         return np.random.default_rng(seed)
     except (TypeError, ValueError) as exc:
         raise TypeError(
-            f"seed must be None, a non-negative integer, a numpy SeedSequence or a numpy Generator; got {seed!r} ({exc})"
+            f"{name} must be None, a non-negative integer, a numpy SeedSequence or a numpy Generator; got {seed!r} "
+            f"({exc})"
         ) from None
+
+
+def _eps(a: Any) -> float:
+    """The rounding unit of an input's products (float32 for 4-byte arrays or tensors, else float64)."""
+    size = a.itemsize if isinstance(a, np.ndarray) else int(a.element_size())
+    return float(np.finfo(np.float32 if size == 4 else np.float64).eps)
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -226,36 +258,23 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
-class _Progress:
-    """A tqdm bar when asked for and tqdm is installed; otherwise nothing."""
-
-    def __init__(self, enabled: bool, total: int, desc: str) -> None:
-        self._bar = None
-        if not enabled:
-            return
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            warnings.warn("progress=True needs the tqdm package (pip install tqdm); continuing without a progress bar",
-                          stacklevel=3)
-            return
-        self._bar = tqdm(total=total, desc=desc)
-
-    def update(self, k: int) -> None:
-        if self._bar is not None:
-            self._bar.update(k)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+# Chunks of permutations or resamples are sized to take about this long, so that Ctrl-C (which Python
+# handles between the compiled calls) stops a long test within a fraction of a second plus one chunk.
+_CHUNK_SECONDS = 0.25
 
 
-def _chunks(total: int, size: int) -> Iterator[int]:
-    done = 0
+def _timed_chunks(total: int, first: int, cap: int) -> Iterator[int]:
+    """Sizes of successive chunks of ``total`` items: ``first``, then as many as take about _CHUNK_SECONDS by
+    the rate measured so far (at most ``cap``). The time between two yields is the caller's work on a chunk."""
+    done, size = 0, max(1, min(first, cap))
     while done < total:
         k = min(size, total - done)
+        start = time.perf_counter()
         yield k
+        elapsed = time.perf_counter() - start
         done += k
+        grow = 2 * size if elapsed <= 0 else int(k * _CHUNK_SECONDS / elapsed)
+        size = max(1, min(cap, grow, 4 * size))
 
 
 def _map_threads(fn: Callable[[Any], float], items: list[Any], n_jobs: int, pool: ThreadPoolExecutor | None) -> list:
@@ -264,12 +283,66 @@ def _map_threads(fn: Callable[[Any], float], items: list[Any], n_jobs: int, pool
     return list(pool.map(fn, items))
 
 
-def _pvalue(null: np.ndarray, observed: float, alternative: str) -> float:
-    # scipy.stats.permutation_test's definition, with its tolerance for rounding ties.
+@contextmanager
+def _thread_pool(n_jobs: int) -> Iterator[ThreadPoolExecutor | None]:
+    """A pool of ``n_jobs`` threads (None for one job). On an exception (a KeyboardInterrupt included) the
+    queued work is cancelled and the call returns without waiting for the items already running."""
+    if n_jobs <= 1:
+        yield None
+        return
+    pool = ThreadPoolExecutor(max_workers=n_jobs)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _require_draws(count: int, per_draw: int, what: str, fix: str, extra: int = 0) -> None:
+    """Memory of ``count`` draws (a float64 value and the comparisons of the p-value each) and their scratch."""
+    require_memory(float(count) * per_draw + extra, what, fix, "one float64 value per draw and their scratch")
+
+
+def _count_permutations(n: int, cap: int) -> int | None:
+    """n! when it is at most ``cap``, else None (without forming n! for large n)."""
+    total = 1
+    for k in range(2, n + 1):
+        total *= k
+        if total > cap:
+            return None
+    return total
+
+
+class _Draws:
+    """The permutations of a test: every one of the n! orders when there are at most as many as asked for
+    (an exact test, in lexicographic order, the identity first), else ``count`` random ones drawn from rng
+    (the b-th is the b-th call of ``rng.permutation(n)``)."""
+
+    def __init__(self, n: int, asked: int, rng: np.random.Generator) -> None:
+        self.n = n
+        total = _count_permutations(n, asked)
+        self.exact = total is not None
+        self.count = total if total is not None else asked
+        self._rng = rng
+        self._orders = itertools.permutations(range(n)) if self.exact else None
+
+    def take(self, k: int) -> np.ndarray:
+        """The next k permutations, as a (k, n) int64 array."""
+        if self._orders is not None:
+            return np.array(list(itertools.islice(self._orders, k)), dtype=np.int64).reshape(k, self.n)
+        return np.stack([self._rng.permutation(self.n) for _ in range(k)]).astype(np.int64, copy=False)
+
+
+def _pvalue(null: np.ndarray, observed: float, alternative: str, exact: bool = False) -> float:
+    # scipy.stats.permutation_test's definition, with its tolerance for rounding ties. A random test adds
+    # one to both counts (the observed pairing is one of the equally likely ones; Phipson & Smyth 2010);
+    # an exact test's null already holds every pairing, the observed one included.
     gamma = abs(_TIE_RTOL * observed)
     b = null.size
-    less = (np.count_nonzero(null <= observed + gamma) + 1.0) / (b + 1.0)
-    greater = (np.count_nonzero(null >= observed - gamma) + 1.0) / (b + 1.0)
+    adjust = 0.0 if exact else 1.0
+    less = (np.count_nonzero(null <= observed + gamma) + adjust) / (b + adjust)
+    greater = (np.count_nonzero(null >= observed - gamma) + adjust) / (b + adjust)
     if alternative == "less":
         p = less
     elif alternative == "greater":
@@ -284,50 +357,49 @@ def _pvalue(null: np.ndarray, observed: float, alternative: str) -> float:
 
 
 def _compiled_null(
-    xa: np.ndarray, ya: np.ndarray, bound: Bound, n_permutations: int, rng: np.random.Generator,
-    n_jobs: int, progress: bool, space: str = "auto",
+    xa: np.ndarray, ya: np.ndarray, bound: Bound, draws: _Draws, n_jobs: int, progress: bool | None,
+    space: str = "auto",
 ) -> tuple[Any, np.ndarray]:
-    """The measure's compiled null kernel (see ``Measure.permutation_null``) and its values for permutations
-    drawn one by one from rng."""
+    """The measure's compiled null kernel (see ``Measure.permutation_null``) and its values for the draws."""
     builder = bound.measure.permutation_null
     assert builder is not None
-    kernel = builder(xa, ya, bound, n_permutations, n_jobs, space)
+    with busy():
+        kernel = builder(xa, ya, bound, draws.count, n_jobs, space)
     n = xa.shape[0]
-    null = np.empty(n_permutations)
-    bar = _Progress(progress, n_permutations, "permutations")
-    try:
+    null = np.empty(draws.count)
+    with Progress(progress, draws.count, "permutations") as bar:
         done = 0
-        # About 50 steps for the progress bar, at least 4 permutations per thread per call.
-        step = max(4 * n_jobs, min(_CHUNK_ELEMENTS // n, -(-n_permutations // 50)))
-        for k in _chunks(n_permutations, step):
-            perms = np.stack([rng.permutation(n) for _ in range(k)]).astype(np.int64, copy=False)
-            null[done : done + k] = kernel.evaluate(perms, n_jobs)
+        # At most _CHUNK_ELEMENTS indices and about 50 steps for the bar per call; at least 4 per thread.
+        cap = max(4 * n_jobs, min(_CHUNK_ELEMENTS // n, -(-draws.count // 50)))
+        for k in _timed_chunks(draws.count, 4 * n_jobs, cap):
+            perms = draws.take(k)
+            with busy():
+                null[done : done + k] = kernel.evaluate(perms, n_jobs)
             done += k
             bar.update(k)
-    finally:
-        bar.close()
     return kernel, null
 
 
-def _looped_null(stat: _Statistic, x: Any, y: Any, n_permutations: int, rng: np.random.Generator, n_jobs: int,
-                 progress: bool) -> np.ndarray:
-    """The measure recomputed on y's rows in each drawn order (threads over permutations)."""
-    n = int(x.shape[0])
-    null = np.empty(n_permutations)
-    bar = _Progress(progress, n_permutations, "permutations")
-    pool = ThreadPoolExecutor(max_workers=n_jobs) if n_jobs > 1 else None
-    try:
+def _looped_null(stat: _Statistic, x: Any, y: Any, draws: _Draws, n_jobs: int, progress: bool | None) -> np.ndarray:
+    """The measure recomputed on y's rows in each order (threads over permutations)."""
+    null = np.empty(draws.count)
+    with Progress(progress, draws.count, "permutations") as bar, _thread_pool(n_jobs) as pool:
         done = 0
-        for k in _chunks(n_permutations, max(4 * n_jobs, 16)):
-            perms = [rng.permutation(n) for _ in range(k)]
+        for k in _timed_chunks(draws.count, max(n_jobs, 1), max(4 * n_jobs, 16)):
+            perms = list(draws.take(k))
             null[done : done + k] = _map_threads(lambda p: stat.fn(x, permute_rows(y, p)), perms, n_jobs, pool)
             done += k
             bar.update(k)
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.shutdown()
     return null
+
+
+def _null_memory(xa: Any, ya: Any, count: int, n_jobs: int, on_device: bool, looped: bool) -> None:
+    copies = 0 if on_device or not looped else n_jobs * int(getattr(ya, "nbytes", 0))
+    _require_draws(
+        count, 8 + 2, f"a permutation null of {count} permutations",
+        "ask for fewer permutations (n_resamples): 10**4 already resolve p-values near 0.01 to about ±0.002",
+        extra=copies + 8 * min(_CHUNK_ELEMENTS, count * int(xa.shape[0])),
+    )
 
 
 def permutation_test(
@@ -335,11 +407,13 @@ def permutation_test(
     y: ArrayLike,
     metric: str = "cka",
     *,
-    n_permutations: int = 1000,
-    seed: Seed = None,
+    n_resamples: int | None = None,
+    rng: Seed = None,
     alternative: str | None = None,
     n_jobs: int | None = 1,
-    progress: bool = False,
+    progress: bool | None = None,
+    n_permutations: int | None = None,
+    seed: Seed = None,
     **options: Any,
 ) -> PermutationTestResult:
     """Permutation test of "more similar (or closer) than chance" for two representations.
@@ -350,6 +424,12 @@ def permutation_test(
     valid for a finite number of shuffles (Phipson & Smyth 2010):
     ``pvalue = (1 + #{null at least as extreme}) / (n_permutations + 1)``. Values within
     ``100·ε·|statistic|`` of the statistic count as ties, as in ``scipy.stats.permutation_test``.
+
+    Exact test. When there are no more orderings of the rows than permutations asked for (n! ≤
+    ``n_resamples``, e.g. n ≤ 6 for the default 1000), the null holds every one of the n! permutations
+    instead of random draws, the identity included, and the p-value is the share of them at least as extreme
+    as the observed pairing, without the +1 (as scipy does for its exact tests): the result says
+    ``exact=True`` and ``n_permutations = n!``.
 
     The statistic is the similarity where the metric has one ("cka", "debiased_cka", "mean_cca",
     "mean_sq_cca", "svcca", "pwcca"; alternative "greater") and the distance for "procrustes" and
@@ -371,11 +451,13 @@ def permutation_test(
         Rows are samples, aligned between x and y.
     metric : str, default "cka"
         A name in ``reprsim.METRICS``.
-    n_permutations : int, default 1000
-        Number of random permutations B (the smallest attainable p-value is 1/(B+1)).
-    seed : None, int, numpy.random.SeedSequence or numpy.random.Generator
-        Permutation b is the b-th call of ``numpy.random.default_rng(seed).permutation(n)``, whatever
-        ``n_jobs`` is, so results are reproducible.
+    n_resamples : int, default 1000
+        Number of random permutations B (the smallest attainable p-value is 1/(B+1)); scipy's name.
+        ``n_permutations`` is the same argument under reprsim's earlier name (pass one of the two).
+    rng : None, int, numpy.random.SeedSequence or numpy.random.Generator
+        Permutation b is the b-th call of ``numpy.random.default_rng(rng).permutation(n)``, whatever
+        ``n_jobs`` is, so results are reproducible; scipy's name. ``seed`` is the same argument under
+        reprsim's earlier name (pass one of the two).
     alternative : {"greater", "less", "two-sided"}, optional
         Default: "greater" for similarities, "less" for distances. "two-sided" doubles the smaller
         one-sided p-value (capped at 1), as scipy does.
@@ -384,8 +466,13 @@ def permutation_test(
         space the BLAS's own threads (``reprsim.set_num_threads``) do the parallel work instead. For
         the other metrics each thread also runs BLAS calls: with n_jobs > 1, consider
         ``reprsim.set_num_threads(1)`` to avoid oversubscribing the cores.
-    progress : bool, default False
-        Show a tqdm progress bar (needs the optional tqdm package).
+    progress : bool or None, default None
+        A tqdm progress bar (tqdm is optional): None shows one when stderr is a terminal and the test is
+        still running after 2 s; True always (a warning says when tqdm is missing); False never.
+    n_permutations : int, optional
+        Another name for ``n_resamples``.
+    seed : None, int, numpy.random.SeedSequence or numpy.random.Generator, optional
+        Another name for ``rng``.
     **options
         Passed to the metric function (``variance=``/``convention=`` for "svcca", ``convention=``
         for "pwcca").
@@ -398,44 +485,55 @@ def permutation_test(
     Raises
     ------
     ValueError, TypeError
-        Unknown metric or option, bad ``n_permutations``/``alternative``/``n_jobs``/``seed``, or the
-        bad inputs of the metric itself (mismatched n, NaN/Inf, constant representation, ...).
+        Unknown metric or option, bad ``n_resamples``/``alternative``/``n_jobs``/``rng``, an argument given
+        under both its names, a null too large for the available memory, or the bad inputs of the metric itself
+        (mismatched n, NaN/Inf, constant representation, ...).
 
     Examples
     --------
     >>> import numpy as np, reprsim
     >>> rng = np.random.default_rng(0)
     >>> x = rng.standard_normal((200, 30)); y = x @ rng.standard_normal((30, 20))
-    >>> res = reprsim.permutation_test(x, y, metric="cka", n_permutations=99, seed=1)
+    >>> res = reprsim.permutation_test(x, y, metric="cka", n_resamples=99, rng=1)
     >>> res.pvalue  # no shuffle comes close: the smallest attainable p-value
     0.01
     """
     stat = _statistic_for(metric, options)
-    b = _positive_int(n_permutations, "n_permutations")
+    count_name = "n_resamples" if n_permutations is None else "n_permutations"
+    b = _positive_int(_alias("n_resamples", n_resamples, "n_permutations", n_permutations, 1000), count_name)
+    seed_name = "seed" if seed is not None else "rng"
+    generator = _generator(_alias("rng", rng, "seed", seed, None), seed_name)
     if alternative is None:
         alternative = stat.direction
     if alternative not in _ALTERNATIVES:
         raise ValueError(f"alternative must be one of {list(_ALTERNATIVES)} or None, got {alternative!r}")
     jobs = _n_jobs(n_jobs)
-    rng = _generator(seed)
+    progress = check_progress(progress)
     xa, ya, on_device = _prepare(x, y, stat)
     observed = stat.fn(xa, ya)  # the public value, and its input checks
-    if stat.bound.measure.permutation_null is not None and not on_device:
-        kernel, null = _compiled_null(xa, ya, stat.bound, b, rng, jobs, progress)
+    warn_if_few_samples(stat.bound, int(xa.shape[0]), [int(xa.shape[1])], [int(ya.shape[1])], stacklevel=2)
+    draws = _Draws(int(xa.shape[0]), b, generator)
+    compiled = stat.bound.measure.permutation_null is not None and not on_device
+    _null_memory(xa, ya, draws.count, jobs, on_device, not compiled)
+    if compiled:
+        kernel, null = _compiled_null(xa, ya, stat.bound, draws, jobs, progress)
         method = str(kernel.space)
     else:
-        null = _looped_null(stat, xa, ya, b, rng, jobs, progress)
+        null = _looped_null(stat, xa, ya, draws, jobs, progress)
         method = "loop"
     if not np.all(np.isfinite(null)):
         raise FloatingPointError(f"the permutation null of {metric} has non-finite values; please report this input")
+    lo, hi = stat.bound.value_range
+    null = check_range(null, lo, hi, _eps(xa), f"the permutation null of {metric}")
     return PermutationTestResult(
         statistic=float(observed),
-        pvalue=_pvalue(null, float(observed), alternative),
+        pvalue=_pvalue(null, float(observed), alternative, draws.exact),
         null_distribution=_readonly(null),
         metric=metric,
         alternative=alternative,
-        n_permutations=b,
+        n_permutations=draws.count,
         method=method,
+        exact=draws.exact,
     )
 
 
@@ -448,10 +546,12 @@ def calibrated_cka(
     y: ArrayLike,
     *,
     debiased: bool = False,
-    n_permutations: int = 1000,
-    seed: Seed = None,
+    n_resamples: int | None = None,
+    rng: Seed = None,
     n_jobs: int | None = 1,
-    progress: bool = False,
+    progress: bool | None = None,
+    n_permutations: int | None = None,
+    seed: Seed = None,
 ) -> CalibratedCKAResult:
     """Linear CKA corrected for its chance level: ``(CKA − μ₀) / (1 − μ₀)``.
 
@@ -467,7 +567,7 @@ def calibrated_cka(
     Gram matrices (since the rows of a centred Gram sum to zero); for the debiased estimator
     (U-statistic HSIC, Song et al. 2012) μ₀ = 0 exactly, so its calibrated value equals debiased
     CKA: that estimator is already centred at chance in this sense. The sampled permutation null
-    (``n_permutations``) adds a p-value and the null's spread.
+    (``n_resamples``) adds a p-value and the null's spread.
 
     Parameters
     ----------
@@ -475,14 +575,19 @@ def calibrated_cka(
         Rows are samples, aligned between x and y.
     debiased : bool, default False
         Calibrate debiased CKA (needs n ≥ 4) instead of biased CKA.
-    n_permutations : int, default 1000
-        Sampled permutations for ``pvalue`` and ``null_std``; 0 skips them (μ₀ needs none).
-    seed : None, int, numpy.random.SeedSequence or numpy.random.Generator
+    n_resamples : int, default 1000
+        Sampled permutations for ``pvalue`` and ``null_std``; 0 skips them (μ₀ needs none). When n! is
+        not larger, every permutation is used instead (``exact=True``, as in :func:`permutation_test`).
+    rng : None, int, numpy.random.SeedSequence or numpy.random.Generator
         As in :func:`permutation_test` (the same permutations for the same seed).
     n_jobs : int or None, default 1
         As in :func:`permutation_test`.
-    progress : bool, default False
+    progress : bool or None, default None
         As in :func:`permutation_test`.
+    n_permutations : int, optional
+        Another name for ``n_resamples`` (pass one of the two).
+    seed : None, int, numpy.random.SeedSequence or numpy.random.Generator, optional
+        Another name for ``rng`` (pass one of the two).
 
     Returns
     -------
@@ -503,14 +608,20 @@ def calibrated_cka(
     .. [2] L. Hubert, P. Arabie. "Comparing Partitions." Journal of Classification 2, 1985 (the
        chance correction).
     """
-    b = _positive_int(n_permutations, "n_permutations", allow_zero=True)
+    count_name = "n_resamples" if n_permutations is None else "n_permutations"
+    b = _positive_int(_alias("n_resamples", n_resamples, "n_permutations", n_permutations, 1000), count_name,
+                      allow_zero=True)
     jobs = _n_jobs(n_jobs)
-    rng = _generator(seed)
+    generator = _generator(_alias("rng", rng, "seed", seed, None), "seed" if seed is not None else "rng")
+    progress = check_progress(progress)
     stat = _statistic_for("cka", {"debiased": debiased})
     debiased = bool(stat.bound["debiased"])
     xa, ya, on_device = _prepare(x, y, stat)
     pset = pair_set("moments", [xa], [ya], names_x=["x"], names_y=["y"], min_n=stat.min_n, what=stat.what)
     value = float(evaluate(stat.bound, pset)[0, 0])
+    draws = _Draws(int(xa.shape[0]), max(b, 1), generator)
+    if b > 0:
+        _null_memory(xa, ya, draws.count, jobs, on_device, False)
     if debiased:
         mu0 = 0.0  # the U-statistic HSIC is unbiased under every pairing: its permutation mean is 0
     else:
@@ -518,9 +629,9 @@ def calibrated_cka(
         s = pset.pair(0, 0).sums(False)
         mu0 = s["tx"] * s["ty"] / ((s["n"] - 1.0) * math.sqrt(s["sxx"]) * math.sqrt(s["syy"]))
     if b > 0 and not on_device:
-        _, null = _compiled_null(xa, ya, stat.bound, b, rng, jobs, progress)
+        _, null = _compiled_null(xa, ya, stat.bound, draws, jobs, progress)
     elif b > 0:
-        null = _looped_null(stat, xa, ya, b, rng, jobs, progress)
+        null = _looped_null(stat, xa, ya, draws, jobs, progress)
     else:
         null = np.empty(0)
     if not 1.0 - mu0 > 1e-12:
@@ -536,9 +647,10 @@ def calibrated_cka(
         cka=value,
         null_mean=mu0,
         debiased=debiased,
-        pvalue=_pvalue(null, value, "greater") if b > 0 else None,
-        null_std=float(np.std(null, ddof=1)) if b > 1 else None,
+        pvalue=_pvalue(null, value, "greater", draws.exact) if b > 0 else None,
+        null_std=float(np.std(null, ddof=1)) if null.size > 1 else None,
         null_distribution=_readonly(null),
+        exact=b > 0 and draws.exact,
     )
 
 
@@ -591,12 +703,14 @@ def bootstrap(
     metric: str = "cka",
     *,
     n_resamples: int = 1000,
-    confidence: float = 0.95,
+    confidence_level: float | None = None,
     method: str = "BCa",
-    seed: Seed = None,
+    rng: Seed = None,
     n_jobs: int | None = 1,
-    progress: bool = False,
+    progress: bool | None = None,
     on_degenerate: str = "skip",
+    confidence: float | None = None,
+    seed: Seed = None,
     **options: Any,
 ) -> BootstrapResult:
     """Bootstrap confidence interval of a similarity (or distance) between two representations.
@@ -639,21 +753,27 @@ def bootstrap(
         A name in ``reprsim.METRICS``.
     n_resamples : int, default 1000
         Number of bootstrap resamples.
-    confidence : float, default 0.95
-        Confidence level of the two-sided interval, in (0, 1).
+    confidence_level : float, default 0.95
+        Confidence level of the two-sided interval, in (0, 1); scipy's name. ``confidence`` is the same
+        argument under reprsim's earlier name (pass one of the two).
     method : {"BCa", "percentile", "basic"}, default "BCa"
         Case-insensitive; "BCa" is scipy's default too.
-    seed : None, int, numpy.random.SeedSequence or numpy.random.Generator
-        Resample b uses the b-th call of ``numpy.random.default_rng(seed).integers(0, n, size=n)``,
-        whatever ``n_jobs`` is.
+    rng : None, int, numpy.random.SeedSequence or numpy.random.Generator
+        Resample b uses the b-th call of ``numpy.random.default_rng(rng).integers(0, n, size=n)``,
+        whatever ``n_jobs`` is; scipy's name. ``seed`` is the same argument under reprsim's earlier name.
     n_jobs : int or None, default 1
         Threads over resamples and jackknife samples (-1 or None: all CPUs); the compiled metrics release
         the GIL. With n_jobs > 1, consider ``reprsim.set_num_threads(1)`` to avoid oversubscribing
         the cores with BLAS threads.
-    progress : bool, default False
-        Show a tqdm progress bar (needs the optional tqdm package).
+    progress : bool or None, default None
+        A tqdm progress bar (tqdm is optional): None shows one when stderr is a terminal and the bootstrap is
+        still running after 2 s; True always (a warning says when tqdm is missing); False never.
     on_degenerate : {"skip", "raise"}, default "skip"
         What a resample on which the metric is undefined does (see above).
+    confidence : float, optional
+        Another name for ``confidence_level``.
+    seed : None, int, numpy.random.SeedSequence or numpy.random.Generator, optional
+        Another name for ``rng``.
     **options
         Passed to the metric function.
 
@@ -672,18 +792,27 @@ def bootstrap(
     b = _positive_int(n_resamples, "n_resamples")
     if b < 2:
         raise ValueError(f"n_resamples must be at least 2 for an interval, got {b}")
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be a number in (0, 1), e.g. 0.95; got {confidence!r}")
+    level_name = "confidence" if confidence is not None else "confidence_level"
+    level = _alias("confidence_level", confidence_level, "confidence", confidence, 0.95)
+    if isinstance(level, bool) or not isinstance(level, (int, float, np.integer, np.floating)) or not 0.0 < level < 1.0:
+        raise ValueError(f"{level_name} must be a number in (0, 1), e.g. 0.95; got {level!r}")
     if not isinstance(method, str) or method.lower() not in _BOOTSTRAP_METHODS:
         raise ValueError(f"method must be one of 'BCa', 'percentile', 'basic'; got {method!r}")
     method = _BOOTSTRAP_METHODS[method.lower()]
     if on_degenerate not in ("skip", "raise"):
         raise ValueError(f"on_degenerate must be 'skip' or 'raise', got {on_degenerate!r}")
     jobs = _n_jobs(n_jobs)
-    rng = _generator(seed)
-    xa, ya, _ = _prepare(x, y, stat)
+    generator = _generator(_alias("rng", rng, "seed", seed, None), "seed" if seed is not None else "rng")
+    progress = check_progress(progress)
+    xa, ya, on_device = _prepare(x, y, stat)
     n = int(xa.shape[0])
     observed = stat.fn(xa, ya)
+    warn_if_few_samples(stat.bound, n, [int(xa.shape[1])], [int(ya.shape[1])], stacklevel=2)
+    # Each thread holds one resample of x and y (host arrays only; a device holds its own copies).
+    copies = 0 if on_device else jobs * (int(xa.nbytes) + int(ya.nbytes))
+    _require_draws(b + (n if method == "BCa" else 0), 8 + 2 + 8, f"a bootstrap of {b} resamples",
+                   "ask for fewer resamples (n_resamples), or use fewer samples or features",
+                   extra=copies + 8 * n * max(4 * jobs, 16))
 
     def on_resample(idx: np.ndarray) -> float:
         try:
@@ -697,12 +826,10 @@ def bootstrap(
             return math.nan
 
     values = np.empty(b)
-    bar = _Progress(progress, b + (n if method == "BCa" else 0), "bootstrap")
-    pool = ThreadPoolExecutor(max_workers=jobs) if jobs > 1 else None
-    try:
+    with Progress(progress, b + (n if method == "BCa" else 0), "bootstrap") as bar, _thread_pool(jobs) as pool:
         done = 0
-        for k in _chunks(b, max(4 * jobs, 16)):
-            idxs = [rng.integers(0, n, size=n) for _ in range(k)]
+        for k in _timed_chunks(b, jobs, max(4 * jobs, 16)):
+            idxs = [generator.integers(0, n, size=n) for _ in range(k)]
             values[done : done + k] = _map_threads(on_resample, idxs, jobs, pool)
             done += k
             bar.update(k)
@@ -728,7 +855,7 @@ def bootstrap(
                 "population value",
                 RuntimeWarning, stacklevel=2,
             )
-        alpha = (1.0 - float(confidence)) / 2.0
+        alpha = (1.0 - float(level)) / 2.0
         if method == "BCa":
             def leave_one_out(i: int) -> float:
                 sel = np.delete(np.arange(n), i)
@@ -740,15 +867,16 @@ def bootstrap(
                         f"fails: {exc}; use method='percentile'"
                     ) from None
 
-            jack = np.asarray(_map_threads(leave_one_out, list(range(n)), jobs, pool), dtype=np.float64)
-            bar.update(n)
+            jack_parts = []
+            start = 0
+            for k in _timed_chunks(n, jobs, max(4 * jobs, 16)):
+                jack_parts += _map_threads(leave_one_out, list(range(start, start + k)), jobs, pool)
+                start += k
+                bar.update(k)
+            jack = np.asarray(jack_parts, dtype=np.float64)
             levels = _bca_levels(dist, observed, jack, alpha)
         else:
             levels = (alpha, 1.0 - alpha)
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.shutdown()
     low, high = (float(v) for v in np.quantile(dist, levels))
     if method == "basic":
         low, high = 2.0 * observed - high, 2.0 * observed - low
@@ -759,7 +887,7 @@ def bootstrap(
         statistic=float(observed),
         metric=metric,
         method=method,
-        confidence_level=float(confidence),
+        confidence_level=float(level),
         n_resamples=b,
         n_degenerate=degenerate,
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def available_memory() -> int | None:
@@ -29,6 +31,23 @@ def fits(need: float) -> bool:
     """Whether ``need`` bytes fit in the memory available now (True when that is unknown)."""
     available = available_memory()
     return available is None or need <= available
+
+
+@contextmanager
+def explain_out_of_memory(what: str) -> Iterator[None]:
+    """A MemoryError from the compiled core (C++'s std::bad_alloc, which pybind11 turns into a bare
+    MemoryError) re-raised as a MemoryError that says what ran out of memory and what to do. It means an
+    estimate made before allocating was too low, or other processes took the memory meanwhile."""
+    try:
+        yield
+    except MemoryError as exc:
+        if str(exc).startswith("reprsim:"):
+            raise
+        raise MemoryError(
+            f"reprsim: {what} ran out of memory ({exc or 'allocation failed'}) although the estimate checked before "
+            "allocating fitted: other processes may have taken memory meanwhile; use fewer samples or features, or "
+            "free memory, and retry"
+        ) from exc
 
 
 def require_memory(need: float, what: str, fix: str, detail: str = "") -> None:

@@ -11,9 +11,10 @@ import numpy as np
 
 from . import _measures  # noqa: F401  (registers the measures)
 from ._backend import pair_set
-from ._compute import check_range, evaluate
+from ._compute import check_range, evaluate, set_widths, warn_if_few_samples
 from ._compute import pair_value as _value
 from ._measures import warn_if_pwcca_not_unique
+from ._progress import check_progress
 from ._registry import bind, describe
 from ._result import Comparison
 
@@ -135,9 +136,7 @@ def canonical_correlations(x: ArrayLike, y: ArrayLike) -> np.ndarray:
     """
     pset = pair_set("factor", [x], [y], names_x=["x"], names_y=["y"], min_n=3, what="CCA")
     rho = np.asarray(pset.pair(0, 0).correlations(), dtype=np.float64)
-    if not np.all(np.isfinite(rho)):
-        raise FloatingPointError("canonical correlations came out non-finite; please report this input")
-    return rho
+    return check_range(rho, 0.0, 1.0, pset.eps, "a canonical correlation")
 
 
 def mean_cca(x: ArrayLike, y: ArrayLike, *, convention: str = "min_rank") -> float:
@@ -353,9 +352,7 @@ def cca_summary(x: ArrayLike, y: ArrayLike, *, convention: str = "x") -> CCASumm
     pset = pair_set("factor", [x], [y], names_x=["x"], names_y=["y"], min_n=3, what="CCA")
     rho, mean, mean_sq, pw = pset.summary(0, 0, "pwcca_" + convention)
     warn_if_pwcca_not_unique(pset.pair(0, 0))
-    rho = np.asarray(rho, dtype=np.float64)
-    if not np.all(np.isfinite(rho)):
-        raise FloatingPointError("canonical correlations came out non-finite; please report this input")
+    rho = check_range(np.asarray(rho, dtype=np.float64), 0.0, 1.0, pset.eps, "a canonical correlation")
     unit = bound.value_range
     mean, mean_sq, pw = (float(check_range(np.array([v]), *unit, pset.eps, what)[0])
                          for v, what in ((mean, "mean CCA"), (mean_sq, "mean squared CCA"), (pw, "PWCCA")))
@@ -564,7 +561,9 @@ def _label(match: re.Match[str], labels: dict[str, list[Any] | None]) -> str:
     return match[0] if names is None or i >= len(names) else f"{match[1]}[{names[i]!r}]"
 
 
-def _matrix(xs: Any, ys: Any, metric: str, options: dict[str, Any], want: str) -> Comparison:
+def _matrix(xs: Any, ys: Any, metric: str, options: dict[str, Any], want: str,
+            progress: bool | None) -> Comparison:
+    progress = check_progress(progress)
     bound = bind(metric, options)
     xs, rows, names_x = _labelled(xs, "xs")
     if ys is None:
@@ -574,7 +573,10 @@ def _matrix(xs: Any, ys: Any, metric: str, options: dict[str, Any], want: str) -
     try:
         pset = pair_set(bound.measure.statistics, xs, ys_list, names_x=names_x, names_y=names_y, min_n=bound.min_n,
                         what=describe(bound))
-        values = evaluate(bound, pset, want)
+        widths = set_widths(pset)
+        if widths is not None:
+            warn_if_few_samples(bound, pset.n, *widths, stacklevel=3)
+        values = evaluate(bound, pset, want, progress)
     except (ValueError, TypeError, FloatingPointError) as exc:
         # Messages from the kernels number the representations; a dict's are named by their keys.
         labels = {"xs": rows if names_x else None, "ys": columns if names_y else None}
@@ -585,7 +587,8 @@ def _matrix(xs: Any, ys: Any, metric: str, options: dict[str, Any], want: str) -
                       int(pset.n), dict(options))
 
 
-def pairwise(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) -> Comparison:
+def pairwise(xs: Any, ys: Any = None, *, metric: str = "cka", progress: bool | None = None,
+             **options: Any) -> Comparison:
     """Matrix of a measure's values ``measure(xs[i], ys[j], metric)``; with ys omitted, xs against itself.
 
     The values are what the measure's own function returns: similarities for "cka", the CCA family,
@@ -605,6 +608,9 @@ def pairwise(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) ->
         The k2 representations of shapes (n, q_j); default: ``xs``.
     metric : str, default "cka"
         A name from ``reprsim.METRICS``.
+    progress : bool or None, default None
+        A tqdm bar over the pairs (tqdm is optional): None shows one when stderr is a terminal and the
+        matrix is still being computed after 2 s; True always; False never.
     **options
         The measure's options (``variance=`` and ``convention=`` for "svcca", ``convention=`` for
         "pwcca", ...).
@@ -633,10 +639,11 @@ def pairwise(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) ->
     >>> res.at["x", "2x"], res.value_kind                          # doctest: +SKIP
     (1.0, 'similarity')
     """
-    return _matrix(xs, ys, metric, options, "value")
+    return _matrix(xs, ys, metric, options, "value", progress)
 
 
-def pairwise_distances(xs: Any, ys: Any = None, *, metric: str = "cka", **options: Any) -> Comparison:
+def pairwise_distances(xs: Any, ys: Any = None, *, metric: str = "cka", progress: bool | None = None,
+                       **options: Any) -> Comparison:
     """Matrix of dissimilarities ``distance(xs[i], ys[j], metric)``; with ys omitted, xs against itself.
 
     As :func:`pairwise`, with each measure's dissimilarity (``reprsim.METRICS[metric].distance_definition``)
@@ -650,6 +657,8 @@ def pairwise_distances(xs: Any, ys: Any = None, *, metric: str = "cka", **option
         The k2 representations of shapes (n, q_j); default: ``xs``.
     metric : str, default "cka"
         A name from ``reprsim.METRICS``.
+    progress : bool or None, default None
+        As in :func:`pairwise`.
     **options
         The measure's options.
 
@@ -668,4 +677,4 @@ def pairwise_distances(xs: Any, ys: Any = None, *, metric: str = "cka", **option
         xs or ys not a list or dict of arrays, a metric that is not a string, or an option the metric
         does not take.
     """
-    return _matrix(xs, ys, metric, options, "distance")
+    return _matrix(xs, ys, metric, options, "distance", progress)

@@ -25,9 +25,11 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _core, _stats
-from ._compute import pair_value
-from ._memory import require_memory as _require_memory
 from ._backend import device_backend
+from ._compute import pair_value
+from ._fork import busy
+from ._memory import require_memory as _require_memory
+from ._registry import check_bool
 from ._validation import as_representation
 
 ArrayLike = Any
@@ -141,6 +143,7 @@ def knn_lists(x: ArrayLike, k: int = 10, *, center: bool = False, name: str = "x
     KnnLists
         The lists, their similarities, the row means and the CKNNA self terms.
     """
+    center = check_bool("center")(center)
     backend = device_backend(x)
     if backend is not None:
         return backend.knn_lists(x, k, center, name)
@@ -155,7 +158,8 @@ def knn_lists(x: ArrayLike, k: int = 10, *, center: bool = False, name: str = "x
         "use fewer samples or features",
         "a normalised copy of the input and one block of similarities",
     )
-    indices, similarities, row_means = _core.knn_lists(xa, k, bool(center), name)
+    with busy():  # a fork waits for the search (see reprsim._fork)
+        indices, similarities, row_means = _core.knn_lists(xa, k, bool(center), name)
     return lists_from_arrays(indices, similarities, row_means, k, bool(center), name)
 
 

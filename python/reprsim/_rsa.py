@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _core, _memory, _stats
+from ._fork import busy
 from ._memory import gib
 from ._backend import device_backend
 from ._compute import pair_value
@@ -127,7 +128,8 @@ def rdm(x: ArrayLike, *, method: str = "correlation") -> Any:
         n, 8, xa.itemsize * n * p + _panel_bytes(n, xa.itemsize), xa.itemsize * p,
         f"the {method} RDM of n = {n} samples", "use fewer samples",
     )
-    return _core.rdm(xa, method, "x")
+    with busy():  # a fork waits for the products (see reprsim._fork)
+        return _core.rdm(xa, method, "x")
 
 
 def rsa(x: ArrayLike, y: ArrayLike, *, rdm: str = "correlation", compare: str = "spearman") -> float:
@@ -199,7 +201,8 @@ def rsa_pair(xa: np.ndarray, ya: np.ndarray, method: str, compare: str) -> float
         f"rsa with compare={compare!r} over n = {n} samples",
         "use fewer samples, or compare='pearson' or 'cosine', which stream the RDMs without holding them",
     )
-    value = float(_core.rsa(xa, ya, method, compare))
+    with busy():
+        value = float(_core.rsa(xa, ya, method, compare))
     if not math.isfinite(value):
         raise FloatingPointError(f"RSA came out as {value}; please report this input")
     return value

@@ -319,6 +319,63 @@ def pairwise_cka_space(xl: list[np.ndarray], yl: list[np.ndarray] | None) -> str
     return space  # pragma: no cover
 
 
+def _cca_factor_bytes(n: int, p: int) -> tuple[int, int]:
+    """(held, scratch) bytes of one input's CCA factor: the float64 orthonormal basis (n×k, k = min(n, p)),
+    R (k×p) and a triangular inverse (k×k) are kept; making it takes a centred float64 copy (n×p) and an SVD
+    of R for SVCCA's reduction."""
+    k = min(n, p)
+    return 8 * (n * k + k * p + k * k), 8 * (n * p + k * p + k * k)
+
+
+def cca_memory_bytes(n: int, wx: list[int], wy: list[int] | None) -> int:
+    """Peak memory of the CCA family over every pair of xs × ys (ys None: xs × xs): every representation's
+    factor is held at once, one more is being made, and one pair's M = QxᵀQy with its SVD (and PWCCA's
+    projection weights) is formed at a time."""
+    every = wx + ([] if wy is None else wy)
+    right = wx if wy is None else wy
+    parts = [_cca_factor_bytes(n, p) for p in every]
+    kx, ky = max(min(n, p) for p in wx), max(min(n, p) for p in right)
+    pair = 8 * (4 * kx * ky + kx * kx + ky * ky + max(kx, ky) * max(every))
+    return sum(h for h, _ in parts) + max(s for _, s in parts) + pair
+
+
+def check_cca_memory(n: int, wx: list[int], wy: list[int] | None) -> None:
+    count = len(wx) + (0 if wy is None else len(wy))
+    what = (f"CCA with n = {n} samples and widths {wx[0]} and {wy[0]}" if count == 2 and wy is not None
+            else f"the CCA family over {count} representations with n = {n} samples")
+    require_memory(
+        cca_memory_bytes(n, wx, wy), what,
+        "reduce the features first (e.g. PCA to a few hundred components; reprsim.svcca keeps the top ones), use "
+        "fewer samples, stream the rows through reprsim.StreamingSimilarity (memory O(p²), not O(n·p)), or pass "
+        "fewer representations per pairwise call",
+        "a float64 QR factor of every centred input, held at once",
+    )
+
+
+def procrustes_memory_bytes(n: int, wx: list[int], wy: list[int] | None, itemsize: int) -> int:
+    """Peak memory of the Procrustes nuclear norms over every pair: each representation's centred factor
+    (n×min(n, p) in the input dtype) held at once; one being made (a centred copy and, when p > n, the n×n Gram
+    and its float64 eigendecomposition); one pair's k1×k2 cross-product and its float64 SVD at a time."""
+    every = wx + ([] if wy is None else wy)
+    right = wx if wy is None else wy
+    held = sum(itemsize * n * min(n, p) for p in every)
+    making = max(itemsize * n * p + (itemsize * n * n + 8 * 3 * n * n if p > n else 0) for p in every)
+    kx, ky = max(min(n, p) for p in wx), max(min(n, p) for p in right)
+    return held + making + (itemsize + 24) * kx * ky
+
+
+def check_procrustes_memory(n: int, wx: list[int], wy: list[int] | None, itemsize: int) -> None:
+    count = len(wx) + (0 if wy is None else len(wy))
+    what = (f"the Procrustes distance with n = {n} samples and widths {wx[0]} and {wy[0]}"
+            if count == 2 and wy is not None else f"computing Procrustes distances over {count} representations with n = {n} samples")
+    require_memory(
+        procrustes_memory_bytes(n, wx, wy, itemsize), what,
+        "reduce the features or the samples first, stream the rows through reprsim.StreamingSimilarity (memory "
+        "O(p²)), or pass fewer representations per pairwise call",
+        "a centred factor of every input, held at once, and one cross-product",
+    )
+
+
 class NumpySet(PairSet):
     """A pair set over validated numpy arrays (one float dtype), computed by the C++ core."""
 
@@ -360,6 +417,8 @@ class MomentsSet(NumpySet):
 
     def nuclear(self) -> np.ndarray:
         def compute() -> np.ndarray:
+            check_procrustes_memory(self.n, [a.shape[1] for a in self.xs],
+                                    None if self.same else [a.shape[1] for a in self.ys], self.xs[0].itemsize)
             if self.single:
                 return np.array([[_core.procrustes_nuclear(self.xs[0], self.ys[0])]])
             return np.asarray(_core.procrustes_nuclear_matrix(self.xs, self._ys_arg()))
@@ -387,7 +446,8 @@ class MomentsSet(NumpySet):
         if key not in cache:
             n, p = a.shape
             wide = p > n and not coordinates
-            require_memory(8.0 * (n * p + (n * n if wide else p * p)), f"the moments of a ({n}, {p}) representation",
+            # The centred float64 copy, and its p×p moments, or the n×n Gram and its eigendecomposition.
+            require_memory(8.0 * (n * p + (3 * n * n if wide else p * p)), f"the moments of a ({n}, {p}) representation",
                            "reduce the features first, or use fewer samples")
             xc = np.asarray(a, dtype=np.float64)
             xc = xc - xc.mean(axis=0)
@@ -403,7 +463,7 @@ class MomentsSet(NumpySet):
     def coordinates(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         fx, cxx = self._side(self.cache_x[i], self.xs[i], True)
         fy, cyy = self._side(self.cache_y[j], self.ys[j], True)
-        return (np.asarray(self.xs[i], dtype=np.float64).mean(axis=0), np.asarray(self.ys[j], dtype=np.float64).mean(axis=0),
+        return (self.xs[i].mean(axis=0, dtype=np.float64), self.ys[j].mean(axis=0, dtype=np.float64),
                 cxx, cyy, fx.T @ fy)
 
 
@@ -412,8 +472,12 @@ class FactorSet(NumpySet):
 
     kind = "factor"
 
+    def _check_memory(self, xs: list[np.ndarray], ys: list[np.ndarray] | None) -> None:
+        check_cca_memory(self.n, [a.shape[1] for a in xs], None if ys is None else [a.shape[1] for a in ys])
+
     def cca(self, stat: str, keep: float, on_variance: bool) -> np.ndarray:
         def compute() -> np.ndarray:
+            self._check_memory(self.xs, self._ys_arg())
             if self.single:
                 value, rx, ry = _core.cca_statistic(self.xs[0], self.ys[0], stat, keep, on_variance, with_ranks=True)
                 self._bulk.setdefault(("ranks", 0, 0), (int(rx), int(ry)))
@@ -437,11 +501,16 @@ class FactorSet(NumpySet):
         return self.bulk(("ranks", i, j), compute)
 
     def correlations(self, i: int, j: int) -> np.ndarray:
-        return self.bulk(("rho", i, j), lambda: np.asarray(_core.canonical_correlations(self.xs[i], self.ys[j])))
+        def compute() -> np.ndarray:
+            self._check_memory([self.xs[i]], [self.ys[j]])
+            return np.asarray(_core.canonical_correlations(self.xs[i], self.ys[j]))
+
+        return self.bulk(("rho", i, j), compute)
 
     def summary(self, i: int, j: int, pwcca_stat: str) -> tuple[np.ndarray, float, float, float]:
         """(correlations, mean, mean square, PWCCA) of pair (i, j) from one factorisation of each input."""
         def compute() -> tuple[np.ndarray, float, float, float]:
+            self._check_memory([self.xs[i]], [self.ys[j]])
             rho, mean, mean_sq, pw, rx, ry = _core.cca_summary(self.xs[i], self.ys[j], pwcca_stat, with_ranks=True)
             self._bulk.setdefault(("ranks", i, j), (int(rx), int(ry)))
             return np.asarray(rho), float(mean), float(mean_sq), float(pw)

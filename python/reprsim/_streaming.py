@@ -29,9 +29,11 @@ import numpy as np
 from . import _core
 from . import _measures  # noqa: F401  (registers the measures)
 from ._backend import device_backend, pair_set
-from ._compute import evaluate
-from ._memory import fits, gib, require_memory
-from ._registry import KINDS, STREAMING_KINDS, Bound, bind, describe, get
+from ._compute import check_range, evaluate
+from ._fork import busy
+from ._interrupt import deferred_interrupt
+from ._memory import explain_out_of_memory, fits, gib, require_memory
+from ._registry import KINDS, STREAMING_KINDS, Bound, bind, check_bool, describe, get
 from ._stats import CHORD_BAND, PairSet, angle_from_nuclear, check_minibatch_memory
 from ._validation import _common_dtype, as_representation, check_n
 
@@ -355,8 +357,19 @@ class StreamingSimilarity:
     ``"minibatch_cka"`` adds per-update HSIC terms (each update is one minibatch), ``"rbf_cka"`` and the
     neighbourhood measures need the rows route.
 
-    The moments (route "moments"; :meth:`state` returns them, :meth:`from_state` reads them back), for x
-    of width p1 and y of width p2, with d_i = ‖x_i − x̄‖² and e_i = ‖y_i − ȳ‖² (float64 numpy arrays):
+    **The QR factor.** When the CCA family is declared (the default, ``metrics=None``), route "moments" keeps
+    the R factor of the centred rows of every layer side by side, [X_1 … X_k1 Y_1 … Y_k2] (diag ≥ 0), merged
+    by a QR of the stacked factors plus the mean-shift row √(n_a·n_b/n)·(x̄_a − x̄_b) (the TSQR form of Chan's
+    update): the moments are RᵀR, and the CCA family is computed from a pivoted QR of each layer's block of R
+    with the in-memory rank rule — the condition number of the data is not squared. Its state (``route`` = 2)
+    holds ``r`` (P×P, P the total width), ``mean_x``/``mean_y`` with ``mean_x_lo``/``mean_y_lo`` (the means
+    in two parts), ``sum_d2``, ``sum_xd``, ``sum_e2``, ``sum_ye`` and the per-pair ``sum_de``, ``sum_xe``,
+    ``sum_yd`` below. Its updates cost more than the moments' (a QR of the buffered rows against R: 2–4× for
+    large batches), so declare only moment measures (e.g. ``metrics=["cka"]``) when no CCA is wanted.
+
+    **The moments** (route "moments" when only moment measures are declared; :meth:`state` returns them,
+    :meth:`from_state` reads them back), for x of width p1 and y of width p2, with d_i = ‖x_i − x̄‖² and
+    e_i = ‖y_i − ȳ‖² (float64 numpy arrays):
 
     ========== ========= =================================================
     field      shape     meaning
@@ -384,10 +397,9 @@ class StreamingSimilarity:
     Declared minibatch CKA adds ``mb_xy``, ``mb_xx``, ``mb_yy``, ``mb_batches`` (debiased terms) and
     ``mb0_xy``, ``mb0_xx``, ``mb0_yy`` (biased terms).
 
-    Every product is computed and accumulated in float64, for float32 batches too. The CCA family is
-    computed from a pivoted Cholesky factor of each layer's moments; its rank rule is the in-memory one,
-    |R_ii| > tol·|R_11| with tol = max(n, p)·ε₆₄ (+ √p·ε₃₂ for float32 inputs), but never below
-    √(max(n, p)·ε₆₄): cross-products resolve directions only down to about √ε of the largest.
+    The factor and the moments compute and accumulate every product in float64, for float32 batches too (the
+    rows route is the in-memory computation on the kept rows). CCA's rank rule is the in-memory one,
+    |R_ii| > tol·|R_11| with tol = max(n, p)·ε₆₄ (+ √p·ε₃₂ for float32 inputs).
 
     Parameters
     ----------
@@ -449,7 +461,8 @@ class StreamingSimilarity:
 
     def reset(self) -> None:
         """Forget every row seen."""
-        with self._lock:
+        with self._lock, deferred_interrupt():
+            self._version = 0  # counts the changes of the state (see update)
             self._route: str | None = None if self._route_arg == "auto" else self._route_arg
             self._state = self._new_state()
             self._pending: list[tuple[list[np.ndarray], list[np.ndarray]]] = []
@@ -517,7 +530,16 @@ class StreamingSimilarity:
         backend = device_backend(x, y)
         if backend is not None:
             with self._lock:
-                self._update_on_device(backend, x, y)
+                saved = self._snapshot()
+                try:
+                    # Device work is queued asynchronously and short per batch: Ctrl-C waits for it.
+                    with deferred_interrupt():
+                        self._update_on_device(backend, x, y)
+                        self._version += 1
+                except BaseException:
+                    with deferred_interrupt():
+                        self._restore(saved)
+                    raise
             return self
         xs, ys, names_x, names_y = _batch(x, y, self._multi, self._k1, self._k2)
         with self._lock:
@@ -527,59 +549,134 @@ class StreamingSimilarity:
         wx, wy = [a.shape[1] for a in xs], [a.shape[1] for a in ys]
         terms = self._minibatch_terms(xs, ys, names_x, names_y) if self._mb is not None else None
         with self._lock:
-            self._check_widths(xs, ys, names_x, names_y)  # again: another thread may have set them
-            if not self._widths[0]:
-                self._decide_route(wx, wy, xs[0].itemsize)
-            if self._route == "moments":
-                # The magnitudes the moments will hold, over every row so far and this batch, and what
-                # turning the buffered rows and this batch into moments will need: both checked before the
-                # batch is kept.
-                if self._ranges:
-                    ranges = [(np.minimum(a, c), np.maximum(b, d)) for (a, b), (c, d) in zip(self._ranges, ranges)]
-                _check_spread(ranges, names_x + names_y)
-                if self._factor:
-                    require_memory(16.0 * b * sum(wx + wy), f"a StreamingSimilarity over widths {tuple(wx)} and "
-                                   f"{tuple(wy)}", _WIDTH_FIX, "a float64 centred copy of the batch")
-                    # The factor buffers small batches itself and checks the batch before it changes.
+            saved = self._snapshot()
+            try:
+                batches = self._keep_batch(xs, ys, names_x, names_y, ranges, terms)
+            except BaseException:
+                # Back as it was, unless the QR factor took the batch (Ctrl-C is held back while it does, and
+                # raised once it has): the factor changes in place, so the batch stays, kept whole.
+                if not (self._factor and self._route == "moments" and self._version != saved["version"]):
+                    with deferred_interrupt():
+                        self._restore(saved)
+                raise
+            version = self._version
+        if batches is None:
+            return self
+        try:
+            state = self._moments_of(batches)  # the heavy part, outside the lock
+        except BaseException:
+            with self._lock, deferred_interrupt():
+                if self._version == version:  # nothing else happened meanwhile: back exactly as it was
+                    self._restore(saved)
+                else:  # the rows go back to the buffer, except this batch
+                    kept = batches if b >= _FLUSH_ROWS else batches[:-1]
+                    self._pending = kept + self._pending
+                    self._pending_rows += sum(bt[0][0].shape[0] for bt in kept)
+                    self._undo_terms(terms, b)
+                    self._version += 1
+            raise
+        with self._lock, deferred_interrupt():
+            self._state.absorb(state)  # checks the widths again, then an O(p²) merge in place
+            self._version += 1
+        return self
+
+    def _keep_batch(self, xs: list[np.ndarray], ys: list[np.ndarray], names_x: list[str], names_y: list[str],
+                    ranges: list[tuple[np.ndarray, np.ndarray]], terms: dict[bool, Any] | None
+                    ) -> list[tuple[list[np.ndarray], list[np.ndarray]]] | None:
+        """Under the lock: check a validated batch against the state and keep it (rows, or the buffer of rows
+        waiting to become moments). Returns the batches to turn into moments outside the lock, if any. On an
+        exception the caller restores the snapshot taken before."""
+        self._check_widths(xs, ys, names_x, names_y)  # again: another thread may have set them
+        b = xs[0].shape[0]
+        wx, wy = [a.shape[1] for a in xs], [a.shape[1] for a in ys]
+        if not self._widths[0]:
+            self._decide_route(wx, wy, xs[0].itemsize)
+        if self._route == "moments":
+            # The magnitudes the moments will hold, over every row so far and this batch, and what
+            # turning the buffered rows and this batch into moments will need: both checked before the
+            # batch is kept.
+            if self._ranges:
+                ranges = [(np.minimum(a, c), np.maximum(b_, d)) for (a, b_), (c, d) in zip(self._ranges, ranges)]
+            _check_spread(ranges, names_x + names_y)
+            if self._factor:
+                require_memory(16.0 * b * sum(wx + wy), f"a StreamingSimilarity over widths {tuple(wx)} and {tuple(wy)}",
+                               _WIDTH_FIX, "a float64 centred copy of the batch")
+            else:
+                require_memory(
+                    _stream_memory_bytes(self._pending_rows + b, wx, wy),
+                    f"a StreamingSimilarity over widths {tuple(wx)} and {tuple(wy)}", _WIDTH_FIX,
+                    "float64 moments of size p×p per layer and p1×p2 per pair",
+                )
+        else:
+            self._check_rows_memory(b, xs + ys)
+        factor = self._route == "moments" and self._factor
+        copies = ([np.array(a, copy=True) for a in xs + ys]
+                  if (self._route == "rows" or (b < _FLUSH_ROWS and not factor)) else None)
+        with deferred_interrupt() as interrupted:
+            interrupted.check()
+            if factor:
+                # The factor buffers small batches itself and checks the batch in full before it changes; as the
+                # first step of the commit, an exception from it leaves everything as it was.
+                with busy(), explain_out_of_memory(f"a StreamingSimilarity update over widths {tuple(wx)} and "
+                                                   f"{tuple(wy)}"):
                     self._state.update(xs, ys, names_x, names_y)
-                else:
-                    require_memory(
-                        _stream_memory_bytes(self._pending_rows + b, wx, wy),
-                        f"a StreamingSimilarity over widths {tuple(wx)} and {tuple(wy)}", _WIDTH_FIX,
-                        "float64 moments of size p×p per layer and p1×p2 per pair",
-                    )
             self._add_terms(terms, b)
             self._ranges = ranges
             self._widths = (wx, wy)
             self._eps = max(self._eps, float(np.finfo(xs[0].dtype).eps))
+            self._version += 1
             if self._route == "rows":
+                assert copies is not None
                 self._rows_n += b
-                for k, a in enumerate(xs + ys):
-                    self._rows[k].append(np.array(a, copy=True))
-                self._maybe_leave_rows()
-                return self
-            if self._factor:
-                return self
-            if b >= _FLUSH_ROWS:
-                batches = [(xs, ys)]
+                for k, a in enumerate(copies):
+                    self._rows[k].append(a)
+            elif factor:
+                return None
+            elif b >= _FLUSH_ROWS:
+                return [(xs, ys)]
             else:
-                self._pending.append(([np.array(a, copy=True) for a in xs], [np.array(a, copy=True) for a in ys]))
+                assert copies is not None
+                self._pending.append((copies[: self._k1], copies[self._k1 :]))
                 self._pending_rows += b
                 if self._pending_rows < _FLUSH_ROWS and self._pending_rows * sum(wx + wy) * 8 < _FLUSH_BYTES:
-                    return self
+                    return None
                 batches, self._pending, self._pending_rows = self._pending, [], 0
-        try:
-            state = self._moments_of(batches)  # the heavy part, outside the lock
-        except BaseException:
-            with self._lock:  # nothing is lost: the rows go back to the buffer, except this batch
-                kept = batches if b >= _FLUSH_ROWS else batches[:-1]
-                self._pending = kept + self._pending
-                self._pending_rows += sum(bt[0][0].shape[0] for bt in kept)
-                self._undo_terms(terms, b)
-            raise
-        with self._lock:
-            self._state.absorb(state)  # checks the widths again, then an O(p²) merge in place
-        return self
+                return batches
+        self._maybe_leave_rows()
+        return None
+
+    def _check_rows_memory(self, b: int, arrays: list[np.ndarray]) -> None:
+        """The rows route keeps a copy of each batch and, when a value is asked for, concatenates every
+        layer's rows once: both checked before the batch is kept."""
+        every = sum(int(a.shape[1]) for a in arrays)
+        itemsize = int(arrays[0].itemsize)
+        require_memory(
+            itemsize * every * (2 * b + self._rows_n),
+            f"a StreamingSimilarity keeping the rows of widths {tuple(int(a.shape[1]) for a in arrays)}",
+            "pass n=... (the number of rows) so that route='auto' can keep moments instead when they are smaller, "
+            "use route='moments', or reduce the features first",
+            "a copy of this batch, and every layer's rows concatenated once when a value is asked for",
+        )
+
+    def _snapshot(self) -> dict[str, Any]:
+        """Every field an update or merge changes (the moments by reference: they are changed in place only
+        after the last check, with Ctrl-C held back)."""
+        return {
+            "route": self._route, "state": self._state, "pending": list(self._pending),
+            "pending_rows": self._pending_rows, "rows": [list(r) for r in self._rows], "rows_n": self._rows_n,
+            "mb": None if self._mb is None else {k: None if v is None else list(v) for k, v in self._mb.items()},
+            "mb_n": self._mb_n, "dev": self._dev, "dev_eps": self._dev_eps, "widths": self._widths,
+            "ranges": list(self._ranges), "eps": self._eps, "version": self._version,
+        }
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        self._route, self._state = saved["route"], saved["state"]
+        self._pending, self._pending_rows = saved["pending"], saved["pending_rows"]
+        self._rows, self._rows_n = saved["rows"], saved["rows_n"]
+        self._mb, self._mb_n = saved["mb"], saved["mb_n"]
+        self._dev, self._dev_eps = saved["dev"], saved["dev_eps"]
+        self._widths, self._ranges, self._eps = saved["widths"], saved["ranges"], saved["eps"]
+        self._version = saved["version"] + 1
 
     def _check_widths(self, xs: list[Any], ys: list[Any], names_x: list[str], names_y: list[str]) -> None:
         _check_widths(self._widths, xs, ys, names_x, names_y)
@@ -611,10 +708,12 @@ class StreamingSimilarity:
             return
         xs = [np.concatenate(r) if len(r) > 1 else r[0] for r in self._rows]
         state = self._moments_of([(xs[: self._k1], xs[self._k1 :])])
-        self._state.absorb(state)
-        self._rows = [[] for _ in range(self._k1 + self._k2)]
-        self._rows_n = 0
-        self._route = "moments"
+        with deferred_interrupt():
+            self._state = state if self._state.n == 0 else self._state.merged(state)
+            self._rows = [[] for _ in range(self._k1 + self._k2)]
+            self._rows_n = 0
+            self._route = "moments"
+            self._version += 1
 
     def _moments_of(self, batches: list[tuple[list[np.ndarray], list[np.ndarray]]]) -> Any:
         """The moments of some batches (concatenated), as a state of their own."""
@@ -632,7 +731,8 @@ class StreamingSimilarity:
             "float64 moments of size p×p per layer and p1×p2 per pair",
         )
         state = self._new_state()
-        state.update(xs, ys, self._names_x, self._names_y)
+        with busy(), explain_out_of_memory(f"a StreamingSimilarity update over widths {tuple(wx)} and {tuple(wy)}"):
+            state.update(xs, ys, self._names_x, self._names_y)
         return state
 
     def _minibatch_terms(self, xs: list[np.ndarray], ys: list[np.ndarray], names_x: list[str],
@@ -644,8 +744,9 @@ class StreamingSimilarity:
                 "(4 for the debiased estimator): merge short batches or drop them"
             )
         check_minibatch_memory(b, [a.shape[1] for a in xs], [a.shape[1] for a in ys])
-        out: dict[bool, Any] = {False: _core.batch_hsic(xs, ys, False, names_x, names_y)}
-        out[True] = _core.batch_hsic(xs, ys, True, names_x, names_y) if b >= 4 else None
+        with busy():
+            out: dict[bool, Any] = {False: _core.batch_hsic(xs, ys, False, names_x, names_y)}
+            out[True] = _core.batch_hsic(xs, ys, True, names_x, names_y) if b >= 4 else None
         return out
 
     def _add_terms(self, terms: dict[bool, Any] | None, b: int) -> None:
@@ -711,26 +812,38 @@ class StreamingSimilarity:
         a device merged in."""
         if self._pending:
             state = self._moments_of(self._pending)  # may raise: the buffered rows stay buffered
-            self._pending, self._pending_rows = [], 0
-            self._state.absorb(state)
+            with deferred_interrupt():
+                self._pending, self._pending_rows = [], 0
+                self._state.absorb(state)
+                self._version += 1
         if self._dev is not None and self._dev.n > 0:
+            wx, wy = self._widths
+            require_memory(2 * moments_bytes(wx, wy, self._factor), f"the statistics of a StreamingSimilarity over "
+                           f"widths {tuple(wx)} and {tuple(wy)}, copied from the device", _WIDTH_FIX,
+                           "float64 statistics in host memory, read from the device and merged")
             on_device = self._dev.export(self._dev_eps)
-            self._state = on_device if self._state.n == 0 else self._state.merged(on_device)
-            self._dev = None
+            merged = on_device if self._state.n == 0 else self._state.merged(on_device)
+            with deferred_interrupt():
+                self._state = merged
+                self._dev = None
+                self._version += 1
         return self._state
 
     def _rows_now(self) -> list[Any]:
         """Every layer's rows as one array (route "rows"), concatenated once, layer by layer: the values are then
         exactly the in-memory ones on these arrays (float32 rows keep float32 products for linear CKA and float32's
         rank rule for the CCA family, as ``reprsim.measure`` does)."""
+        parts = [r for r in self._rows if len(r) > 1]
+        if parts and isinstance(parts[0][0], np.ndarray):
+            require_memory(sum(sum(a.nbytes for a in r) for r in parts),
+                           f"the {self._rows_n} rows kept by a StreamingSimilarity, concatenated",
+                           "use route='moments' (or pass n=... to route='auto'), or reduce the features first",
+                           "one array per layer")
         out = []
         for k, r in enumerate(self._rows):
             if len(r) > 1:
-                if isinstance(r[0], np.ndarray):
-                    require_memory(float(sum(a.nbytes for a in r)), "the rows kept by a StreamingSimilarity, "
-                                   "concatenated", "use fewer rows or features")
                 r = [_concatenate(r)]
-                self._rows[k] = r
+                self._rows[k] = r  # the same rows, in one array
             out.append(r[0])
         return out
 
@@ -782,40 +895,57 @@ class StreamingSimilarity:
                     other = StreamingSimilarity.from_state(other.state())
                     other._route_to_moments()
                     theirs = "moments"
-            if theirs == "rows":
-                rows = other._rows_now()
-                for k, r in enumerate(rows):
-                    self._rows[k].append(r)
-                self._rows_n += other._rows_n
-                self._route = "rows"
-            elif other.n_seen:
-                if self._factor != other._factor:
-                    if self.n_seen:
-                        raise ValueError(
-                            "cannot merge an accumulator that keeps the QR factor (for the CCA family) with one that "
-                            "keeps moments: create both with the same metrics=")
-                    self._factor, self._state = other._factor, other._new_state()
-                merged = self._st().merged(other._st())
-                self._state = merged
-                self._route = self._route or "moments"
+            # Everything is computed first (the changes of representation above keep the values); the new
+            # fields are then committed together, with Ctrl-C held back.
+            rows = other._rows_now() if theirs == "rows" else None
+            if rows is None and other.n_seen and self._factor != other._factor:
+                if self.n_seen:
+                    raise ValueError("cannot merge an accumulator that keeps the QR factor (for the CCA family) with one "
+                                     "that keeps moments: create both with the same metrics=")
+                self._factor, self._state = other._factor, other._new_state()
+            merged = self._st().merged(other._st()) if rows is None and other.n_seen else None
+            mb = None
             if self._mb is not None and other._mb is not None:
+                mb = {}
                 for debiased in (True, False):
                     a, b = self._mb[debiased], other._mb[debiased]
-                    self._mb[debiased] = None if a is None or b is None else [a[0] + b[0], a[1] + b[1], a[2] + b[2],
-                                                                              a[3] + b[3]]
-                self._mb_n += other._mb_n
-            if not self._widths[0]:
-                self._widths = other._widths
-            self._eps = max(self._eps, other._eps)
+                    mb[debiased] = None if a is None or b is None else [a[0] + b[0], a[1] + b[1], a[2] + b[2],
+                                                                        a[3] + b[3]]
+            ranges = self._ranges
+            if self._ranges and other._ranges:
+                ranges = [(np.minimum(a, c), np.maximum(b, d)) for (a, b), (c, d) in zip(self._ranges, other._ranges)]
+            with deferred_interrupt() as interrupted:
+                interrupted.check()
+                if rows is not None:
+                    self._rows = [mine_k + [r] for mine_k, r in zip(self._rows, rows)]
+                    self._rows_n += other._rows_n
+                    self._route = "rows"
+                elif merged is not None:
+                    self._state = merged
+                    self._route = self._route or "moments"
+                if mb is not None:
+                    self._mb = mb
+                    self._mb_n += other._mb_n
+                if not self._widths[0]:
+                    self._widths = other._widths
+                self._ranges = ranges or list(other._ranges)
+                self._eps = max(self._eps, other._eps)
+                self._version += 1
         return self
 
     def _route_to_moments(self) -> None:
+        """The kept rows turned into moments (the values do not change)."""
+        state = None
         if self._rows_n:
             xs = self._rows_now()
-            self._state.absorb(self._moments_of([(xs[: self._k1], xs[self._k1 :])]))
-        self._rows = [[] for _ in range(self._k1 + self._k2)]
-        self._rows_n = 0
-        self._route = "moments"
+            state = self._moments_of([(xs[: self._k1], xs[self._k1 :])])
+        with deferred_interrupt():
+            if state is not None:
+                self._state = state if self._state.n == 0 else self._state.merged(state)
+            self._rows = [[] for _ in range(self._k1 + self._k2)]
+            self._rows_n = 0
+            self._route = "moments"
+            self._version += 1
 
     # -- state ---------------------------------------------------------------------------------------
 
@@ -843,23 +973,29 @@ class StreamingSimilarity:
                 out["route"] = np.float64(1.0)
                 out["n"] = np.float64(self._rows_n)
                 out["rank_eps"] = np.float64(self._eps)
-                for k, r in enumerate(self._rows_now()):
+                rows = self._rows_now()
+                if rows and isinstance(rows[0], np.ndarray):
+                    require_memory(sum(r.nbytes for r in rows), f"a copy of the {self._rows_n} rows kept by a "
+                                   "StreamingSimilarity", "use route='moments' for states to pass around",
+                                   "every layer's rows")
+                for k, r in enumerate(rows):
                     key = f"rows_x[{k}]" if k < self._k1 else f"rows_y[{k - self._k1}]"
                     out[key] = np.array(r, copy=True)
                 return out
+            wx, wy = self._widths
+            if wx:
+                require_memory(2 * moments_bytes(wx, wy, self._factor), f"the state of a StreamingSimilarity over "
+                               f"widths {tuple(wx)} and {tuple(wy)}", _WIDTH_FIX, "the statistics, exported and copied")
             st = self._st()
             raw = st.to_dict()
         out["n"] = np.float64(raw["n"])
         out["rank_eps"] = np.float64(raw["rank_eps"])
+        if raw["n"] == 0:
+            return {k: np.asarray(v) for k, v in out.items()}
         factor = isinstance(st, _core.FactorState)
-        if raw["n"] == 0:
-            return {k: np.asarray(v) for k, v in out.items()}
-        if factor:
-            out["route"] = np.float64(2.0)
-        if raw["n"] == 0:
-            return {k: np.asarray(v) for k, v in out.items()}
         layer_x, layer_y = _LAYER_FIELDS_X, _LAYER_FIELDS_Y
         if factor:
+            out["route"] = np.float64(2.0)
             out["r"] = np.array(raw["r"], dtype=np.float64)
             layer_x, layer_y = _FACTOR_FIELDS_X, _FACTOR_FIELDS_Y
         for fields, k in ((layer_x, self._k1), (layer_y, self._k2)):
@@ -922,17 +1058,23 @@ class StreamingSimilarity:
             raise ValueError(f"state field 'rank_eps' must be 0 before any row was seen, got {rank_eps!r}")
         if has_mb:
             acc._mb_n = get_field.count("mb_n")
+            if acc._mb_n != n:
+                raise ValueError(f"state field 'mb_n' = {acc._mb_n} must equal the state's n = {n}: the minibatch "
+                                 "terms are sums over the same rows")
             for debiased, prefix in ((True, "mb_"), (False, "mb0_")):
                 if prefix + "xy" in state:
-                    xy = get_field(prefix + "xy", 2)
-                    xx, yy = get_field(prefix + "xx", 1), get_field(prefix + "yy", 1)
-                    if xy.shape != (acc._k1, acc._k2) or xx.shape != (acc._k1,) or yy.shape != (acc._k2,):
-                        raise ValueError(f"state fields {prefix}xy/xx/yy do not match the layers {acc._k1} x {acc._k2}")
-                    if np.any(xx < 0) or np.any(yy < 0) and not debiased:
-                        raise ValueError(f"state fields {prefix}xx/{prefix}yy hold negative self terms")
-                    acc._mb[debiased] = [xy, xx, yy, get_field.count(prefix + "batches")]  # type: ignore[index]
-                else:
+                    acc._mb[debiased] = list(_minibatch_terms_of(  # type: ignore[index]
+                        get_field, (prefix + "xy", prefix + "xx", prefix + "yy", prefix + "batches"), acc._k1, acc._k2,
+                        n, debiased))
+                elif not debiased or n == 0:
+                    # The biased terms exist for every batch of 2 rows or more, which an accumulator requires.
+                    raise ValueError(f"state is missing the field {prefix + 'xy'!r} (the minibatch terms of the "
+                                     f"{'debiased' if debiased else 'biased'} estimator)")
+                else:  # a batch of fewer than 4 rows was seen: no debiased terms
                     acc._mb[debiased] = None  # type: ignore[index]
+        if "route" in state and float(get_field("route", 0)) not in (0.0, 1.0, 2.0):
+            raise ValueError(f"state field 'route' must be 1 (rows kept), 2 (QR factor) or 0 (moments), got "
+                             f"{state['route']!r}")
         if "route" in state and float(get_field("route", 0)) == 1.0:
             acc._route = "rows"
             rows: list[list[Any]] = []
@@ -1105,9 +1247,7 @@ class StreamingSimilarity:
             for i in range(self._k1):
                 for j in range(self._k2):
                     rho = np.asarray(pset.pair(i, j).correlations(), dtype=np.float64)
-                    if not np.all(np.isfinite(rho)):
-                        raise FloatingPointError("canonical correlations came out non-finite; please report this input")
-                    out[i, j] = rho
+                    out[i, j] = check_range(rho, 0.0, 1.0, pset.eps, "a canonical correlation")
         return out if self._multi else out[0, 0]
 
     def mean_cca(self) -> Any:
@@ -1327,10 +1467,39 @@ def _read_moments(get_field: _FieldReader, k1: int, k2: int, multi: bool, n: int
     return raw
 
 
+def _minibatch_terms_of(get_field: _FieldReader, keys: tuple[str, str, str, str], k1: int, k2: int, n: int,
+                        debiased: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Minibatch HSIC sums read from a state and checked: shapes, counts (every minibatch has at least 4 rows for
+    the debiased estimator, 2 for the biased one), non-negative self terms (HSIC(K, K) is a squared norm for
+    both estimators: of the centred Gram, or of the U-centred one; Székely & Rizzo 2014) and the
+    Cauchy–Schwarz inequality between the cross and self terms, within rounding."""
+    kxy, kxx, kyy, kb = keys
+    xy, xx, yy = get_field(kxy, 2), get_field(kxx, 1), get_field(kyy, 1)
+    for key, a, shape in ((kxy, xy, (k1, k2)), (kxx, xx, (k1,)), (kyy, yy, (k2,))):
+        if a.shape != shape:
+            raise ValueError(f"state field {key!r} has shape {a.shape}, expected {shape} for {k1} x {k2} layers")
+    batches = get_field.count(kb)
+    need = 4 if debiased else 2
+    if (batches == 0) != (n == 0) or batches * need > n:
+        raise ValueError(f"state field {kb!r} = {batches} does not fit n = {n} rows: every minibatch has at least "
+                         f"{need} rows ({'debiased' if debiased else 'biased'} estimator), and rows come in minibatches")
+    scale = max(float(np.abs(xx).max()), float(np.abs(yy).max()), float(np.abs(xy).max()), np.finfo(np.float64).tiny)
+    tol = 64.0 * max(n, 1) * _EPS64
+    for key, h in ((kxx, xx), (kyy, yy)):
+        if np.any(h < -tol * scale):
+            raise ValueError(f"state field {key!r} holds a negative self term {float(h.min())!r}: HSIC(K, K) is a "
+                             "squared norm, never negative")
+        if n == 0 and np.any(h != 0.0):
+            raise ValueError(f"state field {key!r} must be 0 before any row was seen")
+    bound = np.sqrt(np.outer(np.maximum(xx, 0.0), np.maximum(yy, 0.0)))
+    if np.any(np.abs(xy) > bound * (1.0 + tol) + tol * scale):
+        raise ValueError(f"state field {kxy!r} breaks the Cauchy–Schwarz inequality against {kxx!r} and {kyy!r}: "
+                         "|Σ HSIC(K, L)| ≤ √(Σ HSIC(K, K) · Σ HSIC(L, L))")
+    return xy, xx, yy, batches
+
+
 def _check_debiased(debiased: Any) -> bool:
-    if not isinstance(debiased, (bool, np.bool_)):
-        raise TypeError(f"debiased must be True or False, got {debiased!r}")
-    return bool(debiased)
+    return check_bool("debiased")(debiased)
 
 
 class StreamingMinibatchCKA:
@@ -1380,7 +1549,7 @@ class StreamingMinibatchCKA:
 
     def reset(self) -> None:
         """Forget every batch seen."""
-        with self._lock:
+        with self._lock, deferred_interrupt():
             self._n = 0
             self._batches = 0
             self._xy = np.zeros((self._k1, self._k2))
@@ -1440,15 +1609,17 @@ class StreamingMinibatchCKA:
                 "rows per minibatch (drop or merge the short batch)"
             )
         check_minibatch_memory(b, [a.shape[1] for a in xs], [a.shape[1] for a in ys])
-        xy, xx, yy = _core.batch_hsic(xs, ys, self._debiased, names_x, names_y)
+        with busy():
+            xy, xx, yy = _core.batch_hsic(xs, ys, self._debiased, names_x, names_y)
         with self._lock:
             _check_widths(self._widths, xs, ys, names_x, names_y)  # again: another thread may have set them
-            self._xy = self._xy + xy
-            self._xx = self._xx + xx
-            self._yy = self._yy + yy
-            self._n += b
-            self._batches += 1
-            self._widths = ([a.shape[1] for a in xs], [a.shape[1] for a in ys])
+            new_xy, new_xx, new_yy = self._xy + xy, self._xx + np.ravel(xx), self._yy + np.ravel(yy)
+            with deferred_interrupt() as interrupted:  # the fields change together or not at all
+                interrupted.check()
+                self._xy, self._xx, self._yy = new_xy, new_xx, new_yy
+                self._n += b
+                self._batches += 1
+                self._widths = ([a.shape[1] for a in xs], [a.shape[1] for a in ys])
         return self
 
     def merge(self, other: StreamingMinibatchCKA) -> StreamingMinibatchCKA:
@@ -1482,13 +1653,14 @@ class StreamingMinibatchCKA:
                 raise ValueError(
                     f"cannot merge accumulators over different widths: {self._widths} and {other._widths}"
                 )
-            self._xy = self._xy + other._xy
-            self._xx = self._xx + other._xx
-            self._yy = self._yy + other._yy
-            self._n += other._n
-            self._batches += other._batches
-            if not self._widths[0]:
-                self._widths = other._widths
+            new_xy, new_xx, new_yy = self._xy + other._xy, self._xx + other._xx, self._yy + other._yy
+            with deferred_interrupt() as interrupted:  # the fields change together or not at all
+                interrupted.check()
+                self._xy, self._xx, self._yy = new_xy, new_xx, new_yy
+                self._n += other._n
+                self._batches += other._batches
+                if not self._widths[0]:
+                    self._widths = other._widths
         return self
 
     def result(self) -> Any:
@@ -1521,8 +1693,8 @@ class StreamingMinibatchCKA:
                 )
         # Square roots taken apart: the product of the two sums can leave the float64 range.
         out = xy / np.outer(np.sqrt(xx), np.sqrt(yy))
-        if not np.all(np.isfinite(out)):
-            raise FloatingPointError("minibatch CKA came out non-finite; please report this input")
+        lo, hi = bind("minibatch_cka", {"debiased": self._debiased}).value_range
+        out = check_range(out, lo, hi, _EPS64, "minibatch CKA")
         return out if self._multi else float(out[0, 0])
 
     def state(self) -> dict[str, np.ndarray]:
@@ -1568,21 +1740,42 @@ class StreamingMinibatchCKA:
 
         Raises
         ------
+        TypeError
+            ``state`` is not a dict.
         ValueError
-            ``state`` is not a minibatch CKA state.
+            A missing field, a field of the wrong shape, NaN/Inf, a count that is negative, fractional or does not
+            fit the rows (each minibatch has at least 4 rows debiased, 2 biased), negative self terms, cross terms
+            breaking the Cauchy–Schwarz inequality, or widths that are not positive integers; the message names
+            the field.
         """
-        try:
-            layers = state.get("layers")
-            kw = {} if layers is None else {"layers_x": int(layers[0]), "layers_y": int(layers[1])}
-            acc = cls(debiased=bool(float(state["debiased"])), **kw)
-            xy = np.asarray(state["hsic_xy"], dtype=np.float64).reshape(acc._k1, acc._k2)
-            xx = np.asarray(state["hsic_xx"], dtype=np.float64).reshape(acc._k1)
-            yy = np.asarray(state["hsic_yy"], dtype=np.float64).reshape(acc._k2)
-            n, batches = int(float(state["n"])), int(float(state["batches"]))
-            widths = ([int(w) for w in state["widths_x"]], [int(w) for w in state["widths_y"]])
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ValueError(f"state is not a minibatch CKA state as returned by state(): {exc}") from None
-        acc._xy, acc._xx, acc._yy, acc._n, acc._batches, acc._widths = xy, xx, yy, n, batches, widths
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict of arrays as returned by state(), got {type(state).__name__}")
+        get_field = _FieldReader(state)
+        kw: dict[str, Any] = {}
+        if "layers" in state:
+            layers = get_field("layers", 1)
+            if layers.shape != (2,) or np.any(layers < 1) or np.any(layers != np.round(layers)):
+                raise ValueError(f"state field 'layers' must be two positive integers, got {layers}")
+            kw = {"layers_x": int(layers[0]), "layers_y": int(layers[1])}
+        flag = float(get_field("debiased", 0))
+        if flag not in (0.0, 1.0):
+            raise ValueError(f"state field 'debiased' must be 1 (debiased) or 0 (biased), got {state['debiased']!r}")
+        acc = cls(debiased=flag == 1.0, **kw)
+        n = get_field.count("n")
+        xy, xx, yy, batches = _minibatch_terms_of(get_field, ("hsic_xy", "hsic_xx", "hsic_yy", "batches"), acc._k1,
+                                                  acc._k2, n, acc._debiased)
+        widths = []
+        for key, k in (("widths_x", acc._k1), ("widths_y", acc._k2)):
+            w = get_field(key, 1)
+            if (w.shape != (k,) and not (n == 0 and w.size == 0)) or np.any(w < 1) or np.any(w != np.round(w)):
+                raise ValueError(f"state field {key!r} must hold {k} positive integer width(s) (none before any "
+                                 f"minibatch), got {w}")
+            widths.append([int(v) for v in w])
+        if (len(widths[0]) == 0) != (n == 0) or (len(widths[1]) == 0) != (n == 0):
+            raise ValueError("state fields 'widths_x' and 'widths_y' must be given once a minibatch was seen, and "
+                             "only then")
+        acc._xy, acc._xx, acc._yy, acc._n, acc._batches = xy, xx, yy, n, batches
+        acc._widths = (widths[0], widths[1])
         return acc
 
     def __getstate__(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ representations.
   here on scikit-learn's digits).
 
 scipy is needed for the rank statistics; scikit-learn for the suite's data
-(``pip install "reprsim[benchmark]"``).
+(``pip install ".[benchmark]"`` in the reprsim source folder).
 """
 
 from .generators import (

@@ -33,7 +33,8 @@ def load_digits_data() -> tuple[np.ndarray, np.ndarray]:
         from sklearn.datasets import load_digits
     except ImportError as exc:  # pragma: no cover - exercised only without scikit-learn
         raise ImportError(
-            'the benchmark needs scikit-learn for its data set; install it with pip install "reprsim[benchmark]"'
+            'the benchmark needs scikit-learn for its data set; install it with pip install ".[benchmark]" in the '
+            'reprsim source folder (or pip install scikit-learn)'
         ) from exc
     data = load_digits()
     return np.asarray(data.data, dtype=np.float64) / 16.0, np.asarray(data.target, dtype=np.int64)

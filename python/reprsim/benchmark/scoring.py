@@ -43,7 +43,8 @@ def _scipy_stats() -> Any:
         from scipy import stats
     except ImportError as exc:  # pragma: no cover - scipy comes with scikit-learn
         raise ImportError(
-            'scoring needs scipy; install it with pip install "reprsim[benchmark]" (or pip install scipy)'
+            'scoring needs scipy; install it with pip install ".[benchmark]" in the reprsim source folder '
+            '(or pip install scipy)'
         ) from exc
     return stats
 

@@ -46,7 +46,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from .._registry import METRICS
+from .._registry import METRICS, check_bool
 from .generators import delete_principal_components, detection_threshold, first_drop, layer_identification
 from .models import MLP, load_digits_data, probe_accuracy, train_mlp
 from .scoring import PADDED_CCA, PAPER_CONVENTIONS, Metric, _metric_name, protocol
@@ -253,14 +253,24 @@ def run_suite(
 
     Raises
     ------
+    TypeError
+        ``config`` is not a :class:`SuiteConfig` (e.g. the string ``"quick"``: pass :data:`QUICK`), or ``log``
+        is not callable.
     ImportError
-        scikit-learn or scipy is not installed (``pip install "reprsim[benchmark]"``).
+        scikit-learn or scipy is not installed (``pip install ".[benchmark]"`` from the source folder).
 
     References
     ----------
     .. [1] F. Ding, J.-S. Denain, J. Steinhardt. "Grounding Representation Similarity Through
        Statistical Testing." NeurIPS 2021.
     """
+    if not isinstance(config, SuiteConfig):
+        hint = (f" (for the reduced run use reprsim.benchmark.QUICK, e.g. run_suite(reprsim.benchmark.QUICK))"
+                if isinstance(config, str) else "")
+        raise TypeError(f"config must be a reprsim.benchmark.SuiteConfig (FULL, QUICK or one of your own), got "
+                        f"{config!r}{hint}")
+    if log is not None and not callable(log):
+        raise TypeError(f"log must be a callable taking one line of text, or None; got {type(log).__name__}")
     with _single_threaded():
         return _run(config, metrics, log)
 
@@ -452,7 +462,8 @@ def plot_records(records: Sequence[dict[str, Any]], path: str) -> bool:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print('matplotlib is not installed; skipping the figure (pip install "reprsim[benchmark]")', file=sys.stderr)
+        print('matplotlib is not installed; skipping the figure (pip install ".[benchmark]" in the reprsim '
+              'source folder)', file=sys.stderr)
         return False
     tests = [t for t in dict.fromkeys(r["test"] for r in records) if t not in ("specificity", "detection")]
     metrics = list(dict.fromkeys(r["metric"] for r in records))
@@ -492,5 +503,5 @@ def write_json(records: Sequence[dict[str, Any]], path: str) -> None:
 
 
 def quick_or_full(quick: bool, seed: int | None = None) -> SuiteConfig:
-    cfg = QUICK if quick else FULL
+    cfg = QUICK if check_bool("quick")(quick) else FULL
     return cfg if seed is None else replace(cfg, seed=int(seed))

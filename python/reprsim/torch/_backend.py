@@ -25,8 +25,9 @@ import torch
 
 from .. import _core
 from .._backend import register_backend
+from .._memory import require_memory
 from .._stats import PairSet, angle_from_nuclear, minibatch_rows
-from .._streaming import _StateSet
+from .._streaming import _StateSet, moments_bytes
 from ._device import DeviceMoments
 from ._tsqr import DeviceFactorState
 
@@ -63,6 +64,10 @@ def checked_tensors(xs: Sequence[Any], ys: Sequence[Any] | None, names_x: list[s
     for t, nm in zip(everything, names):
         if isinstance(t, torch.Tensor) and t.device.type == "meta":
             raise TypeError(f"{nm} is a tensor on the meta device (it holds no values); pass a tensor with data")
+        if isinstance(t, torch.Tensor) and t.device.type not in ("cpu", "cuda"):
+            # The device path accumulates in float64, which not every backend has (MPS has none).
+            raise TypeError(f"{nm} is a tensor on {t.device}; reprsim computes on CPU and CUDA tensors: move it with "
+                            f"{nm}.cpu() (or to a CUDA device)")
     if not all(isinstance(t, torch.Tensor) for t in everything) or len({t.device for t in everything}) != 1:
         kinds = sorted({f"{type(t).__name__} on {getattr(t, 'device', 'cpu')}" for t in everything})
         raise TypeError(f"the representations must all be tensors on one device for the device path, got {kinds}; "
@@ -161,6 +166,9 @@ class DeviceMomentsSet(DeviceSet):
 
     def blocks(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         m = self._moments(False)
+        p1, p2 = int(self.xs[i].shape[1]), int(self.ys[j].shape[1])
+        require_memory(8 * (p1 + p2) ** 2, f"the moments of tensors on {self.xs[0].device} with widths {p1} and {p2}",
+                       "reduce the features first", "float64 moment blocks copied to host memory")
 
         def host(t: torch.Tensor) -> np.ndarray:
             return t.detach().to("cpu", torch.float64).numpy()
@@ -181,6 +189,11 @@ def factor_set(xs: list[torch.Tensor], ys: list[torch.Tensor] | None, names_x: l
     float64 (:class:`~reprsim.torch._tsqr.DeviceFactorState`) and finalised by the C++ code of the streaming
     accumulators (a pivoted QR of each layer's block, the in-memory rank rule)."""
     right = xs if ys is None else ys
+    wx, wy = [int(t.shape[1]) for t in xs], [int(t.shape[1]) for t in right]
+    # The factor comes to host memory twice (the export, and the compiled state made from it).
+    require_memory(2 * moments_bytes(wx, wy, factor=True), f"the CCA family of tensors on {xs[0].device} with "
+                   f"widths {tuple(wx)} and {tuple(wy)}", "reduce the features first, or pass fewer representations "
+                   "per pairwise call", "the joint float64 QR factor of every layer, copied to host memory")
     state = DeviceFactorState(len(xs), len(right))
     state.update(xs, right)
     pset = _StateSet("factor", state.to_core(), names_x, names_y if ys is not None else names_x)
