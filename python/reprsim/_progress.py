@@ -34,7 +34,7 @@ def _stderr_is_terminal() -> bool:
 class Progress:
     """A tqdm bar, or nothing (see the module docstring)."""
 
-    def __init__(self, progress: bool | None, total: int, desc: str) -> None:
+    def __init__(self, progress: bool | None, total: int | None, desc: str) -> None:
         self._bar: Any = None
         progress = check_progress(progress)
         if progress is False or (progress is None and not _stderr_is_terminal()):

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
+from ._registry import check_bool
+
 VALUE_KINDS = ("similarity", "distance")
 
 
@@ -242,6 +244,7 @@ class Comparison(NDArrayOperatorsMixin):
         ImportError
             matplotlib is not installed.
         """
+        annotate = check_bool("annotate")(annotate)
         try:
             import matplotlib.pyplot as plt
         except ImportError:

@@ -355,8 +355,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         import sklearn  # noqa: F401
     except ImportError:
         print(
-            'reprsim benchmark: scikit-learn is needed for the data set; install it with '
-            'pip install "reprsim[benchmark]"',
+            'reprsim benchmark: scikit-learn is needed for the data set; from the source folder, install it with '
+            'pip install ".[benchmark]" (or pip install scikit-learn)',
             file=sys.stderr,
         )
         return EXIT_USAGE

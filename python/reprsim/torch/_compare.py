@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._progress import Progress, check_progress
 from .._registry import bind
 from .._result import Comparison
 from .._streaming import StreamingSimilarity
@@ -40,14 +41,12 @@ def _call(model: torch.nn.Module, batch: Any, device: torch.device) -> torch.Ten
     return None
 
 
-def _progress(iterable: Iterable[Any], enabled: bool, total: int | None) -> Iterable[Any]:
-    if not enabled:
-        return iterable
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return iterable
-    return tqdm(iterable, total=total, desc="reprsim.compare", unit="batch")
+def _progress(iterable: Iterable[Any], progress: bool | None, total: int | None) -> Iterator[Any]:
+    """The batches, with a progress bar as reprsim._progress decides (automatic: on a terminal, after a while)."""
+    with Progress(progress, total, "reprsim.compare") as bar:
+        for item in iterable:
+            yield item
+            bar.update(1)
 
 
 def _forward(model_a: torch.nn.Module, model_b: torch.nn.Module, batch: Any, cap_a: Capture, cap_b: Capture,
@@ -86,7 +85,7 @@ def compare(
     select: Selector = None,
     short_batch: str | None = None,
     names: tuple[str, str] = ("model a", "model b"),
-    progress: bool = True,
+    progress: bool | None = None,
     **options: Any,
 ) -> Comparison:
     """Compare every layer of `model_a` with every layer of `model_b` over the samples of `loader`.
@@ -160,8 +159,9 @@ def compare(
         rows are used as they are, as :func:`reprsim.minibatch_cka` uses them.
     names : tuple of two str, default ("model a", "model b")
         Labels of the two models in the result (axes of ``Comparison.plot`` and ``to_pandas``).
-    progress : bool, default True
-        Show a tqdm progress bar when tqdm is installed.
+    progress : bool or None, default None
+        A tqdm progress bar over the batches: None (automatic) shows one when stderr is a terminal and the run
+        lasts more than a couple of seconds; True whenever tqdm is installed; False never.
     **options
         Passed to the metric (e.g. ``convention=`` for "pwcca", ``variance=`` for "svcca").
 
@@ -184,6 +184,7 @@ def compare(
     """
     # Everything that can be checked without running the models is checked before anything moves.
     bound = bind(metric, options)
+    progress = check_progress(progress)
     minibatch = bound.measure.statistics == "minibatch"
     if minibatch and options.get("batch_size") is not None:
         raise ValueError("compare's minibatches are the loader's batches: drop batch_size (set the loader's)")
@@ -220,7 +221,7 @@ def compare(
 def _run(model_a: torch.nn.Module, model_b: torch.nn.Module, loader: Iterable[Any], layers_a: list[str],
          layers_b: list[str], pool_a: PoolArg, pool_b: PoolArg, select: Selector, dev_a: torch.device,
          dev_b: torch.device, bound: Any, metric: str, options: dict[str, Any], max_batches: int | None,
-         short_mode: str | None, names: tuple[str, str], progress: bool) -> Comparison:
+         short_mode: str | None, names: tuple[str, str], progress: bool | None) -> Comparison:
     minibatch = bound.measure.statistics == "minibatch"
     batches: Iterator[Any] = iter(loader)
     first = next(batches, _END)
