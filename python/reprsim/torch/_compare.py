@@ -259,7 +259,14 @@ def compare(
     n_hint = None
     if max_batches is None and hasattr(getattr(loader, "dataset", None), "__len__"):
         n_hint = len(loader.dataset) or None  # type: ignore[attr-defined]
-    acc = StreamingSimilarity(layers_x=len(layers_a), layers_y=len(layers_b), metrics=[metric], n=n_hint)
+    declared: list[str] | None = [metric]
+    fold_kw: dict[str, Any] = {}
+    if bound.measure.statistics == "folds":  # cross-validated: the accumulator keeps the moments of each fold
+        if bound["folds"] is None:
+            declared = None  # in-sample: the moments of every row
+        else:
+            fold_kw = {"folds": bound["folds"]}
+    acc = StreamingSimilarity(layers_x=len(layers_a), layers_y=len(layers_b), metrics=declared, n=n_hint, **fold_kw)
     grouper = None
     if short_mode is not None:
         debiased = bool(bound["debiased"])
