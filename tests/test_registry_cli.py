@@ -14,7 +14,7 @@ def test_registry_names_and_metadata():
         assert info.name == name and info.value_kind in ("similarity", "distance")
         assert info.range[0] < info.range[1] and info.value_range[0] < info.value_range[1]
         assert info.estimator in {"biased", "debiased", "exact", "minibatch", "cross-validated"}
-        assert info.statistics in ("moments", "factor", "kernel", "minibatch", "neighbours", "rdm")
+        assert info.statistics in ("moments", "factor", "kernel", "minibatch", "neighbours", "rdm", "folds")
         assert callable(getattr(reprsim, info.function))
         if info.similarity is not None:
             assert info.value_kind == "similarity" and callable(getattr(reprsim, info.similarity))
@@ -45,7 +45,8 @@ def test_demo_prints_every_metric_with_expected_pattern(capsys):
     lines = {line.split()[0]: line.split()[1:] for line in out.splitlines()[4:] if line.strip()}
     assert set(lines) == set(reprsim.METRICS)
     for metric, (rotated, scaled, noisy, linear, unrelated) in lines.items():
-        assert abs(float(scaled)) < 1e-6, metric  # every metric ignores isotropic scaling
+        if "isotropic_scaling" in reprsim.METRICS[metric].invariances:
+            assert abs(float(scaled)) < 1e-6, metric  # every metric that claims it ignores isotropic scaling
         assert float(unrelated) > float(noisy), metric
     assert abs(float(lines["cka"][0])) < 1e-6 and abs(float(lines["mean_cca"][3])) < 1e-6
 
