@@ -73,4 +73,15 @@ void syevd(Index n, double* a, Index lda, double* w, bool vectors);
 void set_num_threads(int n);
 int get_num_threads();
 
+// While an instance lives, every BLAS call runs on its calling thread alone: for work that is split over
+// threads of its own (see batch.hpp). Composes with the single-threaded small calls; the thread count is
+// restored when the last of them ends.
+class OneThread {
+public:
+    OneThread();
+    ~OneThread();
+    OneThread(const OneThread&) = delete;
+    OneThread& operator=(const OneThread&) = delete;
+};
+
 }  // namespace reprsim::blas
