@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _core
 from ._memory import require_memory
 from ._stats import NUMPY_SETS, NumpySet, PairSet, reduced_basis, scaled_centred
 
@@ -267,6 +268,13 @@ def _inverse(w: np.ndarray, alpha: float, floor: float, scale_free: bool) -> np.
     return out
 
 
+def _train_moments(fm: FoldMoments, test: int | None, exclude: Sequence[int] = ()) -> tuple[float, np.ndarray,
+                                                                                          np.ndarray]:
+    """(n, mean, moments) of x over the training folds: every fold but the held-out one and ``exclude``."""
+    train = [g for g in range(fm.k) if g != test and g not in exclude]
+    return merge_moments(fm.counts[train], fm.mean_x[train], fm.cxx[train])
+
+
 class _Fold:
     """One held-out fold's training fit (eigendecomposition of the training x moments) and the held-out
     moments rotated into its eigenbasis."""
@@ -275,7 +283,7 @@ class _Fold:
         k = fm.k
         train = [g for g in range(k) if g != test and g not in exclude]
         counts = fm.counts[train]
-        self.n_train, mx_tr, cxx_tr = merge_moments(counts, fm.mean_x[train], fm.cxx[train])
+        self.n_train, mx_tr, cxx_tr = _train_moments(fm, test, exclude)
         _, _, cxy_tr = merge_moments(counts, fm.mean_x[train], fm.cxy[train], fm.mean_y[train])
         my_tr = counts @ fm.mean_y[train] / self.n_train
         if eig is None:
@@ -362,20 +370,32 @@ def ridge_predictivity(fm: FoldMoments, *, alphas: Sequence[float], grid: bool, 
     q = fm.vyy.shape[1]
     tests: list[int | None] = [None] if folds is None else list(range(k))
 
+    def fits_of(splits: list[tuple[int | None, tuple[int, ...]]]) -> list[_Fold]:
+        """The fits of these (held-out fold, excluded folds), their training eigendecompositions computed
+        side by side on the BLAS's threads and cached with x (every y reuses them)."""
+        keys = [("ridge_eig", folds, t, ex) for t, ex in splits]
+        missing = [i for i, key in enumerate(keys) if key not in cache]
+        if missing:
+            mats = [_train_moments(fm, *splits[i])[2] for i in missing]
+            for i, (w, v) in zip(missing, _core.symmetric_eigens(mats, _core.get_num_threads())):
+                cache[keys[i]] = (np.asarray(w).ravel(), np.asarray(v))
+        out = []
+        for (t, ex), key in zip(splits, keys):
+            fd = _Fold(fm, t, ex, cache[key])
+            if not fd.w.size or fd.w[-1] <= 0.0:
+                where = " on its training rows" if t is not None else ""
+                raise ValueError(f"{names[0]} has zero variance{where} (every column constant): linear predictivity "
+                                 "is undefined")
+            out.append(fd)
+        return out
+
     def fold(test: int | None, exclude: tuple[int, ...] = ()) -> _Fold:
-        key = ("ridge_eig", folds, test, exclude)
-        fd = _Fold(fm, test, exclude, cache.get(key))
-        cache[key] = fd.eig
-        if not fd.w.size or fd.w[-1] <= 0.0:
-            where = "on its training rows" if test is not None else ""
-            raise ValueError(f"{names[0]} has zero variance {where}(every column constant): linear predictivity "
-                             "is undefined".replace("  ", " "))
-        return fd
+        return fits_of([(test, exclude)])[0]
 
     # Targets whose variance on a held-out fold is zero (within the rounding of their values) are left out
     # of that fold.
     level = np.zeros(q) if fm.level_y is None else fm.level_y
-    fits = [fold(t) for t in tests]
+    fits = fits_of([(t, ()) for t in tests])
     valid = np.array([fd.vyy > fd.n_test * (16.0 * _EPS64 * (level + np.abs(fm.mean_y[t or 0]))) ** 2
                       for t, fd in zip(tests, fits)])
     for row, t in zip(valid, tests):
@@ -392,8 +412,7 @@ def ridge_predictivity(fm: FoldMoments, *, alphas: Sequence[float], grid: bool, 
             inner = [g for g in range(k) if g != t]
             crit = np.zeros((len(scaled), q))
             weight = np.zeros(q)
-            for g in inner:
-                fi = fold(g, (t,))
+            for g, fi in zip(inner, fits_of([(g, (t,)) for g in inner])):
                 ok = fi.vyy > fi.n_test * (16.0 * _EPS64 * (level + np.abs(fm.mean_y[g]))) ** 2
                 for a_i, a in enumerate(scaled):
                     crit[a_i] += np.where(ok, _check_scores(fi.scores(_inverse(fi.w, a, fi.floor, free), score),

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _core
 from ._folds import check_folds_for_n, ridge_predictivity, warn_skipped
 from ._memory import require_memory
 from ._registry import (
@@ -97,8 +98,8 @@ class _Side:
     @property
     def eig(self) -> tuple[np.ndarray, np.ndarray]:
         if self._eig is None:
-            w, v = np.linalg.eigh(self.c)
-            self._eig = (np.maximum(w, 0.0), v)
+            _eigens([self])
+        assert self._eig is not None
         return self._eig
 
     @property
@@ -128,17 +129,29 @@ def _side(pset: PairSet, role: str, index: int) -> _Side:
     return cache["lm_side"]
 
 
-def transformed_cross(pset: PairSet, key: Any, transform: Callable[[_Side], np.ndarray],
-                      reduce: Callable[[np.ndarray], float]) -> np.ndarray:
+def _eigens(sides: list[_Side]) -> None:
+    """The eigendecompositions of the sides not yet decomposed, side by side on the BLAS's threads."""
+    todo = [sd for sd in sides if sd._eig is None]
+    if todo:
+        for sd, (w, v) in zip(todo, _core.symmetric_eigens([sd.c for sd in todo], _core.get_num_threads())):
+            sd._eig = (np.maximum(np.asarray(w).ravel(), 0.0), np.asarray(v))
+
+
+def transformed_cross(pset: PairSet, key: Any, transform: Callable[[_Side], np.ndarray], reduce: str) -> np.ndarray:
     """``reduce(Tᵢᵀ·Cxy·Tⱼ)`` for every pair (k1 × k2), with T = ``transform(side)`` computed once per
-    representation (cached under ``key``) and Cxy the pair's cross-moments in the sides' bases.
+    representation (cached under ``key``) and Cxy the pair's cross-moments in the sides' bases;
+    ``reduce`` is "nuclear" (the sum of the singular values) or "fro2" (the squared Frobenius norm).
 
     numpy input: each representation's rows are transformed once, Φ = F·T in float64, kept in the input
     dtype, and Φᵢᵀ·Φⱼ is one product per pair (float32 inputs: a float32 product of whitened rows, whose
     rounding is relative to the whitened values, so no direction is amplified after it). Other sets
-    (streamed moments, device tensors): Tᵢᵀ·Cxy·Tⱼ from the float64 blocks."""
+    (streamed moments, device tensors): Tᵢᵀ·Cxy·Tⱼ from the float64 blocks. The eigendecompositions of
+    every representation, and the SVDs of each row of the matrix, run side by side on the BLAS's threads
+    (``reprsim.set_num_threads``), each on one thread."""
+    rows = isinstance(pset, MomentsSet)
+    threads = _core.get_num_threads()
 
-    def t_of(role: str, index: int) -> tuple[_Side, np.ndarray]:
+    def t_of(role: str, index: int) -> np.ndarray:
         side = _side(pset, role, index)
         cache = (pset.cache_x if role == "x" else pset.cache_y)[index]
         tkey = ("lm_T", key)
@@ -150,34 +163,30 @@ def transformed_cross(pset: PairSet, key: Any, transform: Callable[[_Side], np.n
                 cache[tkey] = (side.rows @ t).astype(side.dtype, copy=False)
             else:
                 cache[tkey] = t
-        return side, cache[tkey]
+        return cache[tkey]
 
     def compute() -> np.ndarray:
+        _eigens([_side(pset, "x", i) for i in range(pset.k1)] + [_side(pset, "y", j) for j in range(pset.k2)])
         out = np.empty((pset.k1, pset.k2))
-        rows = isinstance(pset, MomentsSet)
         for i in range(pset.k1):
-            _, ti = t_of("x", i)
+            ti = t_of("x", i)
+            cols = [j for j in range(pset.k2) if not (pset.same and j < i)]
+            mats = []
+            for j in cols:
+                tj = t_of("y", j)
+                mats.append(np.asarray(ti.T @ tj, dtype=np.float64) if rows else ti.T @ pset.blocks(i, j)[2] @ tj)
+            if reduce == "nuclear":
+                vals = _core.nuclear_norms([m for m in mats], threads) if mats else []
+            else:
+                vals = [float(np.einsum("ij,ij->", m, m)) for m in mats]
+            for j, v in zip(cols, vals):
+                out[i, j] = v
             for j in range(pset.k2):
                 if pset.same and j < i:
                     out[i, j] = out[j, i]
-                    continue
-                _, tj = t_of("y", j)
-                if rows:
-                    m = np.asarray(ti.T @ tj, dtype=np.float64)
-                else:
-                    m = ti.T @ pset.blocks(i, j)[2] @ tj
-                out[i, j] = reduce(m)
         return out
 
     return pset.bulk(("lm_cross", key), compute)
-
-
-def _nuclear(m: np.ndarray) -> float:
-    return float(np.linalg.svd(m, compute_uv=False).sum()) if m.size else 0.0
-
-
-def _fro2(m: np.ndarray) -> float:
-    return float(np.einsum("ij,ij->", m, m)) if m.size else 0.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,7 +216,7 @@ def _shape_parts(pair: Any, alpha: float) -> tuple[float, float, float]:
         keep = d > 0.0  # α = 0: the null space maps to 0
         return v[:, keep] * d[keep]
 
-    nuc = transformed_cross(pair.set, ("shape", alpha), transform, _nuclear)[pair.i, pair.j]
+    nuc = transformed_cross(pair.set, ("shape", alpha), transform, "nuclear")[pair.i, pair.j]
     norms = []
     for role, index, name in (("x", pair.i, pair.name_x), ("y", pair.j, pair.name_y)):
         side = _side(pair.set, role, index)
@@ -317,6 +326,8 @@ def _gulp_h(side: _Side, lam: float) -> np.ndarray:
     """Eigenvalues of R = (Σ + λI)^{-1} for Σ = C/tr C (GULP's normalisation ‖Xc‖_F = √n); λ = 0: the
     pseudo-inverse on the numerical rank."""
     w, _ = side.eig
+    if side.trace <= 0.0:  # a constant representation (refused by the finaliser that asks for it)
+        return np.zeros_like(w)
     e = w / side.trace
     if lam > 0.0:
         return 1.0 / (e + lam)
@@ -336,15 +347,15 @@ def _gulp(pair: Any, b: Bound) -> float:
         keep = h > 0.0
         return v[:, keep] * np.sqrt(h[keep] / side.trace)
 
-    selfs = []
+    sides = []
     for role, index, name in (("x", pair.i, pair.name_x), ("y", pair.j, pair.name_y)):
         side = _side(pair.set, role, index)
         if side.trace <= 0.0:
             raise ValueError(f"{name} has zero variance (every column is constant over the {side.n} rows): the GULP "
                              "distance is undefined for a constant representation")
-        w, _ = side.eig
-        selfs.append(float(np.sum((w / side.trace * _gulp_h(side, lam)) ** 2)))
-    cross = transformed_cross(pair.set, ("gulp", lam), transform, _fro2)[pair.i, pair.j]
+        sides.append(side)
+    cross = transformed_cross(pair.set, ("gulp", lam), transform, "fro2")[pair.i, pair.j]
+    selfs = [float(np.sum((sd.eig[0] / sd.trace * _gulp_h(sd, lam)) ** 2)) for sd in sides]
     d2 = selfs[0] + selfs[1] - 2.0 * float(cross)
     # The three terms are of the size of the ranks; d² below 0 within their rounding is 0.
     slack = rounding_slack(pair.eps) * (selfs[0] + selfs[1] + 1.0)

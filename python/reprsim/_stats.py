@@ -244,27 +244,30 @@ def angle_from_nuclear(nuc: np.ndarray, eps: float) -> np.ndarray:
 def scaled_centred(a: np.ndarray, name: str = "x") -> tuple[np.ndarray, np.ndarray, int]:
     """(2^−e·(a − ā), 2^−e·ā, e) in float64, with e the exponent of the largest centred magnitude, so that
     the scaled centred values lie in [−1, 1) whatever the magnitude of the input (subnormal to 1e308):
-    products of them neither overflow nor underflow. Scaling by a power of two is exact. ValueError naming
-    ``name`` for NaN or Inf."""
-    x = np.asarray(a, dtype=np.float64)
-    pre = 0
-    big = float(np.abs(x).max()) if x.size else 0.0
-    if not np.isfinite(big):
+    products of them neither overflow nor underflow. Scaling by a power of two is exact. A constant column
+    whose mean came out inexact (centred values within 16 units in the last place of the mean) is set to
+    exactly 0: that is rounding, not variance, and scaling would blow it up. ValueError naming ``name`` for
+    NaN or Inf."""
+    a = np.asarray(a)
+    lo, hi = a.min(axis=0).astype(np.float64), a.max(axis=0).astype(np.float64)
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
         raise ValueError(f"{name} contains NaN or Inf; remove or replace them (e.g. numpy.nan_to_num) before comparing")
+    pre = 0
+    big = max(float(np.abs(lo).max()), float(np.abs(hi).max())) if a.size else 0.0
     if big > 2.0**500:  # sums of such values can overflow: centre a scaled copy
         pre = int(np.frexp(big)[1])
-        x = np.ldexp(x, -pre)
-    mean = x.mean(axis=0)
-    xc = x - mean
-    # A constant column whose mean came out inexact leaves centred values of a few units in the last place
-    # of the mean: they are rounding, not variance (and scaling would blow them up).
-    flat = np.all(np.abs(xc) <= 16.0 * np.finfo(np.float64).eps * np.abs(mean), axis=0) & (mean != 0.0)
+        a = np.ldexp(np.asarray(a, dtype=np.float64), -pre)
+        lo, hi = np.ldexp(lo, -pre), np.ldexp(hi, -pre)
+    mean = a.mean(axis=0, dtype=np.float64)
+    spread = np.maximum(hi - mean, mean - lo)  # the largest centred magnitude of each column
+    flat = (spread <= 16.0 * np.finfo(np.float64).eps * np.abs(mean)) & (mean != 0.0)
+    top = float(np.where(flat, 0.0, spread).max()) if a.size else 0.0
+    e = int(np.frexp(top)[1]) if top > 0.0 else 0
+    xc = np.subtract(a, mean, dtype=np.float64)
     if flat.any():
         xc[:, flat] = 0.0
-    top = float(np.abs(xc).max()) if xc.size else 0.0
-    e = int(np.frexp(top)[1]) if top > 0.0 else 0
     if e:
-        xc = np.ldexp(xc, -e)
+        xc = np.ldexp(xc, -e, out=xc)
         mean = np.ldexp(mean, -e)
     return xc, mean, e + pre
 

@@ -825,8 +825,8 @@ class StreamingSimilarity:
                 fs = self._fold_stream
                 out["folds_k"], out["folds_n"], out["folds_pos"] = (np.float64(fs.k), np.float64(fs.n),
                                                                     np.float64(fs.pos))
-                for f, fraw in enumerate(fs.raws()):
-                    out.update({f"folds[{f}].{key}": v for key, v in
+                for fold, fraw in enumerate(fs.raws()):
+                    out.update({f"folds[{fold}].{name}": v for name, v in
                                 _moment_fields(fraw, self._k1, self._k2, self._multi).items()})
         out["n"] = np.float64(raw["n"])
         out["rank_eps"] = np.float64(raw["rank_eps"])
