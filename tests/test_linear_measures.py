@@ -555,3 +555,26 @@ def test_extreme_magnitudes_give_the_moderate_values(rng):
                 assert reprsim.measure(s * x, s * y, name) == pytest.approx(base, rel=1e-9), name
             else:  # a distance in the data's units scales with it
                 assert reprsim.measure(s * x, s * y, name) == pytest.approx(s * base, rel=1e-9), name
+
+
+def test_measures_bench_quick_run_agrees_with_its_references(tmp_path):
+    pytest.importorskip("sklearn")
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "measures.py"
+    spec = importlib.util.spec_from_file_location("bench_measures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads_before = reprsim.get_num_threads()  # the bench sets the BLAS threads
+    try:
+        assert module.main(["--quick", "--rounds", "1", "--pairs", "2", "--out", str(tmp_path)]) == 0
+    finally:
+        reprsim.set_num_threads(threads_before)
+    (result,) = tmp_path.glob("measures-quick-*.json")
+    data = json.loads(result.read_text())
+    shape, pred = data["workloads"]
+    assert all(r["max_rel_dev_vs_f64_loop"] < 1e-5 for r in shape["rows"])
+    assert pred["alpha_reprsim"] == pred["alpha_sklearn"] and pred["abs_score_diff"] < 1e-10
+    assert pred["max_prediction_diff_over_target_std"] < 1e-8
