@@ -399,6 +399,8 @@ def test_streamed_predictivity_refuses_what_it_cannot_compute(rng):
         acc.merge(other)
     # Without declared fold moments only in-sample predictivity streams.
     plain = reprsim.StreamingSimilarity().update(x, y)
+    with pytest.raises(ValueError, match="cannot merge accumulators that keep per-fold moments"):
+        reprsim.StreamingSimilarity(metrics=["predictivity"], n=40).merge(plain)
     close(plain.measure("predictivity", folds=None), reprsim.linear_predictivity(x, y, folds=None), 1e-9)
     with pytest.raises(ValueError, match="accumulator does not keep"):
         plain.measure("predictivity")

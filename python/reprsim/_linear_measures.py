@@ -88,12 +88,26 @@ def _norms_from_sums(pair: Any) -> tuple[float, int, float, int]:
 
 class _Side:
     """One representation's moments in an orthonormal basis of its own: C = FᵀF (float64, of the input
-    scaled by 2^−e), its eigendecomposition, and, for numpy input, the factor rows F."""
+    scaled by 2^−e), its eigendecomposition, and, for numpy input, the factor rows F (:meth:`rows`)."""
 
-    def __init__(self, c: np.ndarray, n: int, width: int, e: int, rows: np.ndarray | None, dtype: Any) -> None:
-        self.c, self.n, self.width, self.e, self.rows, self.dtype = c, n, width, e, rows, dtype
+    def __init__(self, c: np.ndarray, n: int, width: int, e: int, dtype: Any = None,
+                 source: tuple[np.ndarray, str] | None = None, basis: np.ndarray | None = None) -> None:
+        self.c, self.n, self.width, self.e, self.dtype = c, n, width, e, dtype
+        self._source, self._basis = source, basis
         self._eig: tuple[np.ndarray, np.ndarray] | None = None
         self.trace = float(np.trace(c))
+
+    @property
+    def has_rows(self) -> bool:
+        return self._source is not None
+
+    def rows(self) -> np.ndarray:
+        """F: the centred, scaled float64 rows (recomputed when asked: a layer matrix keeps only each
+        representation's transformed rows), or the n-column basis of a representation wider than n (kept)."""
+        if self._basis is not None:
+            return self._basis
+        assert self._source is not None
+        return scaled_centred(*self._source)[0]
 
     @property
     def eig(self) -> tuple[np.ndarray, np.ndarray]:
@@ -118,14 +132,15 @@ def _side(pset: PairSet, role: str, index: int) -> _Side:
             require_memory(8.0 * (2 * n * min(n, p) + min(n, p) ** 2 + n * p),
                            f"the moments of {name} (shape {a.shape})", "reduce the features first, or use fewer samples")
             xc, _, e = scaled_centred(a, name)
-            f = reduced_basis(xc) if p > n else xc
-            cache["lm_side"] = _Side(f.T @ f, n, p, e, f, a.dtype)
+            basis = reduced_basis(xc) if p > n else None
+            f = xc if basis is None else basis
+            cache["lm_side"] = _Side(f.T @ f, n, p, e, a.dtype, (a, name), basis)
         else:
             pair = pset.pair(index, 0) if role == "x" else pset.pair(0, index)
             cxx, cyy, _ = pair.blocks()
             ex, ey = pair.exponents()
             c, e = (cxx, ex) if role == "x" else (cyy, ey)
-            cache["lm_side"] = _Side(np.asarray(c, dtype=np.float64), pset.n, c.shape[0], e, None, None)
+            cache["lm_side"] = _Side(np.asarray(c, dtype=np.float64), pset.n, c.shape[0], e)
     return cache["lm_side"]
 
 
@@ -157,16 +172,21 @@ def transformed_cross(pset: PairSet, key: Any, transform: Callable[[_Side], np.n
         tkey = ("lm_T", key)
         if tkey not in cache:
             t = transform(side)
-            if side.rows is not None:
-                require_memory(8.0 * side.rows.shape[0] * t.shape[1] * 2,
-                               "the transformed rows of a representation", "use fewer samples or features")
-                cache[tkey] = (side.rows @ t).astype(side.dtype, copy=False)
-            else:
-                cache[tkey] = t
+            cache[tkey] = (side.rows() @ t).astype(side.dtype, copy=False) if side.has_rows else t
         return cache[tkey]
 
     def compute() -> np.ndarray:
-        _eigens([_side(pset, "x", i) for i in range(pset.k1)] + [_side(pset, "y", j) for j in range(pset.k2)])
+        sides = [_side(pset, "x", i) for i in range(pset.k1)] + [_side(pset, "y", j) for j in range(pset.k2)]
+        if rows:
+            # Every representation's transformed rows are kept (n × rank each, in the input dtype), plus one float64
+            # copy of a representation at a time.
+            distinct = sides[: pset.k1] if pset.same else sides
+            need = sum(sd.n * sd.c.shape[0] * np.dtype(sd.dtype).itemsize for sd in distinct)
+            need += 16.0 * max(sd.n * sd.c.shape[0] for sd in sides)
+            require_memory(need, f"the transformed rows of {len(distinct)} representations",
+                           "compare fewer representations per call (blocks of the matrix), or use fewer samples",
+                           "each representation's whitened rows are kept for every pair")
+        _eigens(sides)
         out = np.empty((pset.k1, pset.k2))
         for i in range(pset.k1):
             ti = t_of("x", i)

@@ -367,8 +367,8 @@ class StreamingSimilarity:
         kept (default 5, the measure's default). Row r of the stream (in the order the updates complete)
         belongs to the fold whose range of scikit-learn's ``KFold`` sizes holds it; each fold keeps its own
         moments (k times the memory of the moments), and the moments of every row are their merge.
-        Accumulators keeping fold moments do not merge (a second stream's rows would need their positions
-        in the first's).
+        Accumulators declared with a cross-validated measure do not merge with others that hold rows (a
+        second stream's rows would need their positions in the first's).
 
     Raises
     ------
@@ -741,8 +741,8 @@ class StreamingSimilarity:
         if (self._mb is None) != (other._mb is None):
             raise ValueError("cannot merge an accumulator that keeps minibatch terms with one that does not "
                              "(declare the same metrics for both)")
-        for acc in (self, other):
-            if acc._fold_stream is not None and acc._fold_stream.pos:
+        for a, b in ((self, other), (other, self)):
+            if a._folds_k is not None and b.n_seen:
                 raise ValueError("cannot merge accumulators that keep per-fold moments (cross-validated measures): "
                                  "rows are placed in folds by their position in one stream, which a second "
                                  "accumulator's rows do not have; stream every row through one accumulator")
