@@ -245,6 +245,184 @@ def rsa(x, y, rdm="correlation", compare="spearman"):
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
+# -- shape metrics, Bures, GULP, neuron matching, predictivity (from the papers' formulas) ----------------------
+
+
+def _svd_rank(s, n, p):
+    """Singular values resolved by float64 cross-products: above s_max·√(max(n, p)·ε)."""
+    return int(np.sum(s > s[0] * np.sqrt(max(n, p) * np.finfo(np.float64).eps))) if s.size and s[0] > 0 else 0
+
+
+def partial_whitening(x, alpha):
+    """φ_α(X) = Xc(αI + (1 − α)(XcᵀXc)^{+1/2}), formed explicitly from an SVD of Xc = U·S·Vᵀ:
+    α·Xc + (1 − α)·U_r·V_rᵀ over the numerical rank r."""
+    xc = center(x)
+    u, s, vt = np.linalg.svd(xc, full_matrices=False)
+    r = _svd_rank(s, *xc.shape)
+    return alpha * xc + (1.0 - alpha) * u[:, :r] @ vt[:r]
+
+
+def _pad(a, width):
+    return np.hstack([a, np.zeros((a.shape[0], width - a.shape[1]))])
+
+
+def shape(x, y, alpha=1.0, form="angular"):
+    """Williams et al. (2021): explicit φ's, zero-padded, aligned by the orthogonal Procrustes solution."""
+    fx, fy = partial_whitening(x, alpha), partial_whitening(y, alpha)
+    w = max(fx.shape[1], fy.shape[1])
+    fx, fy = _pad(fx, w), _pad(fy, w)
+    if form == "euclidean":  # rescaled to the centred inputs' norms
+        fx = fx * np.linalg.norm(center(x)) / np.linalg.norm(fx)
+        fy = fy * np.linalg.norm(center(y)) / np.linalg.norm(fy)
+    u, _, vt = np.linalg.svd(fy.T @ fx)
+    q = u @ vt  # argmin_Q ‖fx − fy·Q‖ over orthogonal Q
+    aligned = fy @ q
+    if form == "euclidean":
+        return float(np.linalg.norm(fx - aligned))
+    cos = np.sum(fx * aligned) / (np.linalg.norm(fx) * np.linalg.norm(aligned))
+    return float(np.arccos(min(cos, 1.0)))
+
+
+def nbs(x, y):
+    """Fidelity of the normalized linear kernels, Gram route: ‖Kx^{1/2}·Ky^{1/2}‖_* with the square roots from
+    SVDs of the centred inputs."""
+    ux, sx, _ = np.linalg.svd(center(x), full_matrices=False)
+    uy, sy, _ = np.linalg.svd(center(y), full_matrices=False)
+    fid = np.linalg.svd((ux * sx).T @ (uy * sy), compute_uv=False).sum()
+    return float(fid / np.sqrt(np.sum(sx**2) * np.sum(sy**2)))
+
+
+def bures(x, y):
+    """√(tr Kx + tr Ky − 2·fidelity), K = XcXcᵀ/n, square roots of the kernels from SVDs."""
+    n = x.shape[0]
+    ux, sx, _ = np.linalg.svd(center(x), full_matrices=False)
+    uy, sy, _ = np.linalg.svd(center(y), full_matrices=False)
+    kx_half = (ux * sx) @ ux.T / np.sqrt(n)
+    ky_half = (uy * sy) @ uy.T / np.sqrt(n)
+    fid = np.linalg.svd(kx_half @ ky_half, compute_uv=False).sum()
+    d2 = np.sum(sx**2) / n + np.sum(sy**2) / n - 2.0 * fid
+    return float(np.sqrt(max(d2, 0.0)))
+
+
+def gulp(x, y, lam=1e-2):
+    """Boix-Adserà et al. (2022) as a distance between the n×n ridge hat matrices of the normalised inputs
+    (‖Xc‖_F = √n): d² = ‖Hx − Hy‖²_F, H = X̃(X̃ᵀX̃/n + λI)^{-1}X̃ᵀ/n (λ = 0: the projection on the rank)."""
+
+    def hat(a):
+        n = a.shape[0]
+        xc = center(a)
+        xc = xc * np.sqrt(n) / np.linalg.norm(xc)
+        u, s, _ = np.linalg.svd(xc, full_matrices=False)
+        e = s**2 / n
+        if lam > 0:
+            h = e / (e + lam)
+        else:
+            r = _svd_rank(s, *a.shape)
+            h = np.concatenate([np.ones(r), np.zeros(len(s) - r)])
+        return (u * h) @ u.T
+
+    return float(np.linalg.norm(hat(x) - hat(y)))
+
+
+def permutation(x, y, form="angular"):
+    """netrep's PermutationMetric: zero-pad to equal widths, the assignment maximising ⟨Xc·P, Yc⟩, then the
+    distance between the aligned matrices."""
+    from scipy.optimize import linear_sum_assignment
+
+    xc, yc = center(x), center(y)
+    w = max(xc.shape[1], yc.shape[1])
+    xc, yc = _pad(xc, w), _pad(yc, w)
+    r, c = linear_sum_assignment(xc.T @ yc, maximize=True)
+    aligned = np.zeros_like(xc)
+    aligned[:, c] = xc[:, r]
+    if form == "euclidean":
+        return float(np.linalg.norm(aligned - yc))
+    cos = np.sum(aligned * yc) / (np.linalg.norm(xc) * np.linalg.norm(yc))
+    return float(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def soft_matching_cost(x, y):
+    """Khosla & Williams (2023): transport between z-scored neurons with uniform marginals, cost
+    ‖z_i − z_j‖²/(2n) = 1 − r_ij, solved exactly by replicating each neuron into lcm(p1, p2) unit masses and
+    assigning them one to one."""
+    from math import lcm
+
+    from scipy.optimize import linear_sum_assignment
+
+    def z(a):
+        # Unit-norm centred columns (‖z_i − z_j‖² = 2 − 2r_ij); a constant column becomes the unit vector of an
+        # extra coordinate orthogonal to every sample, shared by all constant columns.
+        c = center(a)
+        norms = np.linalg.norm(c, axis=0)
+        dead = norms == 0
+        out = np.vstack([c / np.where(dead, 1.0, norms), dead.astype(float)[None, :]])
+        return out
+
+    zx, zy = z(x), z(y)
+    cost = np.sum((zx[:, :, None] - zy[:, None, :]) ** 2, axis=0) / 2.0
+    p1, p2 = cost.shape
+    big = lcm(p1, p2)
+    rep = np.repeat(np.repeat(cost, big // p1, axis=0), big // p2, axis=1)
+    r, c = linear_sum_assignment(rep)
+    return float(rep[r, c].mean())
+
+
+def kfold_bounds(n, k):
+    """scikit-learn's KFold(k) without shuffling: numpy.array_split's chunks (the first n mod k one longer)."""
+    idx = np.array_split(np.arange(n), k)
+    return [(int(a[0]), int(a[-1]) + 1) for a in idx]
+
+
+def ridge_fit_predict(xtr, ytr, xte, alpha):
+    """Ridge with an unpenalised intercept: centre on the training means, solve (XᵀX + αI)W = XᵀY (α = 0: the
+    minimum-norm least squares solution on the numerical rank), predict."""
+    mx, my = xtr.mean(axis=0), ytr.mean(axis=0)
+    a, b = xtr - mx, ytr - my
+    if alpha > 0:
+        w = np.linalg.solve(a.T @ a + alpha * np.eye(a.shape[1]), a.T @ b)
+    else:
+        u, s, vt = np.linalg.svd(a, full_matrices=False)
+        r = _svd_rank(s, *a.shape)
+        w = vt[:r].T @ ((u[:, :r].T @ b) / s[:r, None])
+    return (xte - mx) @ w + my
+
+
+def _target_scores(pred, yte, score):
+    out = []
+    for t in range(yte.shape[1]):
+        a, b = pred[:, t] - pred[:, t].mean(), yte[:, t] - yte[:, t].mean()
+        if np.sum(b * b) == 0:
+            out.append(np.nan)
+        elif score == "pearson":
+            den = np.sqrt(np.sum(a * a) * np.sum(b * b))
+            out.append(np.sum(a * b) / den if den > 0 else 0.0)
+        else:
+            out.append(1.0 - np.sum((yte[:, t] - pred[:, t]) ** 2) / np.sum(b * b))
+    return np.array(out)
+
+
+def predictivity(x, y, alpha=1.0, folds=5, score="pearson", aggregate="median"):
+    """Held-out scores per target of ridge fits on the other folds, aggregated over targets, mean over folds;
+    a list of alphas: the one whose mean held-out aggregate is best (as RidgeCV(cv=folds) chooses)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    alphas = list(alpha) if isinstance(alpha, (list, tuple)) else [alpha]
+    agg = np.nanmedian if aggregate == "median" else np.nanmean
+    crit = []
+    for a in alphas:
+        vals = []
+        bounds = kfold_bounds(len(x), folds) if folds is not None else [None]
+        for bd in bounds:
+            if bd is None:
+                pred, yte = ridge_fit_predict(x, y, x, a), y
+            else:
+                tr = np.r_[0:bd[0], bd[1]:len(x)]
+                pred, yte = ridge_fit_predict(x[tr], y[tr], x[bd[0]:bd[1]], a), y[bd[0]:bd[1]]
+            vals.append(agg(_target_scores(pred, yte, score)))
+        crit.append(np.mean(vals))
+    return float(max(crit))
+
+
 def value(x, y, metric):
     """The measure's own value (what its public function returns)."""
     return {
@@ -264,6 +442,13 @@ def value(x, y, metric):
         "cycle_knn": lambda: cycle_knn(x, y, 10),
         "cknna": lambda: cknna(x, y, 10),
         "rsa": lambda: rsa(x, y),
+        "shape": lambda: shape(x, y),
+        "nbs": lambda: nbs(x, y),
+        "bures": lambda: bures(x, y),
+        "gulp": lambda: gulp(x, y),
+        "permutation": lambda: permutation(x, y),
+        "soft_matching": lambda: 1.0 - soft_matching_cost(x, y),
+        "predictivity": lambda: predictivity(x, y),
     }[metric]()
 
 
@@ -274,8 +459,12 @@ def distance(x, y, metric):
         l = center(y) @ center(y).T
         cos = np.sum(k * l) / np.sqrt(np.sum(k * k) * np.sum(l * l))
         return float(2 / np.pi * np.arccos(min(cos, 1.0)))
-    if metric in ("procrustes", "angular_procrustes"):
+    if metric in ("procrustes", "angular_procrustes", "shape", "bures", "gulp", "permutation"):
         return value(x, y, metric)
+    if metric == "nbs":
+        return float(np.arccos(min(nbs(x, y), 1.0)))
+    if metric == "soft_matching":
+        return float(np.sqrt(2.0 * soft_matching_cost(x, y)))
     return 1.0 - value(x, y, metric)
 
 

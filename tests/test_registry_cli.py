@@ -13,7 +13,7 @@ def test_registry_names_and_metadata():
         assert info.name == name and info.value_kind in ("similarity", "distance")
         assert info.range[0] < info.range[1] and info.value_range[0] < info.value_range[1]
         assert info.estimator in {"biased", "debiased", "exact", "minibatch", "cross-validated"}
-        assert info.statistics in ("moments", "factor", "kernel", "minibatch", "neighbours", "rdm")
+        assert info.statistics in ("moments", "factor", "kernel", "minibatch", "neighbours", "rdm", "folds")
         assert callable(getattr(reprsim, info.function))
         if info.similarity is not None:
             assert info.value_kind == "similarity" and callable(getattr(reprsim, info.similarity))

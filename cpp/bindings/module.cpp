@@ -11,6 +11,7 @@ void bind_stream(py::module_& m);
 void bind_kernel(py::module_& m);
 void bind_neighbours(py::module_& m);
 void bind_factor(py::module_& m);
+void bind_linear(py::module_& m);
 }  // namespace reprsim::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -25,4 +26,5 @@ PYBIND11_MODULE(_core, m) {
     reprsim::bind::bind_kernel(m);
     reprsim::bind::bind_neighbours(m);
     reprsim::bind::bind_factor(m);
+    reprsim::bind::bind_linear(m);
 }

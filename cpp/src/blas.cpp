@@ -250,6 +250,19 @@ void set_num_threads(int n) {
     }
 }
 
+OneThread::OneThread() {
+    std::lock_guard<std::mutex> lock(g_threads_mutex);
+    if (g_small_depth++ == 0) {
+        g_saved_threads = scipy_openblas_get_num_threads();
+        if (g_saved_threads != 1) scipy_openblas_set_num_threads(1);
+    }
+}
+
+OneThread::~OneThread() {
+    std::lock_guard<std::mutex> lock(g_threads_mutex);
+    if (--g_small_depth == 0 && g_saved_threads != 1) scipy_openblas_set_num_threads(g_saved_threads);
+}
+
 int get_num_threads() {
     std::lock_guard<std::mutex> lock(g_threads_mutex);
     return g_small_depth > 0 ? g_saved_threads : scipy_openblas_get_num_threads();

@@ -4,8 +4,9 @@ Similarities (``cka``, ``mean_cca``, ``mean_sq_cca``, ``svcca``, ``pwcca``) and 
 (``procrustes_distance``, ``distance``) over activation matrices of shape (n_samples, n_features);
 labelled matrices of many representations (``pairwise``, ``pairwise_distances``, returning a
 ``Comparison``); neighbourhood alignment (``mutual_knn``, ``jaccard_knn``, ``cycle_knn``,
-``cknna``) and representational similarity analysis (``rdm``, ``rsa``). See ``reprsim.METRICS`` for
-the registry of dissimilarities.
+``cknna``), representational similarity analysis (``rdm``, ``rsa``), generalized shape metrics
+(``shape_distance``, ``permutation_distance``), Bures (``nbs``, ``bures_distance``), ``gulp_distance``,
+``soft_matching`` and cross-validated ``linear_predictivity``. See ``reprsim.METRICS`` for the registry.
 """
 
 from __future__ import annotations
@@ -36,21 +37,30 @@ from ._inference import (
     calibrated_cka,
     permutation_test,
 )
+from ._folds import PredictivityResult, SkippedTargetsWarning
 from ._metrics import (
     CCASummary,
+    bures_distance,
     canonical_correlations,
     cca_summary,
     cka,
     distance,
     ensd,
+    gulp_distance,
+    linear_predictivity,
     mean_cca,
     mean_sq_cca,
     measure,
     minibatch_cka,
+    nbs,
     pairwise,
     pairwise_distances,
+    permutation_distance,
+    predictivity_scores,
     procrustes_distance,
     pwcca,
+    shape_distance,
+    soft_matching,
     svcca,
 )
 from ._neighbours import cknna, cycle_knn, jaccard_knn, mutual_knn
@@ -109,11 +119,14 @@ __all__ = [
     "Measure",
     "MetricInfo",
     "PermutationTestResult",
+    "PredictivityResult",
+    "SkippedTargetsWarning",
     "SampleSizeWarning",
     "StreamingMinibatchCKA",
     "StreamingSimilarity",
     "benchmark",
     "bootstrap",
+    "bures_distance",
     "calibrated_cka",
     "canonical_correlations",
     "cca_summary",
@@ -123,20 +136,27 @@ __all__ = [
     "distance",
     "ensd",
     "get_num_threads",
+    "gulp_distance",
     "jaccard_knn",
+    "linear_predictivity",
     "mean_cca",
     "mean_sq_cca",
     "measure",
     "minibatch_cka",
     "mutual_knn",
+    "nbs",
     "pairwise",
     "pairwise_distances",
+    "permutation_distance",
     "permutation_test",
+    "predictivity_scores",
     "procrustes_distance",
     "pwcca",
     "rdm",
     "rsa",
     "set_num_threads",
+    "shape_distance",
+    "soft_matching",
     "svcca",
     "__version__",
 ]

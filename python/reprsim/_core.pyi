@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['FactorState', 'LinearCKANull', 'NumericalError', 'StreamState', 'batch_hsic', 'canonical_correlations', 'cca_matrix', 'cca_route', 'cca_statistic', 'cca_summary', 'choose_null_space', 'choose_space', 'cka_from_sums', 'get_num_threads', 'knn_lists', 'knn_measure', 'knn_permutation_null', 'knn_self_terms', 'linear_cka_sums', 'linear_cka_sums_matrix', 'procrustes_chord', 'procrustes_nuclear', 'procrustes_nuclear_matrix', 'rbf_cka', 'rdm', 'rdm_compare', 'rsa', 'set_num_threads', 'squared_distances']
+__all__: list[str] = ['FactorState', 'LinearCKANull', 'NumericalError', 'StreamState', 'batch_hsic', 'canonical_correlations', 'cca_matrix', 'cca_route', 'cca_statistic', 'cca_summary', 'choose_null_space', 'choose_space', 'cka_from_sums', 'get_num_threads', 'knn_lists', 'knn_measure', 'knn_permutation_null', 'knn_self_terms', 'linear_cka_sums', 'linear_cka_sums_matrix', 'nuclear_norms', 'procrustes_chord', 'procrustes_nuclear', 'procrustes_nuclear_matrix', 'rbf_cka', 'rdm', 'rdm_compare', 'rsa', 'set_num_threads', 'squared_distances', 'symmetric_eigens']
 class NumericalError(FloatingPointError):
     pass
 class LinearCKANull:
@@ -156,6 +156,10 @@ def linear_cka_sums(x: numpy.ndarray, y: numpy.ndarray, debiased: bool, space: s
     ...
 def linear_cka_sums_matrix(xs: collections.abc.Sequence[numpy.ndarray], ys: collections.abc.Sequence[numpy.ndarray] | None, debiased: bool, space: str = 'auto') -> dict:
     ...
+def nuclear_norms(mats: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64]], n_threads: typing.SupportsInt | typing.SupportsIndex = 1) -> list[float]:
+    """
+    Sum of the singular values of each float64 matrix, the matrices split over n_threads threads (each LAPACK dgesdd on one BLAS thread).
+    """
 def procrustes_chord(x: numpy.ndarray, y: numpy.ndarray) -> float:
     ...
 def procrustes_nuclear(x: numpy.ndarray, y: numpy.ndarray) -> float:
@@ -174,3 +178,7 @@ def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...
 def squared_distances(x: numpy.ndarray) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"]:
     ...
+def symmetric_eigens(mats: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64]], n_threads: typing.SupportsInt | typing.SupportsIndex = 1) -> list:
+    """
+    (eigenvalues ascending, eigenvectors as columns) of each symmetric float64 matrix (upper triangle read), the matrices split over n_threads threads (each LAPACK dsyevd on one BLAS thread).
+    """

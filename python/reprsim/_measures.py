@@ -405,3 +405,9 @@ register(Measure(
              Option("compare", "spearman", check_choice("compare", COMPARISONS), "how the two RDMs are compared")),
     min_n=3, identity=1.0,
 ))
+
+
+# ---------------------------------------------------------------------------------------------
+# Shape metrics, NBS/Bures, GULP, neuron matching and linear predictivity (see reprsim._linear_measures)
+
+from . import _linear_measures  # noqa: E402,F401  (registers them)

@@ -678,3 +678,407 @@ def pairwise_distances(xs: Any, ys: Any = None, *, metric: str = "cka", progress
         does not take.
     """
     return _matrix(xs, ys, metric, options, "distance", progress)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shape metrics, NBS and Bures, GULP, neuron matching, linear predictivity (reprsim._linear_measures)
+
+
+def shape_distance(x: ArrayLike, y: ArrayLike, *, alpha: float = 1.0, form: str = "angular") -> float:
+    """Generalized shape metric (Williams, Kunz, Kornblith & Linderman 2021; netrep's ``LinearMetric``).
+
+    Each input is centred and partially whitened, ``φ_α(X) = Xc·(αI + (1 − α)(XcᵀXc)^{−1/2})`` with
+    netrep's normalisation (XcᵀXc without 1/n), then aligned by the best orthogonal map:
+
+    - ``form="angular"`` (default): ``arccos(‖φxᵀφy‖_* / (‖φx‖_F ‖φy‖_F))``, in [0, π/2];
+    - ``form="euclidean"``: ``min_Q ‖φx − φy·Q‖_F`` over orthogonal Q, after rescaling each φ to the
+      Frobenius norm of its centred input (netrep's ``preserve_variance``), in [0, ∞).
+
+    Both are metrics (symmetric, triangle inequality) on representations up to orthogonal maps and
+    translation. ``alpha=1`` is the angular Procrustes distance (``procrustes_distance(x, y,
+    angular=True)``); ``alpha=0`` whitens fully, the CCA-like end (the angle is arccos of the mean
+    canonical correlation times the rank ratio). The angular form with α = 1 or α = 0 is invariant to
+    isotropic scaling; for 0 < α < 1 it is not, since α mixes the data (in its own units) with the
+    scale-free whitened data, as in netrep. Unequal widths are compared as if the narrower input were
+    zero-padded (padding changes nothing in these formulas). The inverse square root is a pseudo-inverse
+    on the numerical rank, the eigenvalues of the float64 moments above λ_max·max(n, p)·ε₆₄ (singular
+    values above √(max(n, p)·ε₆₄) of the largest: what cross-products resolve), so p > n and dead or
+    duplicated units are fine. An exact statistic (no estimator choice).
+
+    Differences from netrep: netrep raises eigenvalues below 1e-7 to 1e-7 instead of treating them as
+    rank-deficient, and counts padded and null directions in its variance rescaling, so its Euclidean
+    values differ from these on rank-deficient inputs or unequal widths (its angular values agree up to
+    the noise the clipped directions add).
+
+    Computed from the moments (``blocks()``): each representation's eigendecomposition and whitening once
+    (``pairwise`` reuses it for every pair; the rows are transformed once in float64, the cross-products
+    of float32 inputs formed in float32 from the whitened rows), streamed, or on CUDA tensors.
+
+    Parameters
+    ----------
+    x, y : array_like, shapes (n, p1) and (n, p2)
+        Rows are samples, aligned between x and y; n ≥ 2.
+    alpha : float, default 1.0
+        Partial whitening, in [0, 1].
+    form : {"angular", "euclidean"}, default "angular"
+        The ground metric after alignment.
+
+    Returns
+    -------
+    float
+        The distance: 0 for representations equal up to the invariances; at most π/2 (angular).
+
+    Raises
+    ------
+    ValueError
+        ``alpha`` outside [0, 1] or not finite, an unknown ``form``, or the bad inputs listed under
+        :func:`cka` (mismatched n, NaN/Inf, empty or constant input).
+    TypeError
+        A non-numeric ``alpha``, or an input that is not a real-valued 2-D array.
+
+    References
+    ----------
+    .. [1] A. Williams, E. Kunz, S. Kornblith, S. Linderman. "Generalized Shape Metrics on Neural
+       Representations." NeurIPS 2021.
+    """
+    return _value("shape", x, y, {"alpha": alpha, "form": form})
+
+
+def nbs(x: ArrayLike, y: ArrayLike) -> float:
+    """Normalized Bures similarity (Harvey, Larsen & Williams 2024), with linear kernels.
+
+    ``NBS = ‖XcᵀYc‖_* / √(tr XcᵀXc · tr YcᵀYc)``: the fidelity ``tr (Kx^{1/2} Ky Kx^{1/2})^{1/2}`` of the
+    centred linear kernels K = XcXcᵀ normalised to unit trace. A similarity in [0, 1], symmetric,
+    invariant to orthogonal maps, isotropic scaling and translation; exact. It equals the nuclear norm
+    of Procrustes on unit-norm inputs: NBS = 1 − ``procrustes_distance(x, y)``/2. Its dissimilarity
+    ``distance(x, y, "nbs")`` is arccos NBS, the Bures angle (= the angular Procrustes distance), a
+    metric in [0, π/2].
+
+    Parameters
+    ----------
+    x, y : array_like, shapes (n, p1) and (n, p2)
+        Rows are samples, aligned between x and y; n ≥ 2. float32 stays float32 for the products.
+
+    Returns
+    -------
+    float
+        NBS in [0, 1]; 1 for representations equal up to the invariances.
+
+    Raises
+    ------
+    ValueError
+        The bad inputs listed under :func:`cka` (mismatched n, NaN/Inf, empty or constant input).
+    TypeError
+        An input that is not a real-valued 2-D array.
+
+    References
+    ----------
+    .. [1] S. Harvey, B. Larsen, A. Williams. "Duality of Bures and Shape Distances with Implications
+       for Comparing Neural Representations." UniReps workshop, 2023 (PMLR 243, 2024).
+    """
+    return _value("nbs", x, y, {})
+
+
+def bures_distance(x: ArrayLike, y: ArrayLike) -> float:
+    """Bures distance between the centred linear kernels (Harvey, Larsen & Williams 2024).
+
+    ``d = √(tr Kx + tr Ky − 2‖Kx^{1/2} Ky^{1/2}‖_*)`` with the kernel scale ``K = XcXcᵀ/n``, which is
+    ``√((‖Xc‖²_F + ‖Yc‖²_F − 2‖XcᵀYc‖_*)/n)``: the root-mean-square distance per sample between the
+    centred rows after the best orthogonal alignment (the narrower input zero-padded). The 1/n makes the
+    value a per-sample quantity that does not grow with the number of samples (it estimates the Bures
+    distance between the two covariance operators) and keeps the data's units. A distance in [0, ∞),
+    a metric, symmetric, invariant to orthogonal maps and translation (not to scaling: see :func:`nbs`
+    for the scale-free similarity); a plug-in (biased) estimator. It is the Euclidean shape distance
+    with α = 1 divided by √n. Computed stably near 0 from the Procrustes angle θ:
+    ``d² = ((‖Xc‖ − ‖Yc‖)² + 4‖Xc‖‖Yc‖ sin²(θ/2))/n``; from cross-products, identical inputs give 0 up to
+    about √ε₆₄ of the data's scale.
+
+    Parameters
+    ----------
+    x, y : array_like, shapes (n, p1) and (n, p2)
+        Rows are samples, aligned between x and y; n ≥ 2. float32 stays float32 for the products.
+
+    Returns
+    -------
+    float
+        The distance, in the data's units; 0 for representations equal up to rotation and translation.
+
+    Raises
+    ------
+    ValueError
+        The bad inputs listed under :func:`cka` (mismatched n, NaN/Inf, empty or constant input).
+    TypeError
+        An input that is not a real-valued 2-D array.
+
+    References
+    ----------
+    .. [1] S. Harvey, B. Larsen, A. Williams. "Duality of Bures and Shape Distances with Implications
+       for Comparing Neural Representations." UniReps workshop, 2023 (PMLR 243, 2024).
+    .. [2] R. Bhatia, T. Jain, Y. Lim. "On the Bures–Wasserstein distance between positive definite
+       matrices." Expositiones Mathematicae 37, 2019.
+    """
+    return _value("bures", x, y, {})
+
+
+def gulp_distance(x: ArrayLike, y: ArrayLike, *, lam: float = 1e-2) -> float:
+    """GULP distance between the best ridge predictors on two representations (Boix-Adserà et al. 2022).
+
+    Each input is centred and scaled to ``‖Xc‖_F = √n`` (GULP's normalisation: tr Σ = 1), with
+    ``Σx = XcᵀXc/n``, ``Σxy = XcᵀYc/n`` and ``R = (Σ + λI)^{−1}``:
+
+    ``d² = tr(RxΣxRxΣx) + tr(RyΣyRyΣy) − 2·tr(RxΣxyRyΣyx)``,
+
+    the mean squared difference, over targets of unit norm, between the two representations' ridge
+    predictions (= ‖Hx − Hy‖²_F for the ridge hat matrices). This function returns **d** (the square
+    root, which is a metric); GULP's code returns d². A distance in [0, ∞) (at most √(rank x + rank y)),
+    symmetric, invariant to orthogonal maps, isotropic scaling and translation; a plug-in (biased)
+    estimator. ``lam=0`` uses the pseudo-inverse on the numerical rank (eigenvalues of the float64
+    moments above λ_max·max(n, p)·ε₆₄), where GULP's code inverts every eigenvalue that rounds above 0
+    and so is not reproducible on rank-deficient data; p > n is fine. Large λ: λ·d approaches the
+    distance between the unnormalised covariance operators (the CKA-type end); λ → 0: the CCA-type end.
+    Computed from the moments: each representation's eigendecomposition once (pairwise reuses it),
+    streamed, or on CUDA tensors. Near 0 (nearly equal inputs) the three terms cancel: d is accurate to
+    about √ε₆₄ absolute.
+
+    Parameters
+    ----------
+    x, y : array_like, shapes (n, p1) and (n, p2)
+        Rows are samples, aligned between x and y; n ≥ 2.
+    lam : float, default 0.01
+        Ridge penalty λ ≥ 0, relative to tr Σ = 1.
+
+    Returns
+    -------
+    float
+        The GULP distance d ≥ 0; 0 for representations equal up to the invariances.
+
+    Raises
+    ------
+    ValueError
+        A negative or non-finite ``lam``, or the bad inputs listed under :func:`cka` (mismatched n,
+        NaN/Inf, empty or constant input).
+    TypeError
+        A non-numeric ``lam``, or an input that is not a real-valued 2-D array.
+
+    References
+    ----------
+    .. [1] E. Boix-Adserà, H. Lawrence, G. Stepaniants, P. Rigollet. "GULP: a prediction-based metric
+       between representations." NeurIPS 2022.
+    """
+    return _value("gulp", x, y, {"lam": lam})
+
+
+def permutation_distance(x: ArrayLike, y: ArrayLike, *, form: str = "angular") -> float:
+    """Permutation shape metric: the best one-to-one matching of neurons (netrep's ``PermutationMetric``).
+
+    ``m = max_π Σᵢ (XcᵀYc)_{i,π(i)}`` over one-to-one matchings of the neurons of the centred inputs,
+    solved exactly by the Hungarian method (``scipy.optimize.linear_sum_assignment``, rectangular for
+    unequal widths, which is the zero-padded square problem); ``form="angular"``:
+    ``arccos(m / (‖Xc‖_F ‖Yc‖_F))`` in [0, π] (π when y = −x), ``form="euclidean"``:
+    ``min_P ‖Xc·P − Yc‖_F = √(‖Xc‖² + ‖Yc‖² − 2m)`` in [0, ∞). Both are metrics on representations up to
+    a permutation of neurons and translation; the angular form is also invariant to isotropic scaling.
+    Unlike the rotation-invariant measures it reads the neuron coordinates (``coordinates()``). Exact.
+    Needs scipy.
+
+    Parameters
+    ----------
+    x, y : array_like, shapes (n, p1) and (n, p2)
+        Rows are samples, aligned between x and y; n ≥ 2.
+    form : {"angular", "euclidean"}, default "angular"
+        The ground metric after matching.
+
+    Returns
+    -------
+    float
+        The distance: 0 for representations equal up to a permutation of neurons and translation.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``form``, a matching too large for the available memory, or the bad inputs listed under
+        :func:`cka`.
+    TypeError
+        An input that is not a real-valued 2-D array.
+    ImportError
+        scipy is not installed.
+
+    References
+    ----------
+    .. [1] A. Williams, E. Kunz, S. Kornblith, S. Linderman. "Generalized Shape Metrics on Neural
+       Representations." NeurIPS 2021.
+    """
+    return _value("permutation", x, y, {"form": form})
+
+
+def soft_matching(x: ArrayLike, y: ArrayLike) -> float:
+    """Soft matching similarity: optimal transport between neurons (Khosla & Williams 2023).
+
+    The neurons of x and of y carry uniform mass (1/p1 and 1/p2); moving mass from neuron i of x to
+    neuron j of y costs ``C_ij = 1 − r_ij``, with r_ij the Pearson correlation of the two neurons over
+    the samples. The optimal plan T* (an exact vertex solution) gives the similarity ``1 − ⟨T*, C⟩ =
+    ⟨T*, r⟩`` in [−1, 1] (1: every neuron has a perfectly correlated partner of equal share); the
+    dissimilarity ``distance(x, y, "soft_matching") = √(2⟨T*, C⟩)`` in [0, 2] is the 2-Wasserstein
+    distance between the z-scored neurons (each scaled to norm √n, distances over √n), a metric.
+    Symmetric; invariant to permutations of neurons, translation, and scaling of each neuron; exact.
+    For equal widths the optimal plan is a permutation (the uniform transport polytope is a scaled
+    Birkhoff polytope): the Hungarian method solves it; otherwise POT's network simplex (``ot.emd``) when
+    POT is installed, else scipy's HiGHS dual simplex. The memory the solver needs (up to a few hundred
+    bytes per pair of neurons) is checked first.
+
+    A constant neuron (a dead unit: zero variance, or variance below the rounding of its mean) has no
+    correlation; it is taken as a unit vector orthogonal to every sample direction, one shared by all
+    constant neurons: r = 0 with every varying neuron, r = 1 with a constant neuron of the other side.
+    The cost stays a squared distance between unit vectors, so the distance stays a metric, and dead
+    units of one layer match dead units of the other at no cost.
+
+    Parameters
+    ----------
+    x, y : array_like, shapes (n, p1) and (n, p2)
+        Rows are samples, aligned between x and y; n ≥ 2.
+
+    Returns
+    -------
+    float
+        The similarity in [−1, 1].
+
+    Raises
+    ------
+    ValueError
+        A transport problem larger than the available memory, or the bad inputs listed under :func:`cka`
+        (a representation whose every column is constant among them).
+    TypeError
+        An input that is not a real-valued 2-D array.
+    ImportError
+        scipy is not installed.
+
+    References
+    ----------
+    .. [1] M. Khosla, A. Williams. "Soft Matching Distance: A metric on neural representations that
+       captures single-neuron tuning." UniReps workshop, 2023 (PMLR 243, 2024).
+    """
+    return _value("soft_matching", x, y, {})
+
+
+def linear_predictivity(x: ArrayLike, y: ArrayLike, *, alpha: Any = 1.0, folds: int | None = 5,
+                        score: str = "pearson", aggregate: str = "median", alpha_per_target: bool = False) -> float:
+    """Cross-validated linear predictivity of y from x (ridge regression; Brain-Score's "neural predictivity").
+
+    For each of ``folds`` contiguous, unshuffled folds of the rows (scikit-learn's ``KFold`` sizes: the
+    first n mod k folds one row longer), a ridge regression with an unpenalised intercept — scikit-learn's
+    ``Ridge(alpha)`` objective ``‖Y − XW − 1bᵀ‖² + α‖W‖²`` — is fitted on the other folds, from all
+    columns of x to each column (target) of y; each target is scored on the held-out fold by the Pearson
+    correlation between prediction and truth (``score="r2"``: scikit-learn's ``r2_score`` per target);
+    the scores are aggregated over targets by their median (``aggregate="mean"``: mean), and the result
+    is the mean over folds. ``folds=None`` scores the fit on its own rows (in-sample). A similarity, in
+    [−1, 1] for Pearson r (R² is at most 1); **not symmetric**: y from x (``linear_predictivity(y, x)``
+    is the other direction). Invariant to translation of either input, to orthogonal maps and
+    permutations of x's neurons, to scaling y, and to permuting y's targets; not to scaling x (the
+    penalty is in x's units). An estimator of out-of-sample predictivity ("cross-validated").
+
+    ``alpha`` may be a list: one penalty for all targets is then chosen as scikit-learn's
+    ``RidgeCV(alphas, cv=KFold(folds))`` chooses it (the best mean held-out aggregate over the same folds;
+    ties to the first in the list), and the value is that best score — like RidgeCV's ``best_score_`` it
+    carries the small optimism of choosing among the grid. With ``alpha_per_target=True`` each target's
+    penalty is chosen inside each training set, by inner cross-validation over the other training folds,
+    and scored on the held-out fold (nested: no choice sees the held-out rows). Every penalty of the grid
+    comes from one eigendecomposition of the training moments per fold. ``alpha=0`` is least squares,
+    with the minimum-norm solution on the numerical rank.
+
+    A target with zero variance on a held-out fold (a constant column, or one constant on those rows)
+    has no correlation there: it is left out of that fold's aggregate (never a NaN), a
+    ``SkippedTargetsWarning`` says so, and :func:`predictivity_scores` returns every score, the count and
+    which targets were left out (``PredictivityResult.skipped``).
+
+    Everything is computed from per-fold moments (the ``folds`` statistics kind): in memory in the
+    neuron basis of x when p ≤ n, otherwise in an n-column basis of x's row space (the dual route, exact
+    by the invariance above); ``pairwise`` fits each x's folds once for every y; a
+    :class:`StreamingSimilarity` declared with ``metrics=["predictivity"]`` and ``n=`` keeps each fold's
+    moments; CUDA tensors form them on their device.
+
+    Parameters
+    ----------
+    x, y : array_like, shapes (n, p) and (n, q)
+        Predictors and targets; rows are samples, aligned. n ≥ 2·folds (at least 2 held-out rows per fold).
+    alpha : float or list of float, default 1.0
+        Ridge penalty ≥ 0 (scikit-learn's ``alpha``), or a list of penalties to choose from.
+    folds : int or None, default 5
+        Number of contiguous folds (≥ 2), or None for in-sample scores.
+    score : {"pearson", "r2"}, default "pearson"
+        Per-target held-out score.
+    aggregate : {"median", "mean"}, default "median"
+        Aggregate over targets.
+    alpha_per_target : bool, default False
+        With a list of ``alpha``: choose each target's penalty by inner cross-validation (needs folds ≥ 3).
+
+    Returns
+    -------
+    float
+        The predictivity: the mean over folds of the median (or mean) held-out score.
+
+    Raises
+    ------
+    ValueError
+        A negative or non-finite ``alpha``, ``folds`` below 2, above n/2 or not an integer, a grid without
+        folds, ``alpha_per_target`` without a grid, a constant x, a y constant on some held-out fold in
+        every column, or the bad inputs listed under :func:`cka`.
+    TypeError
+        An option of the wrong type, or an input that is not a real-valued 2-D array.
+
+    See Also
+    --------
+    predictivity_scores : The scores per fold and target, the penalties chosen and the targets left out.
+
+    References
+    ----------
+    .. [1] D. Yamins, H. Hong, C. Cadieu, E. Solomon, D. Seibert, J. DiCarlo. "Performance-optimized
+       hierarchical models predict neural responses in higher visual cortex." PNAS 111, 2014.
+    .. [2] M. Schrimpf et al. "Brain-Score: Which Artificial Neural Network for Object Recognition is
+       most Brain-Like?" bioRxiv 2018.
+    """
+    return _value("predictivity", x, y, {"alpha": alpha, "folds": folds, "score": score, "aggregate": aggregate,
+                                         "alpha_per_target": alpha_per_target})
+
+
+def predictivity_scores(x: ArrayLike, y: ArrayLike, *, alpha: Any = 1.0, folds: int | None = 5,
+                        score: str = "pearson", aggregate: str = "median", alpha_per_target: bool = False) -> Any:
+    """Linear predictivity with its parts: every target's held-out score, the penalties, the skipped targets.
+
+    The same computation as :func:`linear_predictivity` (see there for the definition and options).
+
+    Parameters
+    ----------
+    x, y : array_like, shapes (n, p) and (n, q)
+        Predictors and targets; rows are samples, aligned.
+    alpha : float or list of float, default 1.0
+        Ridge penalty ≥ 0, or a list of penalties to choose from.
+    folds : int or None, default 5
+        Number of contiguous folds (≥ 2), or None for in-sample scores.
+    score : {"pearson", "r2"}, default "pearson"
+        Per-target held-out score.
+    aggregate : {"median", "mean"}, default "median"
+        Aggregate over targets.
+    alpha_per_target : bool, default False
+        With a list of ``alpha``: choose each target's penalty by inner cross-validation.
+
+    Returns
+    -------
+    PredictivityResult
+        ``value`` (what :func:`linear_predictivity` returns), ``fold_values``, ``scores`` (folds × targets,
+        NaN where left out), ``valid``, ``skipped``, ``alpha`` (the penalty used or chosen), ``alphas``,
+        ``criterion`` (each penalty's mean held-out aggregate).
+
+    Raises
+    ------
+    ValueError
+        As :func:`linear_predictivity`.
+    TypeError
+        As :func:`linear_predictivity`.
+    """
+    from ._linear_measures import predictivity_result
+
+    bound = bind("predictivity", {"alpha": alpha, "folds": folds, "score": score, "aggregate": aggregate,
+                                  "alpha_per_target": alpha_per_target})
+    pset = pair_set("folds", [x], [y], names_x=["x"], names_y=["y"], min_n=bound.min_n, what=describe(bound))
+    res = predictivity_result(pset.pair(0, 0), bound)
+    check_range(np.array([res.value]), *bound.value_range, pset.eps, "linear predictivity")
+    return res

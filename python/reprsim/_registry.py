@@ -31,9 +31,10 @@ INVERTIBLE_LINEAR = "invertible_linear"
 TRANSLATION = "translation"
 PERMUTATION = "permutation"
 
-KINDS = ("moments", "factor", "kernel", "minibatch", "neighbours", "rdm")
-# Kinds whose statistics an accumulator can merge over batches (exactly, whatever the split).
-STREAMING_KINDS = frozenset({"moments", "factor", "minibatch"})
+KINDS = ("moments", "factor", "kernel", "minibatch", "neighbours", "rdm", "folds")
+# Kinds whose statistics an accumulator can keep over batches (exactly, whatever the split). "folds"
+# (per-fold moments) needs the number of rows in advance to place the fold boundaries.
+STREAMING_KINDS = frozenset({"moments", "factor", "minibatch", "folds"})
 
 Finaliser = Callable[[Any, "Bound"], float]
 
@@ -138,7 +139,7 @@ class Measure:
         "more similar than chance" as ``"greater"`` for similarities and ``"less"`` for distances.
     statistics : str
         The statistics kind the finalisers read (one of ``"moments"``, ``"factor"``, ``"kernel"``,
-        ``"minibatch"``, ``"neighbours"``, ``"rdm"``).
+        ``"minibatch"``, ``"neighbours"``, ``"rdm"``, ``"folds"``).
     definition : str
         The formula of the value.
     distance_definition : str
@@ -185,6 +186,9 @@ class Measure:
     permutation_null : callable or None
         A compiled permutation null for numpy input (see ``reprsim._nulls``); without one, permutation
         tests recompute the measure for every permutation.
+    float64_products : bool
+        The finaliser makes rank decisions on the moments (pseudo-inverses on the numerical rank), so
+        moments of tensors on a device are formed with float64 products, as on the CPU.
     """
 
     name: str
@@ -221,6 +225,8 @@ class Measure:
     # returning an object whose evaluate(permutations, n_jobs) gives the values (see reprsim._nulls);
     # without one, permutation tests recompute the measure for every permutation.
     permutation_null: Callable[..., Any] | None = None
+    # Rank decisions on the moments: device moments are formed with float64 products.
+    float64_products: bool = False
 
     @property
     def kind(self) -> str:

@@ -16,7 +16,9 @@ Kinds and what their pairs offer (producers implement the bulk methods of the sa
     ``angle()`` — the Procrustes angle arccos ‖x̂ᵀŷ‖_*, computed stably near 0; ``blocks()`` — (Cxx, Cyy,
     Cxy) in float64, in an orthonormal basis of each side's row space (the neuron basis, or an n-column
     basis when a side is wider than n: exact for every measure invariant to orthogonal maps);
-    ``coordinates()`` — the same in the neuron basis, with the column means.
+    ``coordinates()`` — the same in the neuron basis, with the column means; ``exponents()`` — (ex, ey):
+    blocks and coordinates are the moments of 2^−ex·x and 2^−ey·y (exact power-of-two scales that keep
+    the products of inputs of any magnitude inside the float64 range; (0, 0) for streamed moments).
 ``factor`` (:class:`FactorSet`)
     ``cca(stat, keep, on_variance)`` — a summary of the canonical correlations from a QR factor of each
     centred input (``stat``: "mean", "mean_sq", "pwcca_x", "pwcca_y", "pwcca_smaller"; SVCCA's reduction
@@ -31,6 +33,10 @@ Kinds and what their pairs offer (producers implement the bulk methods of the sa
     (see ``reprsim._neighbours``).
 ``rdm``
     ``rsa(method, compare)`` — the comparison of the two representations' RDMs (see ``reprsim._rsa``).
+``folds``
+    ``folds(k)`` — per-fold moments over k contiguous folds of the rows (scikit-learn's ``KFold`` sizes,
+    unshuffled; k = None: one fold of every row) for cross-validated measures (see
+    ``reprsim._folds.FoldMoments``).
 """
 
 from __future__ import annotations
@@ -95,6 +101,13 @@ class PairSet:
 
     def coordinates(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return self._missing("moments in the neuron basis")
+
+    def exponents(self, i: int, j: int) -> tuple[int, int]:
+        """Power-of-two exponents (ex, ey) of the scales blocks() and coordinates() are taken at."""
+        return 0, 0
+
+    def folds(self, i: int, j: int, k: int | None) -> Any:
+        return self._missing("per-fold moments")
 
     def cca(self, stat: str, keep: float, on_variance: bool) -> np.ndarray:
         return self._missing("canonical correlations")
@@ -175,6 +188,14 @@ class Pair:
     def coordinates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return self.set.coordinates(self.i, self.j)
 
+    def exponents(self) -> tuple[int, int]:
+        return self.set.exponents(self.i, self.j)
+
+    # folds
+    def folds(self, k: int | None) -> Any:
+        """Per-fold moments of this pair over k contiguous folds (see ``reprsim._folds.FoldMoments``)."""
+        return self.set.folds(self.i, self.j, k)
+
     # factor
     def cca(self, stat: str, keep: float = 0.0, on_variance: bool = True) -> float:
         return float(self.set.cca(stat, keep, on_variance)[self.i, self.j])
@@ -228,6 +249,37 @@ def angle_from_nuclear(nuc: np.ndarray, eps: float) -> np.ndarray:
     if np.any(nuc > 1.0 + rounding_slack(eps)):
         raise FloatingPointError(f"Procrustes nuclear norm {nuc.max()} exceeds 1 beyond rounding; please report")
     return np.arccos(np.minimum(nuc, 1.0))
+
+
+def scaled_centred(a: np.ndarray, name: str = "x") -> tuple[np.ndarray, np.ndarray, int]:
+    """(2^−e·(a − ā), 2^−e·ā, e) in float64, with e the exponent of the largest centred magnitude, so that
+    the scaled centred values lie in [−1, 1) whatever the magnitude of the input (subnormal to 1e308):
+    products of them neither overflow nor underflow. Scaling by a power of two is exact. A constant column
+    whose mean came out inexact (centred values within 16 units in the last place of the mean) is set to
+    exactly 0: that is rounding, not variance, and scaling would blow it up. ValueError naming ``name`` for
+    NaN or Inf."""
+    a = np.asarray(a)
+    lo, hi = a.min(axis=0).astype(np.float64), a.max(axis=0).astype(np.float64)
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        raise ValueError(f"{name} contains NaN or Inf; remove or replace them (e.g. numpy.nan_to_num) before comparing")
+    pre = 0
+    big = max(float(np.abs(lo).max()), float(np.abs(hi).max())) if a.size else 0.0
+    if big > 2.0**500:  # sums of such values can overflow: centre a scaled copy
+        pre = int(np.frexp(big)[1])
+        a = np.ldexp(np.asarray(a, dtype=np.float64), -pre)
+        lo, hi = np.ldexp(lo, -pre), np.ldexp(hi, -pre)
+    mean = a.mean(axis=0, dtype=np.float64)
+    spread = np.maximum(hi - mean, mean - lo)  # the largest centred magnitude of each column
+    flat = (spread <= 16.0 * np.finfo(np.float64).eps * np.abs(mean)) & (mean != 0.0)
+    top = float(np.where(flat, 0.0, spread).max()) if a.size else 0.0
+    e = int(np.frexp(top)[1]) if top > 0.0 else 0
+    xc = np.subtract(a, mean, dtype=np.float64)
+    if flat.any():
+        xc[:, flat] = 0.0
+    if e:
+        xc = np.ldexp(xc, -e, out=xc)
+        mean = np.ldexp(mean, -e)
+    return xc, mean, e + pre
 
 
 def reduced_basis(xc: np.ndarray) -> np.ndarray:
@@ -439,9 +491,10 @@ class MomentsSet(NumpySet):
 
         return self.bulk("angle", compute)
 
-    def _side(self, cache: dict[Any, Any], a: np.ndarray, coordinates: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(factor F, FᵀF) of one representation: its centred float64 columns, or, when it is wider than
-        n and coordinates are not needed, the n-column basis of its row space."""
+    def _side(self, cache: dict[Any, Any], a: np.ndarray, coordinates: bool, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(factor F, FᵀF) of one representation scaled by 2^−e (see :meth:`exponents`): its centred float64
+        columns, or, when it is wider than n and coordinates are not needed, the n-column basis of its row
+        space."""
         key = ("moments_side", coordinates)
         if key not in cache:
             n, p = a.shape
@@ -449,22 +502,26 @@ class MomentsSet(NumpySet):
             # The centred float64 copy, and its p×p moments, or the n×n Gram and its eigendecomposition.
             require_memory(8.0 * (n * p + (3 * n * n if wide else p * p)), f"the moments of a ({n}, {p}) representation",
                            "reduce the features first, or use fewer samples")
-            xc = np.asarray(a, dtype=np.float64)
-            xc = xc - xc.mean(axis=0)
+            xc, mean, e = scaled_centred(a, name)
             f = reduced_basis(xc) if wide else xc
             cache[key] = (f, f.T @ f)
+            cache["moments_mean"], cache["moments_exponent"] = mean, e
         return cache[key]
 
     def blocks(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        fx, cxx = self._side(self.cache_x[i], self.xs[i], False)
-        fy, cyy = self._side(self.cache_y[j], self.ys[j], False)
+        fx, cxx = self._side(self.cache_x[i], self.xs[i], False, self.names_x[i])
+        fy, cyy = self._side(self.cache_y[j], self.ys[j], False, self.names_y[j])
         return cxx, cyy, fx.T @ fy
 
     def coordinates(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        fx, cxx = self._side(self.cache_x[i], self.xs[i], True)
-        fy, cyy = self._side(self.cache_y[j], self.ys[j], True)
-        return (self.xs[i].mean(axis=0, dtype=np.float64), self.ys[j].mean(axis=0, dtype=np.float64),
-                cxx, cyy, fx.T @ fy)
+        fx, cxx = self._side(self.cache_x[i], self.xs[i], True, self.names_x[i])
+        fy, cyy = self._side(self.cache_y[j], self.ys[j], True, self.names_y[j])
+        return self.cache_x[i]["moments_mean"], self.cache_y[j]["moments_mean"], cxx, cyy, fx.T @ fy
+
+    def exponents(self, i: int, j: int) -> tuple[int, int]:
+        self._side(self.cache_x[i], self.xs[i], False, self.names_x[i])
+        self._side(self.cache_y[j], self.ys[j], False, self.names_y[j])
+        return int(self.cache_x[i]["moments_exponent"]), int(self.cache_y[j]["moments_exponent"])
 
 
 class FactorSet(NumpySet):

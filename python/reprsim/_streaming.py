@@ -30,6 +30,7 @@ from . import _core
 from . import _measures  # noqa: F401  (registers the measures)
 from ._backend import device_backend, pair_set
 from ._compute import check_range, evaluate
+from ._folds import FoldStateSet, FoldStream
 from ._fork import busy
 from ._interrupt import deferred_interrupt
 from ._memory import explain_out_of_memory, fits, gib, require_memory
@@ -412,7 +413,15 @@ class StreamingSimilarity:
         What is kept (see above).
     n : int, optional
         The number of rows that will be streamed, if known (e.g. ``len(loader.dataset)``): lets "auto"
-        choose the route and check its memory at the first batch.
+        choose the route and check its memory at the first batch. Required with a cross-validated
+        measure in ``metrics`` ("predictivity"): its folds are placed from n.
+    folds : int, optional
+        With a cross-validated measure in ``metrics``: the number of contiguous folds whose moments are
+        kept (default 5, the measure's default). Row r of the stream (in the order the updates complete)
+        belongs to the fold whose range of scikit-learn's ``KFold`` sizes holds it; each fold keeps its own
+        moments (k times the memory of the moments), and the moments of every row are their merge.
+        Accumulators declared with a cross-validated measure do not merge with others that hold rows (a
+        second stream's rows would need their positions in the first's).
 
     Raises
     ------
@@ -434,7 +443,7 @@ class StreamingSimilarity:
     """
 
     def __init__(self, *, layers_x: int | None = None, layers_y: int | None = None, metrics: Any = None,
-                 route: str = "auto", n: int | None = None) -> None:
+                 route: str = "auto", n: int | None = None, folds: int | None = None) -> None:
         self._multi, self._k1, self._k2 = _check_layers(layers_x, layers_y)
         self._kinds, self._metrics = _declared_kinds(metrics)
         if route not in ("auto", "moments", "rows"):
@@ -448,6 +457,7 @@ class StreamingSimilarity:
             raise ValueError(f"n must be a positive integer (the number of rows that will be streamed) or None, got {n!r}")
         self._route_arg = route
         self._n_hint = None if n is None else int(n)
+        self._folds_k = _check_stream_folds(folds, self._kinds, self._n_hint, self._metrics)
         # Guards the state: updates, merges and reads from several threads are serialised here (the
         # heavy part of an update, a batch's own moments, is computed outside it).
         self._lock = threading.RLock()
@@ -455,6 +465,9 @@ class StreamingSimilarity:
         # number of the data); measures of the moments alone take the float64 moments (StreamState), whose
         # updates are cheaper.
         self._factor = "factor" in self._kinds
+        # Moments of GPU batches with float64 products (as the C++ path computes them) for measures whose rank
+        # decisions need them (the registry's float64_products flag); the CCA family keeps a factor instead.
+        self._dev_float64_products = any(get(m).float64_products for m in self._metrics or ())
         self._names_x = [f"x[{i}]" for i in range(self._k1)] if self._multi else ["x"]
         self._names_y = [f"y[{j}]" for j in range(self._k2)] if self._multi else ["y"]
         self.reset()
@@ -475,6 +488,7 @@ class StreamingSimilarity:
                             False: [np.zeros((self._k1, self._k2)), np.zeros(self._k1), np.zeros(self._k2), 0]}
             self._mb_n = 0
             self._dev: Any = None  # moments of batches that arrived on a device, kept there
+            self._fold_stream: FoldStream | None = None  # per-fold moments (cross-validated measures)
             self._dev_eps = 0.0
             self._widths: tuple[list[int], list[int]] = ([], [])
             self._ranges: list[tuple[np.ndarray, np.ndarray]] = []  # column minima and maxima of the rows seen
@@ -487,7 +501,8 @@ class StreamingSimilarity:
         """Number of rows accumulated so far."""
         with self._lock:
             dev = self._dev.n if self._dev is not None else 0
-            return int(self._state.n) + self._pending_rows + self._rows_n + int(dev)
+            folded = self._fold_stream.pos if self._fold_stream is not None else 0
+            return int(self._state.n) + self._pending_rows + self._rows_n + int(dev) + folded
 
     @property
     def layers(self) -> tuple[int, int] | None:
@@ -610,8 +625,9 @@ class StreamingSimilarity:
         else:
             self._check_rows_memory(b, xs + ys)
         factor = self._route == "moments" and self._factor
+        folds = self._route == "moments" and self._folds_k is not None
         copies = ([np.array(a, copy=True) for a in xs + ys]
-                  if (self._route == "rows" or (b < _FLUSH_ROWS and not factor)) else None)
+                  if (self._route == "rows" or (b < _FLUSH_ROWS and not factor and not folds)) else None)
         with deferred_interrupt() as interrupted:
             interrupted.check()
             if factor:
@@ -620,6 +636,8 @@ class StreamingSimilarity:
                 with busy(), explain_out_of_memory(f"a StreamingSimilarity update over widths {tuple(wx)} and "
                                                    f"{tuple(wy)}"):
                     self._state.update(xs, ys, names_x, names_y)
+            elif folds:  # each row into its fold's moments, in arrival order (all or nothing: first step of the commit)
+                self._folds_now(wx, wy).add(xs, ys, names_x, names_y)
             self._add_terms(terms, b)
             self._ranges = ranges
             self._widths = (wx, wy)
@@ -630,7 +648,7 @@ class StreamingSimilarity:
                 self._rows_n += b
                 for k, a in enumerate(copies):
                     self._rows[k].append(a)
-            elif factor:
+            elif factor or folds:
                 return None
             elif b >= _FLUSH_ROWS:
                 return [(xs, ys)]
@@ -797,9 +815,12 @@ class StreamingSimilarity:
             for k, t in enumerate(xs + ys):
                 self._rows[k].append(t.clone())
             self._rows_n += b
+        elif self._folds_k is not None:
+            eps = float(np.finfo(np.float32).eps) if xs[0].element_size() == 4 else _EPS64
+            self._folds_now(wx, wy).add_device(backend, xs, ys, eps)
         else:
             if self._dev is None:
-                self._dev = backend.device_accumulator(self._k1, self._k2, self._factor)
+                self._dev = backend.device_accumulator(self._k1, self._k2, self._factor, self._dev_float64_products)
             self._dev.update(xs, ys)
         self._add_terms(terms, b)
         eps = float(np.finfo(np.float32).eps) if xs[0].element_size() == 4 else _EPS64
@@ -807,9 +828,21 @@ class StreamingSimilarity:
         self._dev_eps = max(self._dev_eps, eps)
         self._eps = max(self._eps, eps)
 
+    def _folds_now(self, wx: list[int], wy: list[int]) -> FoldStream:
+        """The per-fold moments, created (memory checked) at the first batch of the moments route."""
+        if self._fold_stream is None:
+            assert self._folds_k is not None and self._n_hint is not None
+            require_memory(self._folds_k * moments_bytes(wx, wy),
+                           f"the moments of {self._folds_k} folds over widths {tuple(wx)} and {tuple(wy)}", _WIDTH_FIX,
+                           "one set of float64 moments per fold")
+            self._fold_stream = FoldStream(self._k1, self._k2, self._n_hint, self._folds_k)
+        return self._fold_stream
+
     def _st(self) -> Any:
         """The C++ state of every row seen (route "moments"): buffered rows flushed, the moments kept on
         a device merged in."""
+        if self._fold_stream is not None:
+            return self._fold_stream.merged()
         if self._pending:
             state = self._moments_of(self._pending)  # may raise: the buffered rows stay buffered
             with deferred_interrupt():
@@ -880,6 +913,11 @@ class StreamingSimilarity:
         if (self._mb is None) != (other._mb is None):
             raise ValueError("cannot merge an accumulator that keeps minibatch terms with one that does not "
                              "(declare the same metrics for both)")
+        for one, two in ((self, other), (other, self)):
+            if one._folds_k is not None and two.n_seen:
+                raise ValueError("cannot merge accumulators that keep per-fold moments (cross-validated measures): "
+                                 "rows are placed in folds by their position in one stream, which a second "
+                                 "accumulator's rows do not have; stream every row through one accumulator")
         with _both_locked(self, other):
             if self._widths[0] and other._widths[0] and self._widths != other._widths:
                 raise ValueError(f"cannot merge accumulators over different widths: {self._widths} and {other._widths}")
@@ -904,7 +942,7 @@ class StreamingSimilarity:
                                      "that keeps moments: create both with the same metrics=")
                 self._factor, self._state = other._factor, other._new_state()
             merged = self._st().merged(other._st()) if rows is None and other.n_seen else None
-            mb = None
+            mb: dict[bool, list[Any] | None] | None = None
             if self._mb is not None and other._mb is not None:
                 mb = {}
                 for debiased in (True, False):
@@ -984,10 +1022,19 @@ class StreamingSimilarity:
                 return out
             wx, wy = self._widths
             if wx:
-                require_memory(2 * moments_bytes(wx, wy, self._factor), f"the state of a StreamingSimilarity over "
-                               f"widths {tuple(wx)} and {tuple(wy)}", _WIDTH_FIX, "the statistics, exported and copied")
+                copies = 2 * (1 + (self._fold_stream.k if self._fold_stream is not None else 0))
+                require_memory(copies * moments_bytes(wx, wy, self._factor), f"the state of a StreamingSimilarity "
+                               f"over widths {tuple(wx)} and {tuple(wy)}", _WIDTH_FIX,
+                               "the statistics (and each fold's), exported and copied")
             st = self._st()
             raw = st.to_dict()
+            if self._fold_stream is not None:
+                fs = self._fold_stream
+                out["folds_k"], out["folds_n"], out["folds_pos"] = (np.float64(fs.k), np.float64(fs.n),
+                                                                    np.float64(fs.pos))
+                for fold, fraw in enumerate(fs.raws()):
+                    out.update({f"folds[{fold}].{name}": v for name, v in
+                                _moment_fields(fraw, self._k1, self._k2, self._multi).items()})
         out["n"] = np.float64(raw["n"])
         out["rank_eps"] = np.float64(raw["rank_eps"])
         if raw["n"] == 0:
@@ -1085,6 +1132,9 @@ class StreamingSimilarity:
             acc._widths = ([r[0].shape[1] for r in rows[: acc._k1]], [r[0].shape[1] for r in rows[acc._k1 :]])
             return acc
         raw: dict[str, Any] = {"k1": acc._k1, "k2": acc._k2, "n": float(n), "rank_eps": rank_eps}
+        if "folds_k" in state:
+            _read_fold_state(acc, state, get_field, n, rank_eps)
+            return acc
         factor = "route" in state and float(get_field("route", 0)) == 2.0
         acc._factor = factor
         if n > 0:
@@ -1146,7 +1196,24 @@ class StreamingSimilarity:
                 "moments: create the accumulator with route='rows' (memory n × width), or compute it in memory "
                 "with reprsim.measure / reprsim.pairwise"
             )
+        if kind == "folds":
+            return self._fold_set(bound)
         return _StateSet(kind, self._st(), self._names_x, self._names_y)
+
+    def _fold_set(self, bound: Bound) -> PairSet:
+        """Per-fold moments for a cross-validated measure (or, in-sample, the moments of every row)."""
+        k = bound["folds"]
+        if k is None:
+            raws = [self._st().to_dict()]
+        elif self._fold_stream is None:
+            raise ValueError(
+                f"{bound.name!r} with folds={k} needs the moments of each fold, which the accumulator does not keep: "
+                f"create it with metrics=[{bound.name!r}, ...], n=<the number of rows> and folds={k} (or ask for "
+                "folds=None, in-sample)")
+        else:
+            self._fold_stream.check_complete(k)
+            raws = self._fold_stream.raws()
+        return FoldStateSet(raws, k, self._k1, self._k2, self._names_x, self._names_y)
 
     def _evaluate(self, metric: str, options: dict[str, Any], want: str) -> Any:
         bound = bind(metric, options)
@@ -1343,6 +1410,74 @@ class StreamingSimilarity:
             Fewer than 2 rows seen, or a constant representation.
         """
         return self.measure("procrustes", angular=angular)
+
+
+def _check_stream_folds(folds: Any, kinds: frozenset[str], n: int | None, metrics: Any) -> int | None:
+    """The number of folds whose moments an accumulator keeps (None when no cross-validated measure is
+    declared)."""
+    if "folds" not in kinds:
+        if folds is not None:
+            raise ValueError("folds= is the number of folds of a cross-validated measure: declare one in metrics= "
+                             "(e.g. metrics=['predictivity']), or drop folds=")
+        return None
+    if n is None:
+        raise ValueError(f"the cross-validated measures in metrics={list(metrics or ())} place their folds from the "
+                         "number of rows: pass n=<the number of rows that will be streamed> (reprsim.torch.compare "
+                         "takes it from len(loader.dataset)), or ask for in-sample scores (folds=None) of an "
+                         "accumulator made without metrics=")
+    if folds is None:
+        return 5
+    if isinstance(folds, (bool, np.bool_)) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise ValueError(f"folds must be an integer ≥ 2, got {folds!r}")
+    return int(folds)
+
+
+def _moment_fields(raw: dict[str, Any], k1: int, k2: int, multi: bool) -> dict[str, np.ndarray]:
+    """A C++ state's moments as the named fields of :meth:`StreamingSimilarity.state` (n and rank_eps too)."""
+    out: dict[str, np.ndarray] = {"n": np.float64(raw["n"]), "rank_eps": np.float64(raw["rank_eps"])}
+    if raw["n"] == 0:
+        return out
+    for fields, k in ((_LAYER_FIELDS_X, k1), (_LAYER_FIELDS_Y, k2)):
+        for f in fields:
+            for i in range(k):
+                out[f"{f}[{i}]" if multi else f] = np.array(raw[f][i], dtype=np.float64)
+    for f in _PAIR_FIELDS:
+        for i in range(k1):
+            for j in range(k2):
+                out[f"{f}[{i},{j}]" if multi else f] = np.array(raw[f][i * k2 + j], dtype=np.float64)
+    return out
+
+
+def _read_fold_state(acc: StreamingSimilarity, state: dict[str, Any], get_field: _FieldReader, n: int,
+                     rank_eps: float) -> None:
+    """Restore the per-fold moments of a state (fields ``folds_k``, ``folds_n``, ``folds_pos`` and
+    ``folds[f].<moment field>``), each fold checked like the moments themselves."""
+    k, total, pos = get_field.count("folds_k"), get_field.count("folds_n"), get_field.count("folds_pos")
+    if k < 2 or pos > total or pos != n:
+        raise ValueError(f"state fields folds_k/folds_n/folds_pos ({k}, {total}, {pos}) do not describe the {n} rows "
+                         "of the state")
+    acc._kinds = acc._kinds | {"folds"}
+    acc._folds_k, acc._n_hint = k, total
+    stream = FoldStream(acc._k1, acc._k2, total, k)
+    for f in range(k):
+        prefix = f"folds[{f}]."
+        sub = {key[len(prefix):]: v for key, v in state.items() if key.startswith(prefix)}
+        reader = _FieldReader(sub)
+        fn = reader.count("n")
+        raw: dict[str, Any] = {"k1": acc._k1, "k2": acc._k2, "n": float(fn), "rank_eps": rank_eps if fn else 0.0}
+        if fn > 0:
+            raw.update(_read_moments(reader, acc._k1, acc._k2, acc._multi, fn))
+        if fn != max(0, min(stream.bounds[f][1], pos) - stream.bounds[f][0]):
+            raise ValueError(f"state field folds[{f}].n = {fn} does not match fold {f} of {k} over {total} rows after "
+                             f"{pos} rows")
+        stream.states[f] = _core.StreamState.from_dict(raw)
+    stream.pos = pos
+    acc._fold_stream = stream
+    if pos:
+        acc._route = "moments"
+        acc._eps = rank_eps
+        merged = stream.merged().to_dict()
+        acc._widths = ([len(m) for m in merged["mean_x"]], [len(m) for m in merged["mean_y"]])
 
 
 def _concatenate(parts: list[Any]) -> Any:

@@ -95,4 +95,15 @@ void trmm_upper(bool left, bool trans, Index m, Index n, double alpha, const dou
 void set_num_threads(int n);
 int get_num_threads();
 
+// While an instance lives, every BLAS call runs on its calling thread alone: for work that is split over
+// threads of its own (see batch.hpp). Composes with the single-threaded small calls; the thread count is
+// restored when the last of them ends.
+class OneThread {
+public:
+    OneThread();
+    ~OneThread();
+    OneThread(const OneThread&) = delete;
+    OneThread& operator=(const OneThread&) = delete;
+};
+
 }  // namespace reprsim::blas

@@ -12,6 +12,11 @@ for numpy input; only the statistics are computed differently:
   CPU), finalised by the C++ code of the streaming accumulators.
 - ``kernel``: RBF kernel matrices in float64 on the device, the bandwidth rules of the C++ core.
 - ``minibatch``: each minibatch's HSIC terms from centred float64 products on the device.
+- ``folds``: per-fold moments (float64 products) of the power-of-two scaled, centred tensors on the device;
+  only the p×p and p×q blocks reach the CPU, where the registry's finaliser solves the ridge problems.
+
+The p×p blocks that measures with rank decisions read (``blocks()``, ``coordinates()``: shape metrics,
+GULP, the matching measures) are formed with float64 products.
 """
 
 from __future__ import annotations
@@ -164,11 +169,16 @@ class DeviceMomentsSet(DeviceSet):
     def angle(self) -> np.ndarray:
         return self.bulk("angle", lambda: angle_from_nuclear(self.nuclear(), self.eps))
 
+    def _moments64(self) -> DeviceMoments:
+        """Moments with float64 products: what measures with rank decisions read, as on the CPU."""
+        return self.bulk("dm64", lambda: DeviceMoments.from_tensors(self.xs, self.ys, CHUNK_ROWS, debiased=False,
+                                                                    product_dtype=torch.float64))
+
     def blocks(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        m = self._moments(False)
         p1, p2 = int(self.xs[i].shape[1]), int(self.ys[j].shape[1])
         require_memory(8 * (p1 + p2) ** 2, f"the moments of tensors on {self.xs[0].device} with widths {p1} and {p2}",
                        "reduce the features first", "float64 moment blocks copied to host memory")
+        m = self._moments64()
 
         def host(t: torch.Tensor) -> np.ndarray:
             return t.detach().to("cpu", torch.float64).numpy()
@@ -176,7 +186,7 @@ class DeviceMomentsSet(DeviceSet):
         return host(m.layer[i]["c"]), host(m.layer[self.k1 + j]["c"]), host(m.pair[(i, j)]["c"])
 
     def coordinates(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        m = self._moments(False)
+        m = self._moments64()
         cxx, cyy, cxy = self.blocks(i, j)
         mx = m.layer[i]["mean"].detach().to("cpu", torch.float64).numpy()
         my = m.layer[self.k1 + j]["mean"].detach().to("cpu", torch.float64).numpy()
@@ -387,8 +397,9 @@ class DeviceAccumulator:
     (float64 accumulation; products in the input dtype) or, where the CCA family is needed, the joint QR
     factor in float64; exported to the C++ state of the same kind when a value is asked for."""
 
-    def __init__(self, k1: int, k2: int, factor: bool) -> None:
-        self.state: Any = DeviceFactorState(k1, k2) if factor else DeviceMoments(k1, k2)
+    def __init__(self, k1: int, k2: int, factor: bool, float64_products: bool = False) -> None:
+        self.state: Any = (DeviceFactorState(k1, k2) if factor else
+                           DeviceMoments(k1, k2, product_dtype=torch.float64 if float64_products else None))
         self.factor = factor
 
     @property
@@ -408,6 +419,94 @@ class DeviceAccumulator:
         if self.factor:
             return self.state.to_core()
         return _core.StreamState.from_dict(self.state.to_raw(rank_eps))
+
+
+def _scaled_centred(t: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The device twin of ``reprsim._stats.scaled_centred``: (2^−e·(t − t̄), 2^−e·t̄, e) in float64, constant
+    columns whose mean came out inexact set to exactly 0."""
+    x = t.to(torch.float64)
+    big = float(x.abs().max())
+    pre = 0
+    if big > 2.0**500:
+        pre = int(math.frexp(big)[1])
+        x = torch.ldexp(x, torch.tensor(-pre, dtype=torch.float64, device=x.device))
+    mean = x.mean(dim=0)
+    xc = x - mean
+    flat = (xc.abs() <= 16.0 * _EPS64 * mean.abs()).all(dim=0) & (mean != 0)
+    if bool(flat.any()):
+        xc[:, flat] = 0.0
+    top = float(xc.abs().max())
+    e = int(math.frexp(top)[1]) if top > 0.0 else 0
+    if e:
+        scale = torch.tensor(-e, dtype=torch.float64, device=x.device)
+        xc, mean = torch.ldexp(xc, scale), torch.ldexp(mean, scale)
+    return xc, mean, e + pre
+
+
+def _reduced_basis(xc: torch.Tensor) -> torch.Tensor:
+    """The device twin of ``reprsim._stats.reduced_basis``: n×r coordinates of the rows in an orthonormal basis
+    of the row space (eigendecomposition of the centred Gram, float64)."""
+    w, v = torch.linalg.eigh(xc @ xc.T)
+    top = float(w[-1])
+    keep = w > top * xc.shape[0] * _EPS64 if top > 0 else torch.zeros_like(w, dtype=torch.bool)
+    return v[:, keep] * w[keep].sqrt()
+
+
+class DeviceFoldsSet(PairSet):
+    """``folds`` statistics of tensors on a device: per-fold moments formed there in float64 (see
+    ``reprsim._folds``), moved to the CPU as float64 blocks."""
+
+    kind = "folds"
+
+    def __init__(self, xs: list[torch.Tensor], ys: list[torch.Tensor] | None, names_x: list[str],
+                 names_y: list[str]) -> None:
+        right = xs if ys is None else ys
+        super().__init__(len(xs), len(right), names_x, names_y if ys is not None else names_x, int(xs[0].shape[0]),
+                         _EPS64, same=ys is None)
+        self.xs, self.ys = xs, right
+
+    def _x_side(self, i: int, k: int | None) -> dict[str, Any]:
+        from .._folds import fold_bounds
+
+        cache = self.cache_x[i]
+        key = ("folds_x", k)
+        if key not in cache:
+            xc, _, e = _scaled_centred(self.xs[i], self.names_x[i])
+            f = _reduced_basis(xc) if xc.shape[1] > xc.shape[0] else xc
+            bounds = fold_bounds(self.n, k)
+            means = torch.stack([f[a:b].mean(dim=0) for a, b in bounds])
+            cxx = torch.stack([(f[a:b] - means[g]).T @ (f[a:b] - means[g]) for g, (a, b) in enumerate(bounds)])
+            cache[key] = {"f": f, "e": e, "bounds": bounds, "means_t": means,
+                          "counts": np.array([b - a for a, b in bounds], dtype=np.float64),
+                          "means": means.cpu().numpy(), "cxx": cxx.cpu().numpy()}
+        return cache[key]
+
+    def _y_side(self, j: int, k: int | None) -> dict[str, Any]:
+        from .._folds import fold_bounds
+
+        cache = self.cache_y[j]
+        key = ("folds_y", k)
+        if key not in cache:
+            g, mean, e = _scaled_centred(self.ys[j], self.names_y[j])
+            bounds = fold_bounds(self.n, k)
+            means = torch.stack([g[a:b].mean(dim=0) for a, b in bounds])
+            vyy = torch.stack([((g[a:b] - means[h]) ** 2).sum(dim=0) for h, (a, b) in enumerate(bounds)])
+            cache[key] = {"g": g, "e": e, "means_t": means, "means": means.cpu().numpy(), "vyy": vyy.cpu().numpy(),
+                          "level": mean.abs().cpu().numpy()}
+        return cache[key]
+
+    def folds(self, i: int, j: int, k: int | None) -> Any:
+        from .._folds import FoldMoments
+
+        def compute() -> Any:
+            sx, sy = self._x_side(i, k), self._y_side(j, k)
+            f, g = sx["f"], sy["g"]
+            cxy = torch.stack([(f[a:b] - sx["means_t"][h]).T @ (g[a:b] - sy["means_t"][h])
+                               for h, (a, b) in enumerate(sx["bounds"])])
+            return FoldMoments(sx["counts"], sx["means"], sx["cxx"], sy["means"], sy["vyy"], cxy.cpu().numpy(),
+                               sx["e"], sy["e"], sy["level"])
+
+        return self.bulk(("folds", i, j, k), compute)
 
 
 class TorchBackend:
@@ -437,6 +536,8 @@ class TorchBackend:
             return DeviceNeighboursSet(tx, ty, names_x, names_y)
         if kind == "rdm":
             return DeviceRDMSet(tx, ty, names_x, names_y)
+        if kind == "folds":
+            return DeviceFoldsSet(tx, ty, names_x, names_y)
         raise ValueError(f"no device producer of {kind!r} statistics; move the tensors to the CPU (.cpu())")
 
     def permute_rows(self, a: Any, index: np.ndarray) -> Any:
@@ -454,8 +555,8 @@ class TorchBackend:
 
         return rdm_torch(x, method, name)
 
-    def device_accumulator(self, k1: int, k2: int, factor: bool) -> DeviceAccumulator:
-        return DeviceAccumulator(k1, k2, factor)
+    def device_accumulator(self, k1: int, k2: int, factor: bool, float64_products: bool = False) -> DeviceAccumulator:
+        return DeviceAccumulator(k1, k2, factor, float64_products)
 
     def check_batch(self, xs: Sequence[Any], ys: Sequence[Any], names_x: list[str],
                     names_y: list[str]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

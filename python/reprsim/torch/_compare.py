@@ -256,7 +256,15 @@ def _run(model_a: torch.nn.Module, model_b: torch.nn.Module, loader: Iterable[An
         acc: Any = MinibatchTerms([f"{names[0]} {n!r}" for n in layers_a], [f"{names[1]} {n!r}" for n in layers_b],
                                   bool(bound["debiased"]))
     else:
-        acc = StreamingSimilarity(layers_x=len(layers_a), layers_y=len(layers_b), metrics=[metric], n=n_hint)
+        declared: list[str] | None = [metric]
+        fold_kw: dict[str, Any] = {}
+        if bound.measure.statistics == "folds":  # cross-validated: the accumulator keeps the moments of each fold
+            if bound["folds"] is None:
+                declared = None  # in-sample: the moments of every row
+            else:
+                fold_kw = {"folds": bound["folds"]}
+        acc = StreamingSimilarity(layers_x=len(layers_a), layers_y=len(layers_b), metrics=declared, n=n_hint,
+                                  **fold_kw)
     grouper = None
     if short_mode is not None:
         debiased = bool(bound["debiased"])
