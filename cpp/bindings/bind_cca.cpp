@@ -25,7 +25,7 @@ void bind_cca(py::module_& m) {
                 const View<T> vx = view_of<T>(x, "x"), vy = view_of<T>(y, "y");
                 VecD rho;
                 {
-                    py::gil_scoped_release release;
+                    LongCall call;
                     const CCAFactor fx = make_factor(vx, "x", 0.0, true, allow_cholesky);
                     const CCAFactor fy = make_factor(vy, "y", 0.0, true, allow_cholesky);
                     rho = cca_pair(fx, fy, false).rho;
@@ -45,7 +45,7 @@ void bind_cca(py::module_& m) {
             return dispatch(ArrayList{x, y}, [&](auto tag) {
                 using T = decltype(tag);
                 const View<T> vx = view_of<T>(x, "x"), vy = view_of<T>(y, "y");
-                py::gil_scoped_release release;
+                LongCall call;
                 const CCAFactor fx = make_factor(vx, "x", keep, on_variance, allow_cholesky);
                 const CCAFactor fy = make_factor(vy, "y", keep, on_variance, allow_cholesky);
                 return cca_statistic(fx, fy, st);
@@ -63,7 +63,7 @@ void bind_cca(py::module_& m) {
                 const View<T> vx = view_of<T>(x, "x"), vy = view_of<T>(y, "y");
                 CCASummary s;
                 {
-                    py::gil_scoped_release release;
+                    LongCall call;
                     const CCAFactor fx = make_factor(vx, "x", 0.0, true);
                     const CCAFactor fy = make_factor(vy, "y", 0.0, true);
                     s = cca_summary(fx, fy, st);
@@ -81,7 +81,7 @@ void bind_cca(py::module_& m) {
             return dispatch(ArrayList{x}, [&](auto tag) {
                 using T = decltype(tag);
                 const View<T> v = view_of<T>(x, "x");
-                py::gil_scoped_release release;
+                LongCall call;
                 return cca_factor(v, default_rank_rtol<T>(v.n, v.p), "x").cholesky ? "cholesky" : "householder";
             });
         },

@@ -23,8 +23,10 @@ std::vector<LinearFactor<T>> factors(const std::vector<View<T>>& views, const st
                                      Space s, bool debiased) {
     std::vector<LinearFactor<T>> out;
     GramWork<T> work;  // one set of Gram-space scratch buffers for every factor
-    for (std::size_t i = 0; i < views.size(); ++i)
+    for (std::size_t i = 0; i < views.size(); ++i) {
         out.push_back(linear_factor(views[i], s, debiased, names[i].c_str(), &work));
+        check_interrupt();
+    }
     return out;
 }
 
@@ -37,7 +39,7 @@ void bind_cka(py::module_& m) {
             return dispatch(ArrayList{x, y}, [&](auto tag) {
                 using T = decltype(tag);
                 const View<T> vx = view_of<T>(x, "x"), vy = view_of<T>(y, "y");
-                py::gil_scoped_release release;
+                LongCall call;
                 const Space s = parse_space(space, vx.n, vx.p, vy.p, sizeof(T), 1, 1);
                 if (s == Space::Feature) return linear_cka_joint(vx, vy, debiased);
                 return linear_cka_gram_pair(vx, vy, debiased);
@@ -63,7 +65,7 @@ void bind_cka(py::module_& m) {
                 py::array_t<double> out({k1, k2});
                 double* o = out.mutable_data();
                 {
-                    py::gil_scoped_release release;
+                    LongCall call;
                     const auto fx = factors(vx, nx, s, debiased);
                     const auto fy = ys ? factors(vy, ny, s, debiased) : std::vector<LinearFactor<T>>{};
                     const auto& right = ys ? fy : fx;

@@ -279,7 +279,7 @@ void bind_stream(py::module_& m) {
                 const auto vy = views_of<T>(ys, ny);
                 HSICTerms h;
                 {
-                    py::gil_scoped_release release;
+                    LongCall call;  // stateless: Ctrl-C can stop it between products
                     h = batch_hsic(vx, vy, debiased, nx, ny);
                 }
                 return py::make_tuple(h.xy, h.xx, h.yy);

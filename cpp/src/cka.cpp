@@ -2,6 +2,7 @@
 
 #include "reprsim/blas.hpp"
 #include "reprsim/centering.hpp"
+#include "reprsim/interrupt.hpp"
 
 #include <algorithm>
 
@@ -255,6 +256,7 @@ MatR<double> linear_cross_matrix(const std::vector<LinearFactor<T>>& fx, const s
     const Index block = std::min<Index>(len_total, Index(1) << 16);
     MatR<T> a(k1, block), b(k2, block), c(k1, k2);
     for (Index s0 = 0; s0 < len_total; s0 += block) {
+        check_interrupt();
         const Index len = std::min(block, len_total - s0);
         for (Index i = 0; i < k1; ++i) std::copy_n(fx[i].packed.data() + s0, len, a.data() + i * block);
         for (Index j = 0; j < k2; ++j) std::copy_n(fy[j].packed.data() + s0, len, b.data() + j * block);

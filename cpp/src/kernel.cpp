@@ -3,6 +3,7 @@
 #include "reprsim/blas.hpp"
 #include "reprsim/centering.hpp"
 #include "reprsim/cka.hpp"
+#include "reprsim/interrupt.hpp"
 
 #include <algorithm>
 #include <vector>
@@ -36,6 +37,7 @@ MatD squared_distances_scaled(const View<T>& x, const char* name, double* scaled
     MatD d(n, n);
     constexpr Index kBlock = 512;
     for (Index r0 = 0; r0 < n; r0 += kBlock) {
+        if (r0 > 0) check_interrupt();
         const Index b = std::min(kBlock, n - r0);
         // Rows r0..r0+b of the row-major Gram U·Uᵀ are columns r0..r0+b of the column-major one
         // (it is symmetric).

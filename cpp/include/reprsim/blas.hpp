@@ -1,4 +1,5 @@
-// Glue to the runtime-dispatched, threaded OpenBLAS of the scipy-openblas32 package.
+// Glue to a runtime-dispatched, threaded OpenBLAS: the linked scipy-openblas32, or numpy's own
+// OpenBLAS when it is loaded and usable (see use_library), so that numpy and reprsim share one pool.
 //
 // Why direct calls rather than EIGEN_USE_BLAS: the kernels need only a handful of products (XᵀY,
 // XᵀX as syrk, XXᵀ as syrk) and LAPACK factorisations, on strided views that Eigen's BLAS hooks
@@ -6,9 +7,15 @@
 // code path obvious. Eigen handles centring, small decompositions and bookkeeping.
 //
 // All matrices here are row-major with a leading dimension in elements.
+//
+// Threads: a call below 2e7 flops runs on the calling thread alone; a larger one on
+// min(set_num_threads's limit, the library's own setting). Products above 2e10 flops run in panels of
+// their inner dimension with an interruption check (reprsim/interrupt.hpp) between panels.
 #pragma once
 
 #include "reprsim/common.hpp"
+
+#include <string>
 
 namespace reprsim::blas {
 
@@ -69,8 +76,24 @@ Index pstrf_upper(Index n, double* a, Index lda, int* piv, double tol);
 // eigenvectors overwrite a when vectors is true.
 void syevd(Index n, double* a, Index lda, double* w, bool vectors);
 
-// Threads of the BLAS.
+// reprsim's limit on the threads of a BLAS call (0: none, the library's own setting applies).
 void set_num_threads(int n);
+// The threads a large call uses now: min(the limit, the library's own setting).
 int get_num_threads();
+// The library's own process-wide setting (what numpy, threadpoolctl or OPENBLAS_NUM_THREADS set).
+int library_num_threads();
+
+// Switches every call to the OpenBLAS at `path`, which must already be loaded in this process (numpy's)
+// and be an ILP64 build exporting scipy_…64_ or …64_ CBLAS/LAPACKE symbols; an empty path switches back
+// to the linked scipy-openblas32. Returns false (and the reason in *why) when it cannot, leaving the
+// library in use unchanged. Call it before any computation starts (the Python package does, at import).
+bool use_library(const std::string& path, std::string* why);
+
+struct LibraryInfo {
+    bool external = false;  // true: the library at `path`; false: the linked scipy-openblas32
+    std::string path;
+    std::string config;     // openblas_get_config()
+};
+LibraryInfo library_info();
 
 }  // namespace reprsim::blas

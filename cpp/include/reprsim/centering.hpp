@@ -8,6 +8,7 @@
 #pragma once
 
 #include "reprsim/common.hpp"
+#include "reprsim/interrupt.hpp"
 
 #include <algorithm>
 #include <thread>
@@ -27,19 +28,28 @@ inline Index row_range_count(Index n, Index p, Index min_elements = Index(1) << 
     return std::min<Index>(std::max(1, blas::get_num_threads()), std::min<Index>(n, 16));
 }
 
-// Calls f(range, first_row, end_row) for each of row_range_count(n, p) contiguous ranges of [0, n),
-// each on its own thread (the first on this one).
+// Calls f(range, first_row, end_row) over [0, n) split into row_range_count(n, p) ranges, each on its
+// own thread (the first on this one). Large inputs go through in blocks of rows, each block split
+// over the ranges, with an interruption check between blocks (a pass over gigabytes takes seconds);
+// range t always gets the t-th part of each block, in block order, so per-range partial sums come
+// out the same for the same thread count.
 template <class F>
 void for_row_ranges(Index n, Index p, F&& f) {
     const Index ranges = row_range_count(n, p);
-    const Index step = (n + ranges - 1) / ranges;
-    std::vector<std::thread> pool;
-    for (Index t = 1; t < ranges; ++t) {
-        const Index r0 = std::min(n, t * step), r1 = std::min(n, r0 + step);
-        pool.emplace_back([&f, t, r0, r1] { f(t, r0, r1); });
+    constexpr Index kBlockElements = Index(1) << 24;
+    const Index block = std::max<Index>(ranges, std::min<Index>(n, std::max<Index>(1, kBlockElements / std::max<Index>(p, 1))));
+    for (Index b0 = 0; b0 < n; b0 += block) {
+        if (b0 > 0) check_interrupt();
+        const Index b1 = std::min(n, b0 + block), len = b1 - b0;
+        const Index step = (len + ranges - 1) / ranges;
+        std::vector<std::thread> pool;
+        for (Index t = 1; t < ranges; ++t) {
+            const Index r0 = std::min(b1, b0 + t * step), r1 = std::min(b1, r0 + step);
+            pool.emplace_back([&f, t, r0, r1] { f(t, r0, r1); });
+        }
+        f(Index(0), b0, std::min(b1, b0 + step));
+        for (auto& th : pool) th.join();
     }
-    f(Index(0), Index(0), std::min(n, step));
-    for (auto& th : pool) th.join();
 }
 
 // One pass over v: float64 column sums, minima and maxima; throws if any column sum is not finite.
