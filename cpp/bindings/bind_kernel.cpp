@@ -16,11 +16,11 @@ void bind_kernel(py::module_& m) {
                 using T = decltype(tag);
                 const View<T> vx = view_of<T>(x, "x"), vy = view_of<T>(y, "y");
                 LongCall call;
-                MatD k = rbf_gram(vx, r, threshold, sigma, "x");
+                const SymmetricMatrix k = rbf_gram(vx, r, threshold, sigma, "x");
                 check_interrupt();
-                MatD l = rbf_gram(vy, r, threshold, sigma, "y");
+                const SymmetricMatrix l = rbf_gram(vy, r, threshold, sigma, "y");
                 check_interrupt();
-                return kernel_cka(std::move(k), std::move(l), debiased);
+                return kernel_cka(k, l, debiased);
             });
         },
         py::arg("x"), py::arg("y"), py::arg("debiased"), py::arg("rule"), py::arg("threshold"), py::arg("sigma"));

@@ -50,6 +50,8 @@ struct External {
     xint (*dgeqp3)(int, xint, xint, double*, xint, xint*, double*);
     xint (*dorgqr)(int, xint, xint, xint, double*, xint, const double*);
     xint (*dgesdd)(int, char, xint, xint, double*, xint, double*, double*, xint, double*, xint);
+    xint (*sgesdd)(int, char, xint, xint, float*, xint, float*, float*, xint, float*, xint);
+    void (*dtrsm)(int, int, int, int, int, xint, xint, double, const double*, xint, double*, xint);
     xint (*dpotrf)(int, char, xint, double*, xint);
     xint (*dpstrf)(int, char, xint, double*, xint, xint*, xint*, double);
     xint (*dsyevd)(int, char, char, xint, double*, xint, double*);
@@ -238,18 +240,21 @@ void lapack_check(std::int64_t info, const char* routine) {
 // Products
 
 template <class T>
-void gemm_tn(Index n, Index m, Index k, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc) {
+void gemm_tn(Index n, Index m, Index k, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc,
+             bool accumulate) {
     Threads guard(2 * D(n) * D(m) * D(k));
     in_panels(n, 2 * D(m) * D(k), [&](Index r0, Index len, bool acc) {
-        gemm_rm<T>(true, false, m, k, len, a + r0 * lda, lda, b + r0 * ldb, ldb, acc ? T(1) : T(0), c, ldc);
+        gemm_rm<T>(true, false, m, k, len, a + r0 * lda, lda, b + r0 * ldb, ldb, acc || accumulate ? T(1) : T(0),
+                   c, ldc);
     });
 }
 
 template <class T>
-void gemm_nt(Index m, Index k, Index n, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc) {
+void gemm_nt(Index m, Index k, Index n, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc,
+             bool accumulate) {
     Threads guard(2 * D(m) * D(k) * D(n));
     in_panels(n, 2 * D(m) * D(k), [&](Index c0, Index len, bool acc) {
-        gemm_rm<T>(false, true, m, k, len, a + c0, lda, b + c0, ldb, acc ? T(1) : T(0), c, ldc);
+        gemm_rm<T>(false, true, m, k, len, a + c0, lda, b + c0, ldb, acc || accumulate ? T(1) : T(0), c, ldc);
     });
 }
 
@@ -262,27 +267,27 @@ void gemm_nn(Index m, Index k, Index n, const T* a, Index lda, const T* b, Index
 }
 
 template <class T>
-void syrk_t(Index n, Index p, const T* a, Index lda, T* c, Index ldc) {
+void syrk_t(Index n, Index p, const T* a, Index lda, T* c, Index ldc, bool accumulate) {
     Threads guard(D(n) * D(p) * D(p));
     in_panels(n, D(p) * D(p), [&](Index r0, Index len, bool acc) {
-        syrk_rm<T>(true, p, len, a + r0 * lda, lda, acc ? T(1) : T(0), c, ldc);
+        syrk_rm<T>(true, p, len, a + r0 * lda, lda, acc || accumulate ? T(1) : T(0), c, ldc);
     });
 }
 
 template <class T>
-void syrk_n(Index n, Index p, const T* a, Index lda, T* c, Index ldc) {
+void syrk_n(Index n, Index p, const T* a, Index lda, T* c, Index ldc, bool accumulate) {
     Threads guard(D(n) * D(n) * D(p));
     in_panels(p, D(n) * D(n), [&](Index c0, Index len, bool acc) {
-        syrk_rm<T>(false, n, len, a + c0, lda, acc ? T(1) : T(0), c, ldc);
+        syrk_rm<T>(false, n, len, a + c0, lda, acc || accumulate ? T(1) : T(0), c, ldc);
     });
 }
 
 #define REPRSIM_INSTANTIATE(T)                                                                         \
-    template void gemm_tn<T>(Index, Index, Index, const T*, Index, const T*, Index, T*, Index);        \
-    template void gemm_nt<T>(Index, Index, Index, const T*, Index, const T*, Index, T*, Index);        \
+    template void gemm_tn<T>(Index, Index, Index, const T*, Index, const T*, Index, T*, Index, bool);  \
+    template void gemm_nt<T>(Index, Index, Index, const T*, Index, const T*, Index, T*, Index, bool);  \
     template void gemm_nn<T>(Index, Index, Index, const T*, Index, const T*, Index, T*, Index);        \
-    template void syrk_t<T>(Index, Index, const T*, Index, T*, Index);                                 \
-    template void syrk_n<T>(Index, Index, const T*, Index, T*, Index);
+    template void syrk_t<T>(Index, Index, const T*, Index, T*, Index, bool);                           \
+    template void syrk_n<T>(Index, Index, const T*, Index, T*, Index, bool);
 REPRSIM_INSTANTIATE(float)
 REPRSIM_INSTANTIATE(double)
 #undef REPRSIM_INSTANTIATE
@@ -304,6 +309,20 @@ void dgemm_col(bool ta, bool tb, Index m, Index k, Index inner, const double* a,
                               I(k), I(len), 1.0, ap, I(lda), bp, I(ldb), beta, c, I(ldc));
         }
     });
+}
+
+void trsm_upper(bool left, Index m, Index k, const double* u, Index ldu, double* b, Index ldb) {
+    const Index t = left ? m : k;
+    Threads guard(D(t) * D(t) * D(left ? k : m));
+    if (m == 0 || k == 0) return;
+    // left: B = U⁻ᵀ·B (solve Uᵀ·X = B); right: B = B·U⁻¹ (solve X·U = B).
+    const int side = left ? CblasLeft : CblasRight, trans = left ? CblasTrans : CblasNoTrans;
+    if (g_use_ext) {
+        g_ext.dtrsm(CblasColMajor, side, CblasUpper, trans, CblasNonUnit, m, k, 1.0, u, ldu, b, ldb);
+    } else {
+        scipy_cblas_dtrsm(CblasColMajor, left ? CblasLeft : CblasRight, CblasUpper, left ? CblasTrans : CblasNoTrans,
+                          CblasNonUnit, I(m), I(k), 1.0, u, I(ldu), b, I(ldb));
+    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -362,6 +381,15 @@ void gesdd(Index m, Index n, double* a, Index lda, double* s, double* u, double*
                          : scipy_LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', I(m), I(n), a, I(lda), s, nullptr, 1, nullptr, 1);
     }
     lapack_check(info, "dgesdd");
+}
+
+void sgesdd_values(Index m, Index n, float* a, Index lda, float* s) {
+    Threads guard(10 * D(m) * D(n) * D(std::min(m, n)));
+    if (std::min(m, n) == 0) return;
+    const std::int64_t info =
+        g_use_ext ? g_ext.sgesdd(LAPACK_COL_MAJOR, 'N', m, n, a, lda, s, nullptr, 1, nullptr, 1)
+                  : scipy_LAPACKE_sgesdd(LAPACK_COL_MAJOR, 'N', I(m), I(n), a, I(lda), s, nullptr, 1, nullptr, 1);
+    lapack_check(info, "sgesdd");
 }
 
 int potrf_upper(Index n, double* a, Index lda) {
@@ -520,6 +548,8 @@ bool use_library(const std::string& path, std::string* why) {
         ok &= bind_symbol(h, prefix + lk, "dgeqp3", "64_", e.dgeqp3, missing);
         ok &= bind_symbol(h, prefix + lk, "dorgqr", "64_", e.dorgqr, missing);
         ok &= bind_symbol(h, prefix + lk, "dgesdd", "64_", e.dgesdd, missing);
+        ok &= bind_symbol(h, prefix + lk, "sgesdd", "64_", e.sgesdd, missing);
+        ok &= bind_symbol(h, prefix + cb, "dtrsm", "64_", e.dtrsm, missing);
         ok &= bind_symbol(h, prefix + lk, "dpotrf", "64_", e.dpotrf, missing);
         ok &= bind_symbol(h, prefix + lk, "dpstrf", "64_", e.dpstrf, missing);
         ok &= bind_symbol(h, prefix + lk, "dsyevd", "64_", e.dsyevd, missing);

@@ -156,20 +156,30 @@ template <class T>
 double linear_cka_joint(const View<T>& x, const View<T>& y, bool debiased) {
     check_blas_dims("x", x.n, x.p + y.p);
     const Index n = x.n, p1 = x.p, p2 = y.p, p = p1 + p2;
-    Buffer<T> z(std::size_t(n) * std::size_t(p));
-    LinearFactor<T> fx, fy;  // self terms only; the features stay in z
+    LinearFactor<T> fx, fy;  // self terms only
     fx.n = fy.n = n;
-    // The biased estimator needs no row norms; the debiased one gets them from the centring pass.
+    // The biased estimator needs no row norms; the debiased one gets them from the centring.
     if (debiased) {
         fx.d.resize(n);
         fy.d.resize(n);
     }
-    center_scaled_into(x, "x", z.data(), p, debiased ? fx.d.data() : nullptr);
-    center_scaled_into(y, "y", z.data() + p1, p, debiased ? fy.d.data() : nullptr);
+    const ScaledMeans mx = scaled_column_means<T>(x, "x");
+    const ScaledMeans my = scaled_column_means<T>(y, "y");
+    // x and y are centred side by side one panel of rows at a time into a reused buffer, and the
+    // panel's syrk accumulates into C: no centred copy of the whole inputs is ever made.
+    const Index rows = panel_rows(n, p, sizeof(T));
+    Buffer<T> z(std::size_t(rows) * std::size_t(p));
+    MatR<T> c(p, p);
+    for (Index r0 = 0; r0 < n; r0 += rows) {
+        const Index len = std::min(rows, n - r0);
+        center_rows_into(x, mx, r0, r0 + len, z.data(), p, debiased ? fx.d.data() + r0 : nullptr,
+                         kPanelThreadElements);
+        center_rows_into(y, my, r0, r0 + len, z.data() + p1, p, debiased ? fy.d.data() + r0 : nullptr,
+                         kPanelThreadElements);
+        blas::syrk_t<T>(len, p, z.data(), p, c.data(), p, r0 > 0);
+    }
     fx.sum_d = fx.d.sum();
     fy.sum_d = fy.d.sum();
-    MatR<T> c(p, p);
-    blas::syrk_t<T>(n, p, z.data(), p, c.data(), p);
     fx.self_biased = sym_sq_norm_upper(c.data(), p1, p);
     fy.self_biased = sym_sq_norm_upper(c.data() + p1 * p + p1, p2, p);
     if (debiased) {
@@ -187,33 +197,42 @@ double linear_cka_gram_pair(const View<T>& x, const View<T>& y, bool debiased) {
     check_blas_dims("x", x.n, x.p);
     check_blas_dims("y", y.n, y.p);
     const Index n = x.n;
-    const std::size_t nn = std::size_t(n) * std::size_t(n);
     LinearFactor<T> fx, fy;  // self terms only
     fx.n = fy.n = n;
     fx.d.resize(n);
     fy.d.resize(n);
-    Buffer<T> k(nn), l(nn);
-    {
-        Buffer<T> xc(std::size_t(n) * std::size_t(x.p)), yc(std::size_t(n) * std::size_t(y.p));
-        center_scaled_into(x, "x", xc.data(), x.p, fx.d.data());
-        center_scaled_into(y, "y", yc.data(), y.p, fy.d.data());
-        blas::syrk_n<T>(n, x.p, xc.data(), x.p, k.data(), n);
-        blas::syrk_n<T>(n, y.p, yc.data(), y.p, l.data(), n);
-    }
-    // ⟨K, L⟩, ⟨K, K⟩ and ⟨L, L⟩ in one pass over the two upper triangles.
+    Buffer<T> xc(std::size_t(n) * std::size_t(x.p)), yc(std::size_t(n) * std::size_t(y.p));
+    center_scaled_into(x, "x", xc.data(), x.p, fx.d.data());
+    center_scaled_into(y, "y", yc.data(), y.p, fy.d.data());
+    // ⟨K, L⟩, ⟨K, K⟩ and ⟨L, L⟩ over the upper triangles of K = Xc·Xcᵀ and L = Yc·Ycᵀ, built one tile of
+    // rows at a time (never whole: n×n matrices would be allocated, first-touched and read back from
+    // memory): rows [i0, i1) of each are a syrk for the diagonal block and a gemm for the columns to its
+    // right, and the tiles are summed in float64 while they are in cache.
+    const Index rows = std::min<Index>(n, std::max<Index>(256, Index((16u << 20) / (std::size_t(n) * sizeof(T)))));
+    Buffer<T> kt(std::size_t(rows) * std::size_t(n)), lt(std::size_t(rows) * std::size_t(n));
     double kl = 0.0, kk = 0.0, ll = 0.0, kl_d = 0.0, kk_d = 0.0, ll_d = 0.0;
-    for (Index i = 0; i < n; ++i) {
-        const T* rk = k.data() + std::size_t(i) * n;
-        const T* rl = l.data() + std::size_t(i) * n;
-        const double a = rk[i], b = rl[i];
-        kl_d += a * b;
-        kk_d += a * a;
-        ll_d += b * b;
-        for (Index j = i + 1; j < n; ++j) {
-            const double u = rk[j], v = rl[j];
-            kl += u * v;
-            kk += u * u;
-            ll += v * v;
+    for (Index i0 = 0; i0 < n; i0 += rows) {
+        const Index b = std::min(rows, n - i0), i1 = i0 + b, rest = n - i1;
+        blas::syrk_n<T>(b, x.p, xc.data() + i0 * x.p, x.p, kt.data(), n);
+        blas::syrk_n<T>(b, y.p, yc.data() + i0 * y.p, y.p, lt.data(), n);
+        if (rest > 0) {
+            blas::gemm_nt<T>(b, rest, x.p, xc.data() + i0 * x.p, x.p, xc.data() + i1 * x.p, x.p, kt.data() + b, n);
+            blas::gemm_nt<T>(b, rest, y.p, yc.data() + i0 * y.p, y.p, yc.data() + i1 * y.p, y.p, lt.data() + b, n);
+        }
+        for (Index r = 0; r < b; ++r) {
+            const T* rk = kt.data() + std::size_t(r) * n;
+            const T* rl = lt.data() + std::size_t(r) * n;
+            const double a = rk[r], c = rl[r];
+            kl_d += a * c;
+            kk_d += a * a;
+            ll_d += c * c;
+            // Row r's upper part: the diagonal block right of the diagonal, then the rest of the row.
+            for (Index j = r + 1; j < b + rest; ++j) {
+                const double u = rk[j], v = rl[j];
+                kl += u * v;
+                kk += u * u;
+                ll += v * v;
+            }
         }
     }
     fx.sum_d = fx.d.sum();

@@ -19,25 +19,32 @@
 
 namespace reprsim::blas {
 
-// C (m×k) = Aᵀ B, where A is (n×m) and B is (n×k), row-major.
+// C (m×k) = Aᵀ B, where A is (n×m) and B is (n×k), row-major (C += Aᵀ B when `accumulate`).
 template <class T>
-void gemm_tn(Index n, Index m, Index k, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc);
+void gemm_tn(Index n, Index m, Index k, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc,
+             bool accumulate = false);
 
-// C (m×k) = A Bᵀ, where A is (m×n) and B is (k×n), row-major.
+// C (m×k) = A Bᵀ, where A is (m×n) and B is (k×n), row-major (C += A Bᵀ when `accumulate`).
 template <class T>
-void gemm_nt(Index m, Index k, Index n, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc);
+void gemm_nt(Index m, Index k, Index n, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc,
+             bool accumulate = false);
 
 // C (m×k) = A B, where A is (m×n) and B is (n×k), row-major.
 template <class T>
 void gemm_nn(Index m, Index k, Index n, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc);
 
-// Upper triangle of C (p×p) = Aᵀ A, A (n×p) row-major. The lower triangle is left untouched.
+// Upper triangle of C (p×p) = Aᵀ A, A (n×p) row-major (+= when `accumulate`). The lower triangle is
+// left untouched.
 template <class T>
-void syrk_t(Index n, Index p, const T* a, Index lda, T* c, Index ldc);
+void syrk_t(Index n, Index p, const T* a, Index lda, T* c, Index ldc, bool accumulate = false);
 
-// Upper triangle of C (n×n) = A Aᵀ, A (n×p) row-major. The lower triangle is left untouched.
+// Upper triangle of C (n×n) = A Aᵀ, A (n×p) row-major (+= when `accumulate`). The lower triangle is
+// left untouched.
 template <class T>
-void syrk_n(Index n, Index p, const T* a, Index lda, T* c, Index ldc);
+void syrk_n(Index n, Index p, const T* a, Index lda, T* c, Index ldc, bool accumulate = false);
+
+// Column-major B (m×k) = U⁻ᵀ·B (left) or B·U⁻¹ (right), U upper triangular (ldu), in place (dtrsm).
+void trsm_upper(bool left, Index m, Index k, const double* u, Index ldu, double* b, Index ldb);
 
 // Column-major general product C (m×k) = op(A)·op(B), op transposing when the flag is set.
 void dgemm_col(bool ta, bool tb, Index m, Index k, Index inner, const double* a, Index lda, const double* b, Index ldb,
@@ -61,6 +68,10 @@ void orgqr(Index m, Index k, double* a, Index lda, const double* tau);
 // Singular values (descending) and, optionally, left/right singular vectors of a column-major
 // (m×n) matrix (LAPACK dgesdd, thin). a is overwritten. u is m×min(m,n), vt is min(m,n)×n.
 void gesdd(Index m, Index n, double* a, Index lda, double* s, double* u, double* vt, bool vectors);
+
+// Singular values only (descending) of a float32 column-major (m×n) matrix (LAPACK sgesdd); a is
+// overwritten.
+void sgesdd_values(Index m, Index n, float* a, Index lda, float* s);
 
 // Cholesky factorisation (upper, column-major, LAPACK dpotrf). Returns LAPACK's info: 0 on
 // success, i > 0 when the leading minor of order i is not positive definite.
