@@ -107,13 +107,18 @@ Space choose_space(Index n, Index p1, Index p2, std::size_t itemsize, Index k1, 
 
 template <class T>
 LinearFactor<T> linear_factor(const View<T>& x, Space space, bool need_debiased, const char* name,
-                              GramWork<T>* work) {
+                              GramWork<T>* work, bool check) {
     LinearFactor<T> f;
     f.space = space;
     f.n = x.n;
     f.p = x.p;
     if (space == Space::Feature) {
-        MatR<T> xc = centered(x, name, &f.d);
+        check_blas_dims(name, x.n, x.p);
+        const ScaledMeans m = scaled_column_means<T>(x, name);
+        f.scale = m.scale;
+        MatR<T> xc(x.n, x.p);
+        f.d.resize(x.n);
+        center_into(x, m, xc.data(), x.p, f.d.data());
         MatR<T> c(x.p, x.p);
         blas::syrk_t<T>(x.n, x.p, xc.data(), x.p, c.data(), x.p);
         f.self_biased = sym_sq_norm_upper(c.data(), x.p, x.p);
@@ -126,12 +131,12 @@ LinearFactor<T> linear_factor(const View<T>& x, Space space, bool need_debiased,
         T* xc = GramWork<T>::get(w.centred, std::size_t(x.n) * std::size_t(x.p));
         T* gram = GramWork<T>::get(w.gram, std::size_t(x.n) * std::size_t(x.n));
         f.d.resize(x.n);
-        center_scaled_into(x, name, xc, x.p, f.d.data());
+        f.scale = center_scaled_into(x, name, xc, x.p, f.d.data());
         f.self_biased = packed_gram(xc, x.n, x.p, gram, f.packed);
     }
     f.sum_d = f.d.sum();
     if (need_debiased) f.self_debiased = debiased_from_cross(f.self_biased, f.d, f.d, f.sum_d, f.sum_d, x.n);
-    check_self(f, need_debiased, name);
+    if (check) check_self(f, need_debiased, name);
     return f;
 }
 
@@ -302,8 +307,45 @@ double hsic_unbiased_gram(const MatD& k, const MatD& l) {
     return tr + rk.sum() * rl.sum() / ((dn - 1.0) * (dn - 2.0)) - 2.0 / (dn - 2.0) * rk.dot(rl);
 }
 
+template <class T>
+BatchHSIC minibatch_hsic(const std::vector<View<T>>& xs, const std::vector<View<T>>& ys, bool debiased,
+                         const std::vector<std::string>& names_x, const std::vector<std::string>& names_y) {
+    const Index k1 = Index(xs.size()), k2 = Index(ys.size());
+    if (k1 == 0 || k2 == 0) throw std::logic_error("minibatch_hsic: no layers");
+    const Index n = xs[0].n;
+    const double dn = double(n);
+    Index p1 = 0, p2 = 0;
+    for (const auto& v : xs) p1 = std::max(p1, v.p);
+    for (const auto& v : ys) p2 = std::max(p2, v.p);
+    const Space space = choose_space(n, p1, p2, sizeof(T), k1, k2);
+    std::vector<LinearFactor<T>> fx, fy;
+    GramWork<T> work;
+    for (Index i = 0; i < k1; ++i) fx.push_back(linear_factor(xs[i], space, true, names_x[i].c_str(), &work, false));
+    for (Index j = 0; j < k2; ++j) fy.push_back(linear_factor(ys[j], space, true, names_y[j].c_str(), &work, false));
+    const MatR<double> cross = linear_cross_matrix(fx, fy);
+    // Each factor's entries were multiplied by its scale (a power of two, 1 for data of moderate
+    // magnitude) and a product of two of them by both squared; terms of different minibatches are summed,
+    // so every term is brought back to the data's own scale (exactly: powers of two).
+    auto hsic = [&](double c, const LinearFactor<T>& a, const LinearFactor<T>& b) {
+        const double h = debiased ? debiased_from_sums(c, a.d.dot(b.d), a.sum_d, b.sum_d, dn) / (dn * (dn - 3.0))
+                                  : c / ((dn - 1.0) * (dn - 1.0));
+        return h / (a.scale * a.scale * b.scale * b.scale);
+    };
+    BatchHSIC out;
+    out.xy.resize(k1, k2);
+    out.xx.resize(k1);
+    out.yy.resize(k2);
+    for (Index i = 0; i < k1; ++i) out.xx[i] = hsic(fx[i].self_biased, fx[i], fx[i]);
+    for (Index j = 0; j < k2; ++j) out.yy[j] = hsic(fy[j].self_biased, fy[j], fy[j]);
+    for (Index i = 0; i < k1; ++i)
+        for (Index j = 0; j < k2; ++j) out.xy(i, j) = hsic(cross(i, j), fx[i], fy[j]);
+    return out;
+}
+
 #define REPRSIM_INSTANTIATE(T)                                                                                   \
-    template LinearFactor<T> linear_factor<T>(const View<T>&, Space, bool, const char*, GramWork<T>*);                      \
+    template LinearFactor<T> linear_factor<T>(const View<T>&, Space, bool, const char*, GramWork<T>*, bool);        \
+    template BatchHSIC minibatch_hsic<T>(const std::vector<View<T>>&, const std::vector<View<T>>&, bool,          \
+                                         const std::vector<std::string>&, const std::vector<std::string>&);        \
     template double linear_cka_joint<T>(const View<T>&, const View<T>&, bool);                                 \
     template double linear_cka_gram_pair<T>(const View<T>&, const View<T>&, bool);                                 \
     template double linear_cka_from_cross<T>(double, const LinearFactor<T>&, const LinearFactor<T>&, bool);    \

@@ -10,6 +10,7 @@
 #include "reprsim/common.hpp"
 
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace reprsim {
@@ -29,6 +30,7 @@ struct LinearFactor {
     double sum_d = 0.0;
     double self_biased = 0.0;    // ‖XcᵀXc‖²_F = ⟨K, K⟩
     double self_debiased = 0.0;  // n(n−3)·HSIC₁(K, K)
+    double scale = 1.0;          // the power of two the centred entries were multiplied by (safe_scale)
 };
 
 // The cheaper form for comparing k1 representations of width up to p1 with k2 of width up to p2
@@ -48,9 +50,11 @@ struct GramWork {
     }
 };
 
+// `check`: refuse a representation whose (debiased) self term is zero or noise (CKA undefined); a
+// minibatch's terms are summed with others', so minibatch CKA builds its factors without the check.
 template <class T>
 LinearFactor<T> linear_factor(const View<T>& x, Space space, bool need_debiased, const char* name,
-                              GramWork<T>* work = nullptr);
+                              GramWork<T>* work = nullptr, bool check = true);
 
 // One comparison in feature space: x and y are centred side by side into one (n × (p1+p2)) buffer
 // and a single syrk yields XcᵀXc, YcᵀYc and XcᵀYc (4·n·p² flops for p1 = p2 = p).
@@ -81,5 +85,17 @@ MatR<double> linear_cross_matrix(const std::vector<LinearFactor<T>>& fx, const s
 
 // n(n−3)·HSIC₁(K, L) of two general (uncentred, symmetric, full) kernel matrices.
 double hsic_unbiased_gram(const MatD& k, const MatD& l);
+
+// The HSIC terms of one minibatch of every layer pair (minibatch CKA, Nguyen et al. 2021): xy (k1×k2),
+// xx (k1), yy (k2); HSIC₀ = ⟨HKH, HLH⟩/(n−1)² or, debiased, HSIC₁. The products run in T (float32 inputs:
+// float32 products of data centred in float64, summed in float64), on the cheaper of the feature and
+// Gram forms, each layer's factor built once.
+struct BatchHSIC {
+    MatD xy;
+    VecD xx, yy;
+};
+template <class T>
+BatchHSIC minibatch_hsic(const std::vector<View<T>>& xs, const std::vector<View<T>>& ys, bool debiased,
+                         const std::vector<std::string>& names_x, const std::vector<std::string>& names_y);
 
 }  // namespace reprsim
