@@ -26,9 +26,14 @@ void bind_cca(py::module_& m) {
                 VecD rho;
                 {
                     LongCall call;
-                    const CCAFactor fx = make_factor(vx, "x", 0.0, true, allow_cholesky);
-                    const CCAFactor fy = make_factor(vy, "y", 0.0, true, allow_cholesky);
-                    rho = cca_pair(fx, fy, false).rho;
+                    CCAPairM pm;
+                    if (allow_cholesky && cca_pair_m(vx, vy, 0.0, true, pm)) {
+                        rho = cca_from_m(std::move(pm.m), false).rho;
+                    } else {
+                        const CCAFactor fx = make_factor(vx, "x", 0.0, true, allow_cholesky);
+                        const CCAFactor fy = make_factor(vy, "y", 0.0, true, allow_cholesky);
+                        rho = cca_pair(fx, fy, false).rho;
+                    }
                 }
                 py::array_t<double> out(rho.size());
                 std::copy(rho.data(), rho.data() + rho.size(), out.mutable_data());
@@ -46,6 +51,9 @@ void bind_cca(py::module_& m) {
                 using T = decltype(tag);
                 const View<T> vx = view_of<T>(x, "x"), vy = view_of<T>(y, "y");
                 LongCall call;
+                CCAPairM pm;
+                if (allow_cholesky && cca_pair_m(vx, vy, keep, on_variance, pm))
+                    return cca_statistic_from_m(std::move(pm.m), pm.rx, pm.ry, pm.px, pm.py, st);
                 const CCAFactor fx = make_factor(vx, "x", keep, on_variance, allow_cholesky);
                 const CCAFactor fy = make_factor(vy, "y", keep, on_variance, allow_cholesky);
                 return cca_statistic(fx, fy, st);
@@ -64,9 +72,14 @@ void bind_cca(py::module_& m) {
                 CCASummary s;
                 {
                     LongCall call;
-                    const CCAFactor fx = make_factor(vx, "x", 0.0, true);
-                    const CCAFactor fy = make_factor(vy, "y", 0.0, true);
-                    s = cca_summary(fx, fy, st);
+                    CCAPairM pm;
+                    if (cca_pair_m(vx, vy, 0.0, true, pm)) {
+                        s = cca_summary_from_m(std::move(pm.m), pm.rx, pm.ry, pm.px, pm.py, st);
+                    } else {
+                        const CCAFactor fx = make_factor(vx, "x", 0.0, true);
+                        const CCAFactor fy = make_factor(vy, "y", 0.0, true);
+                        s = cca_summary(fx, fy, st);
+                    }
                 }
                 py::array_t<double> rho(s.rho.size());
                 std::copy(s.rho.data(), s.rho.data() + s.rho.size(), rho.mutable_data());
