@@ -94,3 +94,17 @@ def test_float32_procrustes_is_within_float32_rounding_of_the_float64_value(rng)
     x, y = _pair(rng, 800, 120, 90, np.float32, offset=10.0)
     expected = reprsim.procrustes_distance(x.astype(np.float64), y.astype(np.float64))
     assert reprsim.procrustes_distance(x, y) == pytest.approx(expected, abs=2e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("debiased", [False, True])
+def test_blocked_gram_cka_matrix_over_several_blocks_matches_per_pair_float64(rng, dtype, debiased):
+    # n = 1100: Gram blocks of 512 rows, so 3 × 3 blocks (6 above or on the diagonal).
+    xs = [(rng.standard_normal((1100, 150)) + 2.0).astype(dtype) for _ in range(2)]
+    ys = [(rng.standard_normal((1100, 170)) - 1.0).astype(dtype) for _ in range(3)]
+    got = _core.linear_cka_matrix(xs, ys, debiased, "gram")
+    own = _core.linear_cka_matrix(xs, None, debiased, "gram")
+    expected = np.array([[_cka64(a, b, debiased) for b in ys] for a in xs])
+    expected_own = np.array([[_cka64(a, b, debiased) for b in xs] for a in xs])
+    np.testing.assert_allclose(got, expected, atol=TOL[dtype])
+    np.testing.assert_allclose(own, expected_own, atol=TOL[dtype])

@@ -66,10 +66,16 @@ void bind_cka(py::module_& m) {
                 double* o = out.mutable_data();
                 {
                     LongCall call;
-                    const auto fx = factors(vx, nx, s, debiased);
-                    const auto fy = ys ? factors(vy, ny, s, debiased) : std::vector<LinearFactor<T>>{};
+                    std::vector<LinearFactor<T>> fx, fy;
+                    MatR<double> cross;
+                    if (s == Space::Gram) {
+                        cross = linear_cross_matrix_gram_blocked(vx, ys ? &vy : nullptr, nx, ny, debiased, fx, fy);
+                    } else {
+                        fx = factors(vx, nx, s, debiased);
+                        if (ys) fy = factors(vy, ny, s, debiased);
+                        cross = linear_cross_matrix(fx, ys ? fy : fx);
+                    }
                     const auto& right = ys ? fy : fx;
-                    const MatR<double> cross = linear_cross_matrix(fx, right);
                     for (Index i = 0; i < k1; ++i)
                         for (Index j = 0; j < k2; ++j)
                             o[i * k2 + j] = linear_cka_from_cross(cross(i, j), fx[i], right[j], debiased);

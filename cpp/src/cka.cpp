@@ -290,6 +290,87 @@ MatR<double> linear_cross_matrix(const std::vector<LinearFactor<T>>& fx, const s
     return out;
 }
 
+template <class T>
+MatR<double> linear_cross_matrix_gram_blocked(const std::vector<View<T>>& xs, const std::vector<View<T>>* ys,
+                                              const std::vector<std::string>& names_x,
+                                              const std::vector<std::string>& names_y, bool debiased,
+                                              std::vector<LinearFactor<T>>& fx, std::vector<LinearFactor<T>>& fy) {
+    const Index k1 = Index(xs.size()), k2 = ys ? Index(ys->size()) : k1;
+    const Index layers = k1 + (ys ? k2 : 0);
+    const Index n = xs[0].n;
+    // Every layer centred once into a copy of its own, with its row norms.
+    std::vector<const View<T>*> views;
+    std::vector<const char*> names;
+    for (Index i = 0; i < k1; ++i) views.push_back(&xs[i]), names.push_back(names_x[i].c_str());
+    if (ys)
+        for (Index j = 0; j < k2; ++j) views.push_back(&(*ys)[j]), names.push_back(names_y[j].c_str());
+    std::vector<std::unique_ptr<Buffer<T>>> xc;
+    std::vector<LinearFactor<T>> f(static_cast<std::size_t>(layers));
+    for (Index l = 0; l < layers; ++l) {
+        const View<T>& v = *views[l];
+        check_blas_dims(names[l], v.n, v.p);
+        auto& fl = f[std::size_t(l)];
+        fl.space = Space::Gram;
+        fl.n = v.n;
+        fl.p = v.p;
+        fl.d.resize(v.n);
+        xc.push_back(std::make_unique<Buffer<T>>(std::size_t(v.n) * std::size_t(v.p)));
+        fl.scale = center_scaled_into(v, names[l], xc.back()->data(), v.p, fl.d.data());
+        fl.sum_d = fl.d.sum();
+        check_interrupt();
+    }
+    // Blocks of b×b Gram entries; the stacked tiles (layers × b²) are reduced in chunks of 2^16 entries
+    // (float32 sums stay short inside a chunk; chunks add up in float64).
+    const Index b = std::min<Index>(n, 512);
+    constexpr Index kChunk = Index(1) << 16;
+    Buffer<T> tiles(std::size_t(layers) * std::size_t(b) * std::size_t(b));
+    MatR<T> g(layers, layers);
+    MatR<double> total = MatR<double>::Zero(layers, layers);
+    for (Index r0 = 0; r0 < n; r0 += b) {
+        const Index br = std::min(b, n - r0);
+        for (Index c0 = r0; c0 < n; c0 += b) {
+            check_interrupt();
+            const Index bc = std::min(b, n - c0), size = br * bc;
+            for (Index l = 0; l < layers; ++l) {
+                const Index p = views[l]->p;
+                const T* a = xc[std::size_t(l)]->data();
+                T* t = tiles.data() + std::size_t(l) * std::size_t(size);
+                if (c0 == r0) {
+                    blas::syrk_n<T>(br, p, a + r0 * p, p, t, br);
+                    for (Index i = 0; i < br; ++i)
+                        for (Index j = 0; j < i; ++j) t[i * br + j] = t[j * br + i];
+                } else {
+                    blas::gemm_nt<T>(br, bc, p, a + r0 * p, p, a + c0 * p, p, t, bc);
+                }
+            }
+            // An off-diagonal block stands for itself and its mirror image below the diagonal.
+            const double weight = c0 == r0 ? 1.0 : 2.0;
+            for (Index k0 = 0; k0 < size; k0 += kChunk) {
+                const Index len = std::min(kChunk, size - k0);
+                blas::syrk_n<T>(layers, len, tiles.data() + k0, size, g.data(), layers);
+                for (Index i = 0; i < layers; ++i)
+                    for (Index j = i; j < layers; ++j) total(i, j) += weight * static_cast<double>(g(i, j));
+            }
+        }
+    }
+    for (Index l = 0; l < layers; ++l) {
+        auto& fl = f[std::size_t(l)];
+        fl.self_biased = total(l, l);
+        if (debiased) fl.self_debiased = debiased_from_cross(fl.self_biased, fl.d, fl.d, fl.sum_d, fl.sum_d, n);
+        check_self(fl, debiased, names[l]);
+    }
+    const Index off = ys ? k1 : 0;
+    MatR<double> cross(k1, k2);
+    for (Index i = 0; i < k1; ++i)
+        for (Index j = 0; j < k2; ++j) {
+            const Index a = std::min(i, off + j), c = std::max(i, off + j);
+            cross(i, j) = total(a, c);
+        }
+    fx.assign(f.begin(), f.begin() + k1);
+    fy.assign(f.begin() + k1, f.end());
+    return cross;
+}
+
 double hsic_unbiased_gram(const MatD& k, const MatD& l) {
     // n(n−3)·HSIC₁ = tr(K̃L̃) + (1ᵀK̃1)(1ᵀL̃1)/((n−1)(n−2)) − 2/(n−2)·(K̃1)ᵀ(L̃1), K̃ = K with zero diagonal.
     const Index n = k.rows();
@@ -344,6 +425,9 @@ BatchHSIC minibatch_hsic(const std::vector<View<T>>& xs, const std::vector<View<
 
 #define REPRSIM_INSTANTIATE(T)                                                                                   \
     template LinearFactor<T> linear_factor<T>(const View<T>&, Space, bool, const char*, GramWork<T>*, bool);        \
+    template MatR<double> linear_cross_matrix_gram_blocked<T>(                                                   \
+        const std::vector<View<T>>&, const std::vector<View<T>>*, const std::vector<std::string>&,                 \
+        const std::vector<std::string>&, bool, std::vector<LinearFactor<T>>&, std::vector<LinearFactor<T>>&);      \
     template BatchHSIC minibatch_hsic<T>(const std::vector<View<T>>&, const std::vector<View<T>>&, bool,          \
                                          const std::vector<std::string>&, const std::vector<std::string>&);        \
     template double linear_cka_joint<T>(const View<T>&, const View<T>&, bool);                                 \

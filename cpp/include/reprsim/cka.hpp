@@ -83,6 +83,20 @@ double linear_cka_from_cross(double cross, const LinearFactor<T>& fx, const Line
 template <class T>
 MatR<double> linear_cross_matrix(const std::vector<LinearFactor<T>>& fx, const std::vector<LinearFactor<T>>& fy);
 
+// The k1×k2 cross terms ⟨K_i, L_j⟩ of every pair in Gram space without any n×n Gram held whole: each
+// input is centred once (a copy), then for every block (r, c ≥ r) of b×b Gram entries each layer's
+// tile is one product (syrk on the diagonal blocks), and all layers' tiles together give every pair's
+// (and every self) inner product over that block as one syrk of the stacked tiles, summed in float64
+// across blocks. Cost: n²·p per layer, as for whole Grams, with O(layers·b²) scratch instead of
+// O(layers·n²) and no pass over whole Grams. With ys absent the matrix is of xs against itself. fx, fy
+// receive each layer's statistics (row norms, self terms; no features, no packed Gram) for
+// linear_cka_from_cross.
+template <class T>
+MatR<double> linear_cross_matrix_gram_blocked(const std::vector<View<T>>& xs, const std::vector<View<T>>* ys,
+                                              const std::vector<std::string>& names_x,
+                                              const std::vector<std::string>& names_y, bool debiased,
+                                              std::vector<LinearFactor<T>>& fx, std::vector<LinearFactor<T>>& fy);
+
 // n(n−3)·HSIC₁(K, L) of two general (uncentred, symmetric, full) kernel matrices.
 double hsic_unbiased_gram(const MatD& k, const MatD& l);
 
