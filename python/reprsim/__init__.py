@@ -11,25 +11,25 @@ import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-# The OpenBLAS library the kernels link to comes from the scipy-openblas32 package (a dependency, not
-# bundled in the wheel). Linux and macOS find it through _core's RPATH into that package; importing
-# the package also loads it, which covers interpreters that do not honour the RPATH. Windows has no
-# RPATH: the DLL's folder is added to the DLL search path before _core is imported.
-try:
-    import scipy_openblas32 as _scipy_openblas32
-except ImportError:  # pragma: no cover
-    _scipy_openblas32 = None
-if sys.platform == "win32" and _scipy_openblas32 is not None:  # pragma: no cover
-    _dll_directory = os.add_dll_directory(_scipy_openblas32.get_lib_dir())
-
 # OpenBLAS's idle threads busy-wait for about 2**28 cycles (~0.1 s) after each call before they sleep;
 # on a machine whose cores another BLAS needs next, that spinning steals them. The linked library is
 # told to sleep after 2**16 cycles (tens of microseconds), unless the user chose a value: the variable
-# is read once, when the library loads with _core, and is put back right after.
+# is read once, when the library loads (importing scipy_openblas32 loads it, as does _core), and is put
+# back right after.
 _timeout_env = os.environ.get("OPENBLAS_THREAD_TIMEOUT")
 if _timeout_env is None:
     os.environ["OPENBLAS_THREAD_TIMEOUT"] = "16"
 try:
+    # The OpenBLAS library the kernels link to comes from the scipy-openblas32 package (a dependency,
+    # not bundled in the wheel). Linux and macOS find it through _core's RPATH into that package;
+    # importing the package also loads it, which covers interpreters that do not honour the RPATH.
+    # Windows has no RPATH: the DLL's folder is added to the DLL search path before _core is imported.
+    try:
+        import scipy_openblas32 as _scipy_openblas32
+    except ImportError:  # pragma: no cover
+        _scipy_openblas32 = None
+    if sys.platform == "win32" and _scipy_openblas32 is not None:  # pragma: no cover
+        _dll_directory = os.add_dll_directory(_scipy_openblas32.get_lib_dir())
     from . import _core
 finally:
     if _timeout_env is None:
