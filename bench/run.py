@@ -379,16 +379,44 @@ def _err(value: Any, reference: Any) -> float:
     return float(np.max(np.abs(a - b))) if a.size else 0.0
 
 
+def first_call_probe(spec: str, quick: bool, threads: int) -> dict[str, Any]:
+    """One call of one candidate in this (fresh) process: its time and value."""
+    wid, name = spec.split(":", 1)
+    wl = next(w for w in workloads() if w.id == wid)
+    peer_info = load_peers(name not in {i.name for i in wl.impls}, only=name)
+    impl = next(i for i in with_peers(wl, peer_info) if i.name == name)
+    set_threads(threads)
+    state = impl.prepare(wl.make(quick))
+    t0 = time.perf_counter()
+    value = impl.run(state)
+    return {"first_call_s": time.perf_counter() - t0, "value": _jsonable(value)}
+
+
 def time_interleaved(impls: list[Impl], data: dict[str, Any], rounds: int, budget: float,
-                     log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+                     log: Callable[[str], None], probe: Callable[[Impl], dict[str, Any]] | None = None
+                     ) -> dict[str, dict[str, Any]]:
     """Call every candidate once (its value; warm-up), then `rounds` rounds in which every candidate
     is called once in turn, the order rotated each round. A candidate whose first call took longer
-    than `budget` seconds is timed by that call alone and left out of the rounds."""
+    than `budget` seconds is timed by that call alone and left out of the rounds. Peers first go
+    through `probe` (one call in a fresh process, stopped after a timeout: a C++ or torch call cannot
+    be stopped in this one); one that times out or takes longer than the budget there is timed by
+    that call alone and never runs here."""
     recs: dict[str, dict[str, Any]] = {}
     states: dict[str, Any] = {}
     for impl in impls:
         rec: dict[str, Any] = {"kind": impl.kind, "note": impl.note}
         recs[impl.name] = rec
+        if probe is not None and impl.kind == "peer":
+            first = probe(impl)
+            if "error" in first:
+                rec.update(status="timeout" if "did not finish" in first["error"] else "error", error=first["error"])
+                log(f"    {impl.name}: {first['error']}")
+                continue
+            if first["first_call_s"] > budget:
+                rec.update(value=first["value"], first_call_s=first["first_call_s"], times_s=[first["first_call_s"]],
+                           timing=f"one call in a fresh process (over the {budget:g} s budget)")
+                log(f"    {impl.name}: first call {_fmt_s(first['first_call_s'])} (fresh process)")
+                continue
         try:
             states[impl.name] = impl.prepare(data)
             gc.collect()
@@ -408,18 +436,26 @@ def time_interleaved(impls: list[Impl], data: dict[str, Any], rounds: int, budge
             states.pop(impl.name)
         log(f"    {impl.name}: first call {_fmt_s(first)}")
     active = [i for i in impls if i.name in states]
+    for impl in active:
+        recs[impl.name]["cpu_s"] = []
     for r in range(rounds):
         order = active[r % len(active):] + active[: r % len(active)] if active else []
         for impl in order:
             gc.collect()
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             impl.run(states[impl.name])
-            recs[impl.name]["times_s"].append(time.perf_counter() - t0)
+            t1, c1 = time.perf_counter(), time.process_time()
+            recs[impl.name]["times_s"].append(t1 - t0)
+            recs[impl.name]["cpu_s"].append(c1 - c0)
     for impl in active:
         recs[impl.name]["timing"] = f"median of {rounds} interleaved rounds"
     for rec in recs.values():
         if rec.get("times_s"):
             rec["median_s"] = statistics.median(rec["times_s"])
+        if rec.get("cpu_s"):
+            # CPU seconds of the whole process (every thread) during the call: the work done, which a
+            # loaded machine changes less than the wall time (idle threads spinning count too).
+            rec["median_cpu_s"] = statistics.median(rec["cpu_s"])
     return recs
 
 
@@ -663,8 +699,9 @@ def markdown(res: dict[str, Any]) -> str:
             f"{w.get('fraction_of_peak', 0):.2f} | {'—' if against is None else f'{_fmt_s(t_o)} ({against})'} | "
             f"{_fmt_x(tg.get('measured'))} | ≥ {REQUIRED[wid]} | {met} |")
     lines += ["", "## Every candidate", "",
-              "| id | candidate | kind | time | timing | × (time / reprsim) | error vs float64 | status |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| id | candidate | kind | time | timing | × (time / reprsim) | CPU time (all threads) | error vs float64 "
+              "| status |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for wid, w in res["workloads"].items():
         t_r = w["impls"]["reprsim"].get("median_s")
         for name, v in w["impls"].items():
@@ -674,7 +711,8 @@ def markdown(res: dict[str, Any]) -> str:
             err = v.get("abs_err")
             ratio = v["median_s"] / t_r if ("median_s" in v and t_r and name != "reprsim") else None
             lines.append(f"| {wid} | {name} | {v.get('kind')} | {_fmt_s(v.get('median_s'))} | {v.get('timing', '')} | "
-                         f"{_fmt_x(ratio) if ratio else ''} | {'' if err is None else f'{err:.1e}'} | {status} |")
+                         f"{_fmt_x(ratio) if ratio else ''} | {_fmt_s(v.get('median_cpu_s'))} | "
+                         f"{'' if err is None else f'{err:.1e}'} | {status} |")
     lines += ["", "## FLOP models (reprsim's GFLOP/s = model FLOPs / median time)", ""]
     for wid, w in res["workloads"].items():
         lines.append(f"- {wid} ({w['route']}): {w['flop_model']} = {w['flops']:.3g} FLOP")
@@ -785,20 +823,27 @@ def main(argv: list[str] | None = None) -> int:
                     help="threads for every BLAS (threadpoolctl) and torch (default: all cores)")
     ap.add_argument("--rounds", "--repeats", type=int, default=7, dest="rounds",
                     help="interleaved rounds; medians reported (default 7)")
-    ap.add_argument("--budget", type=float, default=30.0,
-                    help="a candidate whose first call takes longer is timed by that call alone (default 30 s)")
+    ap.add_argument("--budget", type=float, default=60.0,
+                    help="a candidate whose first call takes longer is timed by that call alone (default 60 s)")
     ap.add_argument("--no-peers", action="store_true", help="reprsim and the numpy formulations only")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     ap.add_argument("--no-mixed", action="store_true", help="skip the mixed-use row")
     ap.add_argument("--timeout", type=float, default=1200.0, help="limit for each subprocess (default 1200 s)")
+    ap.add_argument("--peer-timeout", type=float, default=120.0,
+                    help="a peer's first call, in a fresh process, is stopped after this long (default 120 s)")
+    ap.add_argument("--skip", default="", help="comma-separated candidate names not to run")
     ap.add_argument("--out", type=Path, default=HERE / "results", help="output folder (default bench/results)")
     ap.add_argument("--name", default=None,
                     help="file stem of the outputs (default <YYYY-MM-DD>-<machine>, prefixed 'quick-' with --quick)")
     ap.add_argument("--note", default="", help="a line printed at the top of the table (e.g. 'busy machine')")
     ap.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--mixed-probe", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--first-call-probe", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
+    if args.first_call_probe:
+        print(json.dumps(first_call_probe(args.first_call_probe, args.quick, args.threads)))
+        return 0
     if args.memory_probe:
         print(json.dumps(memory_probe(args.memory_probe, args.quick, args.threads)))
         return 0
@@ -852,8 +897,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{wl.id} {wl.title}: {w['shape']}", flush=True)
         reference = wl.reference(data)
         w["reference"] = _jsonable(reference)
-        recs = time_interleaved(with_peers(wl, peer_info), data, args.rounds, args.budget,
-                                lambda s: print(s, flush=True))
+        def probe(impl: Impl, wid: str = wl.id) -> dict[str, Any]:
+            return _subprocess_json([sys.executable, str(Path(__file__).resolve()), "--first-call-probe",
+                                     f"{wid}:{impl.name}", "--threads", str(args.threads)]
+                                    + (["--quick"] if args.quick else []), args.peer_timeout)
+
+        skip = {x.strip() for x in args.skip.split(",") if x.strip()}
+        recs = time_interleaved([i for i in with_peers(wl, peer_info) if i.name not in skip], data, args.rounds, args.budget,
+                                lambda s: print(s, flush=True), probe)
         grade(recs, reference, TOLERANCE[wl.dtype])
         if recs["reprsim"].get("status") != "ok":
             raise RuntimeError(f"reprsim failed on {wl.id}: {recs['reprsim']}")

@@ -68,7 +68,11 @@ void bind_cka(py::module_& m) {
                     LongCall call;
                     std::vector<LinearFactor<T>> fx, fy;
                     MatR<double> cross;
-                    if (s == Space::Gram) {
+                    // In Gram space the blocked route holds a centred copy of every layer (n·p entries) where
+                    // the packed Grams hold n(n+1)/2: the blocked route for layers narrower than about n/2
+                    // (the wide ones then cost no more memory than their own input), packed Grams beyond.
+                    const Index widest = std::max(max_width(xs), ys ? max_width(*ys) : Index(0));
+                    if (s == Space::Gram && 2 * widest <= vx[0].n + 1) {
                         cross = linear_cross_matrix_gram_blocked(vx, ys ? &vy : nullptr, nx, ny, debiased, fx, fy);
                     } else {
                         fx = factors(vx, nx, s, debiased);

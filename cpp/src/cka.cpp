@@ -157,58 +157,81 @@ double linear_cka_from_cross(double cross, const LinearFactor<T>& fx, const Line
     return num / (std::sqrt(fx.self_debiased) * std::sqrt(fy.self_debiased));
 }
 
+namespace {
+
+// The cross term ‖XcᵀYc‖²_F of one pair, with both inputs' statistics (self terms; row norms when
+// `debiased`), not checked.
 template <class T>
-double linear_cka_joint(const View<T>& x, const View<T>& y, bool debiased) {
-    check_blas_dims("x", x.n, x.p + y.p);
+struct PairTerms {
+    double cross = 0.0;
+    LinearFactor<T> fx, fy;
+};
+
+template <class T>
+void finish_self(LinearFactor<T>& f, bool debiased) {
+    f.sum_d = f.d.sum();
+    if (debiased) f.self_debiased = debiased_from_cross(f.self_biased, f.d, f.d, f.sum_d, f.sum_d, f.n);
+}
+
+// Feature space: x and y are centred side by side one panel of rows at a time into a reused buffer,
+// and the panel's syrk accumulates into C: no centred copy of the whole inputs is ever made.
+template <class T>
+PairTerms<T> pair_terms_feature(const View<T>& x, const View<T>& y, bool debiased, const char* nx = "x",
+                                const char* ny = "y") {
+    check_blas_dims(nx, x.n, x.p + y.p);
     const Index n = x.n, p1 = x.p, p2 = y.p, p = p1 + p2;
-    LinearFactor<T> fx, fy;  // self terms only
-    fx.n = fy.n = n;
+    PairTerms<T> t;
+    t.fx.n = t.fy.n = n;
+    t.fx.p = p1;
+    t.fy.p = p2;
     // The biased estimator needs no row norms; the debiased one gets them from the centring.
     if (debiased) {
-        fx.d.resize(n);
-        fy.d.resize(n);
+        t.fx.d.resize(n);
+        t.fy.d.resize(n);
     }
-    const ScaledMeans mx = scaled_column_means<T>(x, "x");
-    const ScaledMeans my = scaled_column_means<T>(y, "y");
-    // x and y are centred side by side one panel of rows at a time into a reused buffer, and the
-    // panel's syrk accumulates into C: no centred copy of the whole inputs is ever made.
+    const ScaledMeans mx = scaled_column_means<T>(x, nx);
+    const ScaledMeans my = scaled_column_means<T>(y, ny);
+    t.fx.scale = mx.scale;
+    t.fy.scale = my.scale;
     const Index rows = panel_rows(n, p, sizeof(T));
     Buffer<T> z(std::size_t(rows) * std::size_t(p));
     MatR<T> c(p, p);
     for (Index r0 = 0; r0 < n; r0 += rows) {
         const Index len = std::min(rows, n - r0);
-        center_rows_into(x, mx, r0, r0 + len, z.data(), p, debiased ? fx.d.data() + r0 : nullptr,
+        center_rows_into(x, mx, r0, r0 + len, z.data(), p, debiased ? t.fx.d.data() + r0 : nullptr,
                          kPanelThreadElements);
-        center_rows_into(y, my, r0, r0 + len, z.data() + p1, p, debiased ? fy.d.data() + r0 : nullptr,
+        center_rows_into(y, my, r0, r0 + len, z.data() + p1, p, debiased ? t.fy.d.data() + r0 : nullptr,
                          kPanelThreadElements);
         blas::syrk_t<T>(len, p, z.data(), p, c.data(), p, r0 > 0);
     }
-    fx.sum_d = fx.d.sum();
-    fy.sum_d = fy.d.sum();
-    fx.self_biased = sym_sq_norm_upper(c.data(), p1, p);
-    fy.self_biased = sym_sq_norm_upper(c.data() + p1 * p + p1, p2, p);
-    if (debiased) {
-        fx.self_debiased = debiased_from_cross(fx.self_biased, fx.d, fx.d, fx.sum_d, fx.sum_d, n);
-        fy.self_debiased = debiased_from_cross(fy.self_biased, fy.d, fy.d, fy.sum_d, fy.sum_d, n);
-    }
-    check_self(fx, debiased, "x");
-    check_self(fy, debiased, "y");
-    const double cross = block_sq_norm(c.data() + p1, p1, p2, p);  // the XcᵀYc block, above the diagonal
-    return linear_cka_from_cross(cross, fx, fy, debiased);
+    t.fx.self_biased = sym_sq_norm_upper(c.data(), p1, p);
+    t.fy.self_biased = sym_sq_norm_upper(c.data() + p1 * p + p1, p2, p);
+    finish_self(t.fx, debiased);
+    finish_self(t.fy, debiased);
+    t.cross = block_sq_norm(c.data() + p1, p1, p2, p);  // the XcᵀYc block, above the diagonal
+    return t;
 }
 
+// Gram space: centred copies, then ⟨K, L⟩, ⟨K, K⟩, ⟨L, L⟩ tile by tile (see below).
 template <class T>
-double linear_cka_gram_pair(const View<T>& x, const View<T>& y, bool debiased) {
-    check_blas_dims("x", x.n, x.p);
-    check_blas_dims("y", y.n, y.p);
+PairTerms<T> pair_terms_gram(const View<T>& x, const View<T>& y, bool debiased, const char* nx = "x",
+                             const char* ny = "y") {
+    check_blas_dims(nx, x.n, x.p);
+    check_blas_dims(ny, y.n, y.p);
     const Index n = x.n;
-    LinearFactor<T> fx, fy;  // self terms only
+    PairTerms<T> t;
+    LinearFactor<T>& fx = t.fx;
+    LinearFactor<T>& fy = t.fy;
     fx.n = fy.n = n;
-    fx.d.resize(n);
-    fy.d.resize(n);
+    fx.p = x.p;
+    fy.p = y.p;
+    if (debiased) {
+        fx.d.resize(n);
+        fy.d.resize(n);
+    }
     Buffer<T> xc(std::size_t(n) * std::size_t(x.p)), yc(std::size_t(n) * std::size_t(y.p));
-    center_scaled_into(x, "x", xc.data(), x.p, fx.d.data());
-    center_scaled_into(y, "y", yc.data(), y.p, fy.d.data());
+    fx.scale = center_scaled_into(x, nx, xc.data(), x.p, debiased ? fx.d.data() : nullptr);
+    fy.scale = center_scaled_into(y, ny, yc.data(), y.p, debiased ? fy.d.data() : nullptr);
     // ⟨K, L⟩, ⟨K, K⟩ and ⟨L, L⟩ over the upper triangles of K = Xc·Xcᵀ and L = Yc·Ycᵀ, built one tile of
     // rows at a time (never whole: n×n matrices would be allocated, first-touched and read back from
     // memory): rows [i0, i1) of each are a syrk for the diagonal block and a gemm for the columns to its
@@ -240,17 +263,30 @@ double linear_cka_gram_pair(const View<T>& x, const View<T>& y, bool debiased) {
             }
         }
     }
-    fx.sum_d = fx.d.sum();
-    fy.sum_d = fy.d.sum();
     fx.self_biased = 2.0 * kk + kk_d;
     fy.self_biased = 2.0 * ll + ll_d;
-    if (debiased) {
-        fx.self_debiased = debiased_from_cross(fx.self_biased, fx.d, fx.d, fx.sum_d, fx.sum_d, n);
-        fy.self_debiased = debiased_from_cross(fy.self_biased, fy.d, fy.d, fy.sum_d, fy.sum_d, n);
-    }
-    check_self(fx, debiased, "x");
-    check_self(fy, debiased, "y");
-    return linear_cka_from_cross(2.0 * kl + kl_d, fx, fy, debiased);
+    finish_self(fx, debiased);
+    finish_self(fy, debiased);
+    t.cross = 2.0 * kl + kl_d;
+    return t;
+}
+
+}  // namespace
+
+template <class T>
+double linear_cka_joint(const View<T>& x, const View<T>& y, bool debiased) {
+    const PairTerms<T> t = pair_terms_feature(x, y, debiased);
+    check_self(t.fx, debiased, "x");
+    check_self(t.fy, debiased, "y");
+    return linear_cka_from_cross(t.cross, t.fx, t.fy, debiased);
+}
+
+template <class T>
+double linear_cka_gram_pair(const View<T>& x, const View<T>& y, bool debiased) {
+    const PairTerms<T> t = pair_terms_gram(x, y, debiased);
+    check_self(t.fx, debiased, "x");
+    check_self(t.fy, debiased, "y");
+    return linear_cka_from_cross(t.cross, t.fx, t.fy, debiased);
 }
 
 template <class T>
@@ -320,8 +356,10 @@ MatR<double> linear_cross_matrix_gram_blocked(const std::vector<View<T>>& xs, co
         check_interrupt();
     }
     // Blocks of b×b Gram entries; the stacked tiles (layers × b²) are reduced in chunks of 2^16 entries
-    // (float32 sums stay short inside a chunk; chunks add up in float64).
-    const Index b = std::min<Index>(n, 512);
+    // (float32 sums stay short inside a chunk; chunks add up in float64). Blocks of 1024 (fewer, larger
+    // BLAS calls, each re-reading less of the inputs per flop) while the tiles stay within 128 MB.
+    const Index b = std::min<Index>(
+        n, double(layers) * 1024.0 * 1024.0 * double(sizeof(T)) <= 128.0 * (1 << 20) ? 1024 : 512);
     constexpr Index kChunk = Index(1) << 16;
     Buffer<T> tiles(std::size_t(layers) * std::size_t(b) * std::size_t(b));
     MatR<T> g(layers, layers);
@@ -336,9 +374,15 @@ MatR<double> linear_cross_matrix_gram_blocked(const std::vector<View<T>>& xs, co
                 const T* a = xc[std::size_t(l)]->data();
                 T* t = tiles.data() + std::size_t(l) * std::size_t(size);
                 if (c0 == r0) {
+                    // The upper triangle stands for the whole symmetric block: off-diagonal entries
+                    // scaled by √2 (their products count twice), the lower triangle zeroed, row by row.
                     blas::syrk_n<T>(br, p, a + r0 * p, p, t, br);
-                    for (Index i = 0; i < br; ++i)
-                        for (Index j = 0; j < i; ++j) t[i * br + j] = t[j * br + i];
+                    const T root2 = T(std::sqrt(2.0));
+                    for (Index i = 0; i < br; ++i) {
+                        T* row = t + i * br;
+                        std::fill(row, row + i, T(0));
+                        for (Index j = i + 1; j < br; ++j) row[j] *= root2;
+                    }
                 } else {
                     blas::gemm_nt<T>(br, bc, p, a + r0 * p, p, a + c0 * p, p, t, bc);
                 }
@@ -400,10 +444,23 @@ BatchHSIC minibatch_hsic(const std::vector<View<T>>& xs, const std::vector<View<
     for (const auto& v : ys) p2 = std::max(p2, v.p);
     const Space space = choose_space(n, p1, p2, sizeof(T), k1, k2);
     std::vector<LinearFactor<T>> fx, fy;
-    GramWork<T> work;
-    for (Index i = 0; i < k1; ++i) fx.push_back(linear_factor(xs[i], space, true, names_x[i].c_str(), &work, false));
-    for (Index j = 0; j < k2; ++j) fy.push_back(linear_factor(ys[j], space, true, names_y[j].c_str(), &work, false));
-    const MatR<double> cross = linear_cross_matrix(fx, fy);
+    MatR<double> cross(k1, k2);
+    if (k1 == 1 && k2 == 1) {  // one pair: its terms directly, no factor kept
+        const char* nx = names_x[0].c_str();
+        const char* ny = names_y[0].c_str();
+        PairTerms<T> t = space == Space::Feature ? pair_terms_feature(xs[0], ys[0], debiased, nx, ny)
+                                                 : pair_terms_gram(xs[0], ys[0], debiased, nx, ny);
+        cross(0, 0) = t.cross;
+        fx.push_back(std::move(t.fx));
+        fy.push_back(std::move(t.fy));
+    } else {
+        GramWork<T> work;
+        for (Index i = 0; i < k1; ++i)
+            fx.push_back(linear_factor(xs[i], space, debiased, names_x[i].c_str(), &work, false));
+        for (Index j = 0; j < k2; ++j)
+            fy.push_back(linear_factor(ys[j], space, debiased, names_y[j].c_str(), &work, false));
+        cross = linear_cross_matrix(fx, fy);
+    }
     // Each factor's entries were multiplied by its scale (a power of two, 1 for data of moderate
     // magnitude) and a product of two of them by both squared; terms of different minibatches are summed,
     // so every term is brought back to the data's own scale (exactly: powers of two).
