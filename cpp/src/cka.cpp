@@ -195,7 +195,7 @@ PairTerms<T> pair_terms_feature(const View<T>& x, const View<T>& y, bool debiase
     t.fy.scale = my.scale;
     const Index rows = panel_rows(n, p, sizeof(T));
     Buffer<T> z(std::size_t(rows) * std::size_t(p));
-    MatR<T> c(p, p);
+    Buffer<T> c(std::size_t(p) * std::size_t(p));
     for (Index r0 = 0; r0 < n; r0 += rows) {
         const Index len = std::min(rows, n - r0);
         center_rows_into(x, mx, r0, r0 + len, z.data(), p, debiased ? t.fx.d.data() + r0 : nullptr,

@@ -61,39 +61,41 @@ struct ColumnPass {
 template <class T>
 ColumnPass column_pass(const View<T>& v, const char* name) {
     // Partial sums (and extremes) per range, combined in range order (the same result for the same
-    // thread count).
+    // thread count). Extremes are kept in T (exact: they are input values), which halves the float32
+    // work of the pass; only the sums are float64.
     const Index ranges = row_range_count(v.n, v.p);
-    constexpr double inf = std::numeric_limits<double>::infinity();
-    std::vector<VecD> partial(ranges, VecD::Zero(v.p)), low(ranges, VecD::Constant(v.p, inf)),
-        high(ranges, VecD::Constant(v.p, -inf));
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    using VecT = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+    std::vector<VecD> partial(ranges, VecD::Zero(v.p));
+    std::vector<VecT> low(ranges, VecT::Constant(v.p, inf)), high(ranges, VecT::Constant(v.p, -inf));
     for_row_ranges(v.n, v.p, [&](Index t, Index r0, Index r1) {
         double* s = partial[t].data();
-        double* lo = low[t].data();
-        double* hi = high[t].data();
+        T* lo = low[t].data();
+        T* hi = high[t].data();
         for (Index i = r0; i < r1; ++i) {
             const T* row = v.data + i * v.row_stride;
-            if (v.col_stride == 1) {  // contiguous rows: a loop the compiler vectorises
+            if (v.col_stride == 1) {  // contiguous rows: loops the compiler vectorises
+                for (Index j = 0; j < v.p; ++j) s[j] += static_cast<double>(row[j]);
                 for (Index j = 0; j < v.p; ++j) {
-                    const double a = static_cast<double>(row[j]);
-                    s[j] += a;
+                    const T a = row[j];
                     lo[j] = a < lo[j] ? a : lo[j];
                     hi[j] = a > hi[j] ? a : hi[j];
                 }
             } else {
                 for (Index j = 0; j < v.p; ++j) {
-                    const double a = static_cast<double>(row[j * v.col_stride]);
-                    s[j] += a;
+                    const T a = row[j * v.col_stride];
+                    s[j] += static_cast<double>(a);
                     lo[j] = a < lo[j] ? a : lo[j];
                     hi[j] = a > hi[j] ? a : hi[j];
                 }
             }
         }
     });
-    ColumnPass out{partial[0], low[0], high[0]};
+    ColumnPass out{partial[0], low[0].template cast<double>(), high[0].template cast<double>()};
     for (std::size_t t = 1; t < partial.size(); ++t) {
         out.sum += partial[t];
-        out.lo = out.lo.cwiseMin(low[t]);
-        out.hi = out.hi.cwiseMax(high[t]);
+        out.lo = out.lo.cwiseMin(low[t].template cast<double>());
+        out.hi = out.hi.cwiseMax(high[t].template cast<double>());
     }
     for (Index j = 0; j < v.p; ++j) {
         if (!std::isfinite(out.sum[j])) {
