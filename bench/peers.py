@@ -11,8 +11,12 @@ What each package offers, and so which workloads it takes part in:
   zero-diagonal linear Gram matrices), i.e. debiased linear CKA on the full data: W6.
 - ckatorch: ``cka_base`` (Kornblith's Gram-space formulation, float64, biased or unbiased): W1, W2,
   W6, and W3 as a per-pair loop (its layer API works per minibatch, a different estimator).
+- ckatorch's ``cka_base(kernel="rbf")``: RBF CKA with σ² = the median of all n² squared distances
+  (torch.median: the lower of the two middle values): W7; ``cka_batch`` on the minibatches stacked
+  (float64 Grams, HSIC₁ summed over the minibatches): W8.
 - pytorch-cka (``cka``): ``cka_from_features``, debiased linear CKA from the unbiased HSIC, for one
-  pair or a stack of layers: W6 (its values are clamped to [0, 1]).
+  pair or a stack of layers: W6 (its values are clamped to [0, 1]); its ``cka.hsic.hsic`` on the float32
+  Grams of each minibatch, summed: W8.
 - repsim: ``repsim.cka(mats, "linear", estimator)`` returns the matrix over every pair of a list
   (biased "gretton", debiased "song"): W1, W2, W3 (from one list of all 24 layers), W6. Its PWCCA is
   the mean of both weightings and it has no mean canonical correlation, so it cannot compute W4.
@@ -44,6 +48,8 @@ class Peer:
     workloads: dict[str, tuple[Prepare, Run]] = field(default_factory=dict)
     # workload id -> why this package cannot compute it
     not_offered: dict[str, str] = field(default_factory=dict)
+    # workload id -> how the adapter calls the package
+    notes: dict[str, str] = field(default_factory=dict)
 
     def load(self) -> tuple[types.ModuleType | None, str | None, str | None]:
         """(module, version, reason it could not be imported)."""
@@ -121,8 +127,43 @@ def _ckatorch_matrix(t: dict[str, Any]) -> np.ndarray:
         return np.array([[float(ckatorch.cka_base(a, b, kernel="linear")) for b in t["ys"]] for a in t["xs"]])
 
 
+def _ckatorch_rbf(t: dict[str, Any]) -> float:
+    import ckatorch
+
+    torch = _torch()
+    with torch.no_grad():
+        return float(ckatorch.cka_base(t["x"], t["y"], kernel="rbf"))
+
+
+def _ckatorch_batch(t: dict[str, Any]) -> float:
+    import ckatorch
+
+    torch = _torch()
+    b = t["batch"]
+    x, y = t["x"], t["y"]
+    with torch.no_grad():
+        return float(ckatorch.cka_batch(x.reshape(-1, b, x.shape[1]), y.reshape(-1, b, y.shape[1])))
+
+
 # ----------------------------------------------------------------------------------------------
 # pytorch-cka
+
+
+def _pytorch_cka_minibatch(t: dict[str, Any]) -> float:
+    from cka.hsic import hsic
+
+    torch = _torch()
+    b = t["batch"]
+    xy = xx = yy = 0.0
+    with torch.no_grad():
+        for s in range(0, t["x"].shape[0], b):
+            xb, yb = t["x"][s : s + b], t["y"][s : s + b]
+            h_xy, h_xx, h_yy = hsic((xb @ xb.T)[None], (yb @ yb.T)[None])
+            xy += float(h_xy)
+            xx += float(h_xx)
+            yy += float(h_yy)
+    return xy / np.sqrt(xx * yy)
+
 
 
 def _pytorch_cka_debiased(t: dict[str, Any]) -> float:
@@ -168,18 +209,20 @@ def _same(d: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
+_NO_CCA = "no CCA"
+_NO_PROCRUSTES = "no Procrustes distance"
+_NO_RBF = "no RBF kernel"
+_DEBIASED_ONLY = "computes only the unbiased (debiased) HSIC estimator"
+
 PEERS: list[Peer] = [
     Peer(
         "torch-cka",
         "torch_cka",
         {"W6": (_tensors, _torch_cka_debiased)},
-        {
-            "W1": "computes only the unbiased (debiased) HSIC estimator",
-            "W2": "computes only the unbiased (debiased) HSIC estimator",
-            "W3": "computes only the unbiased (debiased) HSIC estimator, through model hooks",
-            "W4": "no CCA",
-            "W5": "no Procrustes distance",
-        },
+        {"W1": _DEBIASED_ONLY, "W2": _DEBIASED_ONLY, "W3": _DEBIASED_ONLY + ", through model hooks",
+         "W4": _NO_CCA, "W5": _NO_PROCRUSTES, "W7": _NO_RBF,
+         "W8": "its minibatch CKA runs inside model hooks, not on given activations"},
+        {"W6": "CKA._HSIC on zero-diagonal float32 Grams"},
     ),
     Peer(
         "ckatorch",
@@ -189,20 +232,21 @@ PEERS: list[Peer] = [
             "W2": (_tensors, _ckatorch_pair(False)),
             "W3": (_tensors, _ckatorch_matrix),
             "W6": (_tensors, _ckatorch_pair(True)),
+            "W7": (_tensors, _ckatorch_rbf),
+            "W8": (_tensors, _ckatorch_batch),
         },
-        {"W4": "no CCA", "W5": "no Procrustes distance"},
+        {"W4": _NO_CCA, "W5": _NO_PROCRUSTES},
+        {"W1": "cka_base, float64 Grams", "W2": "cka_base, float64 Grams", "W3": "cka_base per pair",
+         "W6": "cka_base(unbiased=True)", "W7": "cka_base(kernel='rbf'), lower median",
+         "W8": "cka_batch on the stacked minibatches, float64 Grams"},
     ),
     Peer(
         "pytorch-cka",
         "cka",
-        {"W6": (_tensors, _pytorch_cka_debiased)},
-        {
-            "W1": "computes only the unbiased (debiased) HSIC estimator",
-            "W2": "computes only the unbiased (debiased) HSIC estimator",
-            "W3": "computes only the unbiased (debiased) HSIC estimator",
-            "W4": "no CCA",
-            "W5": "no Procrustes distance",
-        },
+        {"W6": (_tensors, _pytorch_cka_debiased), "W8": (_tensors, _pytorch_cka_minibatch)},
+        {"W1": _DEBIASED_ONLY, "W2": _DEBIASED_ONLY, "W3": _DEBIASED_ONLY, "W4": _NO_CCA, "W5": _NO_PROCRUSTES,
+         "W7": _NO_RBF},
+        {"W6": "cka_from_features", "W8": "cka.hsic.hsic on the float32 Grams of each minibatch, summed"},
     ),
     Peer(
         "repsim",
@@ -213,10 +257,10 @@ PEERS: list[Peer] = [
             "W3": (_same, _repsim_matrix),
             "W6": (_same, _repsim_pair("song")),
         },
-        {
-            "W4": "its PWCCA averages both weightings and it has no mean canonical correlation",
-            "W5": "no Procrustes distance",
-        },
+        {"W4": "its PWCCA averages both weightings and it has no mean canonical correlation",
+         "W5": _NO_PROCRUSTES, "W7": "its RBF bandwidth rule differs", "W8": "no minibatch estimator"},
+        {"W3": "one 24 × 24 matrix of all layers"},
     ),
-    Peer("scipy", "scipy.spatial", {"W5": (_same, _scipy_procrustes)}, {}),
+    Peer("scipy", "scipy.spatial", {"W5": (_same, _scipy_procrustes)}, {},
+         {"W5": "scipy.spatial.procrustes disparity, converted"}),
 ]

@@ -182,3 +182,173 @@ def procrustes_distance(x: np.ndarray, y: np.ndarray) -> float:
     y = y / np.linalg.norm(y)
     nuclear = np.linalg.svd(x.T @ y, compute_uv=False).sum()
     return float(2.0 - 2.0 * nuclear)
+
+
+# ----------------------------------------------------------------------------------------------
+# The fastest formulations a user could run instead (written from their published descriptions, in
+# the input's dtype as the original code runs them). The benchmark times reprsim against these.
+
+
+def _sim_metric_preprocess(x: np.ndarray) -> np.ndarray:
+    """sim_metric's preprocessing: neurons × samples, centred over the samples, unit Frobenius norm."""
+    a = x.T
+    a = a - a.mean(axis=1, keepdims=True)
+    return a / np.linalg.norm(a)
+
+
+def cka_sim_metric(x: np.ndarray, y: np.ndarray) -> float:
+    """Linear CKA as sim_metric computes it: ‖BAᵀ‖²_F / (‖AAᵀ‖_F ‖BBᵀ‖_F) on the preprocessed inputs."""
+    a, b = _sim_metric_preprocess(x), _sim_metric_preprocess(y)
+    return float(np.linalg.norm(b @ a.T) ** 2 / (np.linalg.norm(a @ a.T) * np.linalg.norm(b @ b.T)))
+
+
+def cka_netrep(x: np.ndarray, y: np.ndarray) -> float:
+    """Linear CKA as netrep's LinearCKA forms it: centre, the sample Grams XXᵀ, YYᵀ, inner products
+    in the input's dtype (its score is the arccos of this value)."""
+    x = x - x.mean(axis=0)
+    y = y - y.mean(axis=0)
+    k = x @ x.T
+    l = y @ y.T
+    return float(np.vdot(k, l) / (np.linalg.norm(k) * np.linalg.norm(l)))
+
+
+def cka_matrix_cached(xs: list[np.ndarray], ys: list[np.ndarray]) -> np.ndarray:
+    """Layer × layer linear CKA the way a careful numpy user writes it: every layer centred once, its
+    self term ‖XᵢᵀXᵢ‖_F cached, then one product XᵢᵀYⱼ per pair."""
+    cx = [a - a.mean(axis=0) for a in xs]
+    cy = [b - b.mean(axis=0) for b in ys]
+    sx = [np.linalg.norm(a.T @ a) for a in cx]
+    sy = [np.linalg.norm(b.T @ b) for b in cy]
+    return np.array([[np.linalg.norm(a.T @ b) ** 2 / (s * t) for b, t in zip(cy, sy)] for a, s in zip(cx, sx)])
+
+
+def _sim_metric_inv_sqrt(c: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh(c)
+    w = (w + np.abs(w)) / 2
+    inv = np.array([1.0 / np.sqrt(e) if e > 0 else 0.0 for e in w])
+    return v @ np.diag(inv) @ v.T
+
+
+def cca_sim_metric(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(PWCCA, mean CCA) the way sim_metric computes them: eigen-whitening of the neuron × neuron
+    covariances, a full SVD of the whitened cross-covariance, the canonical variates of both inputs,
+    x's projection weights from them (one decomposition serves both values)."""
+    a = x.T - x.T.mean(axis=1, keepdims=True)
+    b = y.T - y.T.mean(axis=1, keepdims=True)
+    wa = _sim_metric_inv_sqrt(a @ a.T)
+    wb = _sim_metric_inv_sqrt(b @ b.T)
+    u, s, vh = np.linalg.svd(wa @ (a @ b.T) @ wb)
+    ta = (u.T @ wa @ a).T
+    _tb = (vh @ wb @ b).T  # computed by the original as well
+    weights = np.abs(ta.T @ a.T).sum(axis=1)
+    weights = weights / weights.sum()
+    dim = min(len(weights), len(s))
+    return float(weights[:dim] @ s[:dim]), float(s.sum() / len(s))
+
+
+def procrustes_sim_metric(x: np.ndarray, y: np.ndarray) -> float:
+    """Procrustes distance as sim_metric computes it: ‖A‖² + ‖B‖² − 2‖ABᵀ‖_* on the preprocessed
+    inputs (float32 stays float32, the nuclear norm included)."""
+    a, b = _sim_metric_preprocess(x), _sim_metric_preprocess(y)
+    return float(np.sum(a**2) + np.sum(b**2) - 2.0 * np.linalg.norm(a @ b.T, ord="nuc"))
+
+
+def rbf_cka_kornblith(x: np.ndarray, y: np.ndarray, threshold: float = 1.0) -> float:
+    """RBF CKA as Kornblith et al.'s notebook writes it: distances from the Gram, σ² = threshold² ·
+    the median of all n² squared distances, then the Gram matrices centred and compared."""
+
+    def gram(a: np.ndarray) -> np.ndarray:
+        dot = a @ a.T
+        sq = np.diag(dot)
+        d = -2.0 * dot + sq[:, None] + sq[None, :]
+        return np.exp(-d / (2.0 * threshold**2 * np.median(d)))
+
+    def centre(g: np.ndarray) -> np.ndarray:
+        means = g.mean(axis=0)
+        means -= means.mean() / 2
+        return g - means[:, None] - means[None, :]
+
+    k, l = centre(gram(x)), centre(gram(y))
+    return float(np.vdot(k, l) / (np.linalg.norm(k) * np.linalg.norm(l)))
+
+
+# ----------------------------------------------------------------------------------------------
+# float64 references: the values every candidate's accuracy is measured against (plain float64
+# numpy from the definitions; never timed).
+
+
+def _f64(a: np.ndarray) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64)
+
+
+def ref_cka(x: np.ndarray, y: np.ndarray) -> float:
+    return cka_feature(_f64(x), _f64(y))
+
+
+def ref_debiased_cka(x: np.ndarray, y: np.ndarray) -> float:
+    return debiased_cka_feature(_f64(x), _f64(y))
+
+
+def ref_cka_matrix(xs: list[np.ndarray], ys: list[np.ndarray]) -> np.ndarray:
+    return cka_matrix_cached([_f64(a) for a in xs], [_f64(b) for b in ys])
+
+
+def ref_cca(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    return pwcca_qr(_f64(x), _f64(y)), mean_cca_qr(_f64(x), _f64(y))
+
+
+def ref_procrustes(x: np.ndarray, y: np.ndarray) -> float:
+    return procrustes_distance(_f64(x), _f64(y))
+
+
+def ref_rbf_cka_median_full(x: np.ndarray, y: np.ndarray) -> float:
+    """RBF CKA with σ² = the median of all n² squared distances (numpy's median), distances from
+    centred rows, everything float64."""
+
+    def gram(a: np.ndarray) -> np.ndarray:
+        a = _f64(a) - _f64(a).mean(axis=0)
+        sq = np.einsum("ij,ij->i", a, a)
+        d = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (a @ a.T), 0.0)
+        np.fill_diagonal(d, 0.0)
+        return np.exp(-d / (2.0 * np.median(d)))
+
+    n = x.shape[0]
+    h = np.eye(n) - 1.0 / n
+    k, l = h @ gram(x) @ h, h @ gram(y) @ h
+    return float(np.vdot(k, l) / (np.linalg.norm(k) * np.linalg.norm(l)))
+
+
+def ref_minibatch_cka(x: np.ndarray, y: np.ndarray, batch_size: int) -> float:
+    """Minibatch CKA (Nguyen et al. 2021): Σ_b HSIC₁(K_b, L_b) / √(Σ_b HSIC₁(K_b, K_b) Σ_b HSIC₁(L_b, L_b))."""
+    xy = xx = yy = 0.0
+    for s in range(0, x.shape[0], batch_size):
+        a = _f64(x[s : s + batch_size])
+        b = _f64(y[s : s + batch_size])
+        a, b = a - a.mean(axis=0), b - b.mean(axis=0)
+        k, l = a @ a.T, b @ b.T
+        xy += _hsic1_gram(k, l)
+        xx += _hsic1_gram(k, k)
+        yy += _hsic1_gram(l, l)
+    return xy / np.sqrt(xx * yy)
+
+
+def minibatch_cka_uncentred_grams(x: np.ndarray, y: np.ndarray, batch_size: int) -> float:
+    """Minibatch CKA the way pytorch-cka computes each minibatch's HSIC₁: the uncentred Grams in the
+    input's dtype (HSIC₁ is unchanged by translating the data), the U-statistic from their sums."""
+
+    def hsic1(k: np.ndarray, l: np.ndarray) -> float:
+        n = k.shape[0]
+        dk, dl = np.diagonal(k), np.diagonal(l)
+        sk, sl = k.sum() - dk.sum(), l.sum() - dl.sum()
+        ck, cl = k.sum(axis=0) - dk, l.sum(axis=0) - dl
+        trace = np.vdot(k, l) - dk @ dl
+        return float((trace + sk * sl / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (ck @ cl)) / (n * (n - 3)))
+
+    xy = xx = yy = 0.0
+    for s in range(0, x.shape[0], batch_size):
+        a, b = x[s : s + batch_size], y[s : s + batch_size]
+        k, l = a @ a.T, b @ b.T
+        xy += hsic1(k, l)
+        xx += hsic1(k, k)
+        yy += hsic1(l, l)
+    return xy / np.sqrt(xx * yy)

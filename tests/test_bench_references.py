@@ -90,3 +90,31 @@ def test_reference_cka_matrix_loop_is_the_pairwise_cka(rng):
     m = ref.cka_matrix_loop(xs, ys)
     assert m.shape == (3, 2)
     assert m[2, 1] == pytest.approx(ref.cka_gram(xs[2], ys[1]), rel=1e-12)
+
+
+def test_fast_formulations_equal_the_textbook_references(rng):
+    x, y = _pair(rng, n=80, p1=7, p2=5)
+    assert ref.cka_sim_metric(x, y) == pytest.approx(ref.cka_feature(x, y), rel=1e-12)
+    assert ref.cka_netrep(x, y) == pytest.approx(ref.cka_feature(x, y), rel=1e-12)
+    # Equal widths: sim_metric normalises the weights over all of x's directions before truncating to
+    # min(p1, p2), which differs from the definition when p1 > p2.
+    xe, ye = _pair(rng, n=80, p1=6, p2=6)
+    pw, mean = ref.cca_sim_metric(xe, ye)
+    assert pw == pytest.approx(ref.pwcca_qr(xe, ye), abs=1e-10)
+    assert mean == pytest.approx(ref.mean_cca_qr(xe, ye), abs=1e-10)
+    assert ref.procrustes_sim_metric(x, y) == pytest.approx(ref.procrustes_distance(x, y), abs=1e-12)
+    xs = [_pair(rng, n=40, p1=4 + i, p2=3)[0] for i in range(3)]
+    ys = [_pair(rng, n=40, p1=3, p2=5 + i)[1] for i in range(2)]
+    np.testing.assert_allclose(ref.cka_matrix_cached(xs, ys), ref.cka_matrix_loop(xs, ys), rtol=1e-12)
+
+
+def test_rbf_references_agree_and_minibatch_reference_is_the_hsic_ratio(rng):
+    x, y = _pair(rng, n=31, p1=4, p2=3)
+    assert ref.rbf_cka_kornblith(x, y) == pytest.approx(ref.ref_rbf_cka_median_full(x, y), rel=1e-9)
+    # One minibatch: minibatch CKA is the debiased CKA of that batch.
+    assert ref.ref_minibatch_cka(x, y, 31) == pytest.approx(ref.debiased_cka_gram(x, y), rel=1e-10)
+
+
+def test_uncentred_gram_minibatch_formula_equals_the_reference_in_float64(rng):
+    x, y = _pair(rng, n=60, p1=4, p2=3)
+    assert ref.minibatch_cka_uncentred_grams(x, y, 20) == pytest.approx(ref.ref_minibatch_cka(x, y, 20), rel=1e-9)

@@ -397,8 +397,11 @@ def test_streamed_predictivity_refuses_what_it_cannot_compute(rng):
     other = reprsim.StreamingSimilarity(metrics=["predictivity"], n=40, folds=4, route="moments").update(x[:5], y[:5])
     with pytest.raises(ValueError, match="cannot merge accumulators that keep per-fold moments"):
         acc.merge(other)
-    # Without declared fold moments only in-sample predictivity streams.
-    plain = reprsim.StreamingSimilarity().update(x, y)
+    # Without declared fold moments only in-sample predictivity streams (a stream that keeps its rows, as small
+    # ones do by default, computes the cross-validated value from them).
+    kept = reprsim.StreamingSimilarity().update(x, y)
+    close(kept.measure("predictivity"), reprsim.linear_predictivity(x, y), 1e-9)
+    plain = reprsim.StreamingSimilarity(route="moments").update(x, y)
     with pytest.raises(ValueError, match="cannot merge accumulators that keep per-fold moments"):
         reprsim.StreamingSimilarity(metrics=["predictivity"], n=40).merge(plain)
     close(plain.measure("predictivity", folds=None), reprsim.linear_predictivity(x, y, folds=None), 1e-9)

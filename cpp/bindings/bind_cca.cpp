@@ -25,10 +25,15 @@ void bind_cca(py::module_& m) {
                 const View<T> vx = view_of<T>(x, "x"), vy = view_of<T>(y, "y");
                 VecD rho;
                 {
-                    py::gil_scoped_release release;
-                    const CCAFactor fx = make_factor(vx, "x", 0.0, true, allow_cholesky);
-                    const CCAFactor fy = make_factor(vy, "y", 0.0, true, allow_cholesky);
-                    rho = cca_pair(fx, fy, false).rho;
+                    LongCall call;
+                    CCAPairM pm;
+                    if (allow_cholesky && cca_pair_m(vx, vy, 0.0, true, pm)) {
+                        rho = cca_from_m(std::move(pm.m), false).rho;
+                    } else {
+                        const CCAFactor fx = make_factor(vx, "x", 0.0, true, allow_cholesky);
+                        const CCAFactor fy = make_factor(vy, "y", 0.0, true, allow_cholesky);
+                        rho = cca_pair(fx, fy, false).rho;
+                    }
                 }
                 py::array_t<double> out(rho.size());
                 std::copy(rho.data(), rho.data() + rho.size(), out.mutable_data());
@@ -48,12 +53,19 @@ void bind_cca(py::module_& m) {
                 double value = 0.0;
                 Index rx = 0, ry = 0;
                 {
-                    py::gil_scoped_release release;
-                    const CCAFactor fx = make_factor(vx, "x", keep, on_variance, allow_cholesky);
-                    const CCAFactor fy = make_factor(vy, "y", keep, on_variance, allow_cholesky);
-                    value = cca_statistic(fx, fy, st);
-                    rx = fx.rank;
-                    ry = fy.rank;
+                    LongCall call;
+                    CCAPairM pm;
+                    if (allow_cholesky && cca_pair_m(vx, vy, keep, on_variance, pm)) {
+                        rx = pm.rx.rows();
+                        ry = pm.ry.rows();
+                        value = cca_statistic_from_m(std::move(pm.m), pm.rx, pm.ry, pm.px, pm.py, st);
+                    } else {
+                        const CCAFactor fx = make_factor(vx, "x", keep, on_variance, allow_cholesky);
+                        const CCAFactor fy = make_factor(vy, "y", keep, on_variance, allow_cholesky);
+                        value = cca_statistic(fx, fy, st);
+                        rx = fx.rank;
+                        ry = fy.rank;
+                    }
                 }
                 if (with_ranks) return py::make_tuple(value, rx, ry);
                 return py::float_(value);
@@ -71,10 +83,17 @@ void bind_cca(py::module_& m) {
                 const View<T> vx = view_of<T>(x, "x"), vy = view_of<T>(y, "y");
                 CCASummary s;
                 {
-                    py::gil_scoped_release release;
-                    const CCAFactor fx = make_factor(vx, "x", 0.0, true);
-                    const CCAFactor fy = make_factor(vy, "y", 0.0, true);
-                    s = cca_summary(fx, fy, st);
+                    LongCall call;
+                    CCAPairM pm;
+                    if (cca_pair_m(vx, vy, 0.0, true, pm)) {
+                        s = cca_summary_from_m(std::move(pm.m), pm.rx, pm.ry, pm.px, pm.py, st);
+                        s.rank_x = pm.rx.rows();  // the Cholesky route is taken for full column ranks only
+                        s.rank_y = pm.ry.rows();
+                    } else {
+                        const CCAFactor fx = make_factor(vx, "x", 0.0, true);
+                        const CCAFactor fy = make_factor(vy, "y", 0.0, true);
+                        s = cca_summary(fx, fy, st);
+                    }
                 }
                 py::array_t<double> rho(s.rho.size());
                 std::copy(s.rho.data(), s.rho.data() + s.rho.size(), rho.mutable_data());
@@ -90,7 +109,7 @@ void bind_cca(py::module_& m) {
             return dispatch(ArrayList{x}, [&](auto tag) {
                 using T = decltype(tag);
                 const View<T> v = view_of<T>(x, "x");
-                py::gil_scoped_release release;
+                LongCall call;
                 return cca_factor(v, default_rank_rtol<T>(v.n, v.p), "x").cholesky ? "cholesky" : "householder";
             });
         },

@@ -25,8 +25,10 @@ std::vector<LinearFactor<T>> factors(const std::vector<View<T>>& views, const st
                                      Space s, bool debiased) {
     std::vector<LinearFactor<T>> out;
     GramWork<T> work;  // one set of Gram-space scratch buffers for every factor
-    for (std::size_t i = 0; i < views.size(); ++i)
+    for (std::size_t i = 0; i < views.size(); ++i) {
         out.push_back(linear_factor(views[i], s, debiased, names[i].c_str(), &work));
+        check_interrupt();
+    }
     return out;
 }
 
@@ -58,7 +60,7 @@ void bind_cka(py::module_& m) {
                 const View<T> vx = view_of<T>(x, "x"), vy = view_of<T>(y, "y");
                 CKASums sums;
                 {
-                    py::gil_scoped_release release;
+                    LongCall call;
                     const Space s = parse_space(space, vx.n, vx.p, vy.p, sizeof(T), 1, 1);
                     sums = s == Space::Feature ? linear_cka_sums_joint(vx, vy, debiased)
                                                : linear_cka_sums_gram(vx, vy, debiased);
@@ -89,11 +91,20 @@ void bind_cka(py::module_& m) {
                 MatR<double> cross, sum_de(k1, k2);
                 VecD sxx(k1), tx(k1), sd2x(k1), scx(k1), syy(k2), ty(k2), sd2y(k2), scy(k2);
                 {
-                    py::gil_scoped_release release;
-                    const auto fx = factors(vx, nx, s, debiased);
-                    const auto fy = ys ? factors(vy, ny, s, debiased) : std::vector<LinearFactor<T>>{};
+                    LongCall call;
+                    std::vector<LinearFactor<T>> fx, fy;
+                    // In Gram space the blocked route holds a centred copy of every layer (n·p entries) where
+                    // the packed Grams hold n(n+1)/2: the blocked route for layers narrower than about n/2
+                    // (the wide ones then cost no more memory than their own input), packed Grams beyond.
+                    const Index widest = std::max(max_width(xs), ys ? max_width(*ys) : Index(0));
+                    if (s == Space::Gram && 2 * widest <= vx[0].n + 1) {
+                        cross = linear_cross_matrix_gram_blocked(vx, ys ? &vy : nullptr, nx, ny, debiased, fx, fy);
+                    } else {
+                        fx = factors(vx, nx, s, debiased);
+                        if (ys) fy = factors(vy, ny, s, debiased);
+                        cross = linear_cross_matrix(fx, ys ? fy : fx);
+                    }
                     const auto& right = ys ? fy : fx;
-                    cross = linear_cross_matrix(fx, right);
                     for (Index i = 0; i < k1; ++i) {
                         sxx[i] = fx[i].self_biased;
                         tx[i] = fx[i].sum_d;

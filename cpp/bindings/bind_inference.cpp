@@ -23,7 +23,7 @@ void bind_inference(py::module_& m) {
                      } else {
                          fail("space must be 'auto', 'feature' or 'gram', got '", space, "'");
                      }
-                     py::gil_scoped_release release;
+                     LongCall call;
                      return make_linear_cka_null(vx, vy, s, debiased);
                  });
              }),
@@ -47,7 +47,7 @@ void bind_inference(py::module_& m) {
                 double* o = out.mutable_data();
                 const std::int64_t* d = p.data();
                 {
-                    py::gil_scoped_release release;
+                    LongCall call;
                     self.evaluate(d, count, o, std::max(1, n_threads));
                 }
                 return out;

@@ -15,10 +15,12 @@ void bind_kernel(py::module_& m) {
             return dispatch(ArrayList{x, y}, [&](auto tag) {
                 using T = decltype(tag);
                 const View<T> vx = view_of<T>(x, "x"), vy = view_of<T>(y, "y");
-                py::gil_scoped_release release;
-                MatD k = rbf_gram(vx, r, threshold, sigma, "x");
-                MatD l = rbf_gram(vy, r, threshold, sigma, "y");
-                return kernel_cka(std::move(k), std::move(l), debiased);
+                LongCall call;
+                const SymmetricMatrix k = rbf_gram(vx, r, threshold, sigma, "x");
+                check_interrupt();
+                const SymmetricMatrix l = rbf_gram(vy, r, threshold, sigma, "y");
+                check_interrupt();
+                return kernel_cka(k, l, debiased);
             });
         },
         py::arg("x"), py::arg("y"), py::arg("debiased"), py::arg("rule"), py::arg("threshold"), py::arg("sigma"));
@@ -31,7 +33,7 @@ void bind_kernel(py::module_& m) {
                 const View<T> vx = view_of<T>(x, "x");
                 MatD d;
                 {
-                    py::gil_scoped_release release;
+                    LongCall call;
                     d = squared_distances(vx, "x");
                 }
                 return d;

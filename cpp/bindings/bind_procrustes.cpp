@@ -10,7 +10,7 @@ void bind_procrustes(py::module_& m) {
             return dispatch(ArrayList{x, y}, [&](auto tag) {
                 using T = decltype(tag);
                 const View<T> vx = view_of<T>(x, "x"), vy = view_of<T>(y, "y");
-                py::gil_scoped_release release;
+                LongCall call;
                 return procrustes_nuclear(procrustes_factor(vx, "x"), procrustes_factor(vy, "y"));
             });
         },

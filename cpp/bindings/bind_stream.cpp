@@ -1,8 +1,11 @@
 // The streaming accumulator state (reprsim._core.StreamState) and the minibatch CKA terms.
 #include <pybind11/eigen.h>
 
+#include <type_traits>
+
 #include "common.hpp"
 #include "reprsim/cca.hpp"
+#include "reprsim/cka.hpp"
 #include "reprsim/stream.hpp"
 
 namespace reprsim::bind {
@@ -316,12 +319,20 @@ void bind_stream(py::module_& m) {
                 using T = decltype(tag);
                 const auto vx = views_of<T>(xs, nx);
                 const auto vy = views_of<T>(ys, ny);
-                HSICTerms h;
+                MatD xy;
+                VecD xx, yy;
                 {
-                    py::gil_scoped_release release;
-                    h = batch_hsic(vx, vy, debiased, nx, ny);
+                    LongCall call;  // stateless: Ctrl-C can stop it between products
+                    if constexpr (std::is_same<T, float>::value) {
+                        // float32 batches: float32 products of data centred in float64 (minibatch_hsic).
+                        BatchHSIC h = minibatch_hsic(vx, vy, debiased, nx, ny);
+                        xy = std::move(h.xy), xx = std::move(h.xx), yy = std::move(h.yy);
+                    } else {
+                        HSICTerms h = batch_hsic(vx, vy, debiased, nx, ny);
+                        xy = std::move(h.xy), xx = std::move(h.xx), yy = std::move(h.yy);
+                    }
                 }
-                return py::make_tuple(h.xy, h.xx, h.yy);
+                return py::make_tuple(xy, xx, yy);
             });
         },
         py::arg("xs"), py::arg("ys"), py::arg("debiased"), py::arg("names_x"), py::arg("names_y"));

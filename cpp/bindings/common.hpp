@@ -11,10 +11,19 @@
 #include <vector>
 
 #include "reprsim/common.hpp"
+#include "reprsim/interrupt.hpp"
 
 namespace py = pybind11;
 
 namespace reprsim::bind {
+
+// The GIL released for a long computation that Ctrl-C can stop: the kernels' check_interrupt()
+// calls run Python's signal handlers now and then (see reprsim/interrupt.hpp), and a KeyboardInterrupt
+// unwinds the call. Only for calls that keep no state across the call (a result is built or nothing).
+class LongCall {
+    InterruptScope scope_;
+    py::gil_scoped_release release_;
+};
 
 using ArrayList = std::vector<py::array>;
 
@@ -73,12 +82,18 @@ py::array_t<double> pair_matrix(const ArrayList& xs, const std::optional<ArrayLi
     py::array_t<double> out({k1, k2});
     double* o = out.mutable_data();
     {
-        py::gil_scoped_release release;
+        LongCall call;
         using Factor = decltype(make(vx[0], nx[0].c_str()));
         std::vector<Factor> fx, fy;
-        for (std::size_t i = 0; i < k1; ++i) fx.push_back(make(vx[i], nx[i].c_str()));
+        for (std::size_t i = 0; i < k1; ++i) {
+            fx.push_back(make(vx[i], nx[i].c_str()));
+            check_interrupt();
+        }
         if (ys)
-            for (std::size_t j = 0; j < k2; ++j) fy.push_back(make(vy[j], ny[j].c_str()));
+            for (std::size_t j = 0; j < k2; ++j) {
+                fy.push_back(make(vy[j], ny[j].c_str()));
+                check_interrupt();
+            }
         const auto& right = ys ? fy : fx;
         for (std::size_t i = 0; i < k1; ++i) {
             for (std::size_t j = 0; j < k2; ++j) {
@@ -86,6 +101,7 @@ py::array_t<double> pair_matrix(const ArrayList& xs, const std::optional<ArrayLi
                     o[i * k2 + j] = o[j * k2 + i];
                 } else {
                     o[i * k2 + j] = pair(fx[i], right[j]);
+                    check_interrupt();
                 }
             }
         }

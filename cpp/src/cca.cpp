@@ -255,6 +255,88 @@ CCASummary cca_summary(const CCAFactor& fx, const CCAFactor& fy, CCAStat pwcca_s
     return out;
 }
 
+CCASummary cca_summary_from_m(MatD m, const MatD& rx, const MatD& ry, Index px, Index py, CCAStat pwcca_stat) {
+    if (pwcca_stat == CCAStat::Mean || pwcca_stat == CCAStat::MeanSq) {
+        throw std::logic_error("cca_summary: the PWCCA statistic must name a weighting side");
+    }
+    CCAResult res = cca_from_m(std::move(m), true);
+    if (res.rho.size() == 0) throw std::logic_error("cca_summary: no canonical correlations");
+    CCASummary out;
+    out.mean = res.rho.mean();
+    out.mean_sq = res.rho.array().square().mean();
+    out.pwcca = pwcca_of(res, rx, ry, px, py, pwcca_stat);
+    out.rho = std::move(res.rho);
+    return out;
+}
+
+namespace {
+
+// The Cholesky factor U (upper, zero below) of the symmetric block of the row-major C (upper triangle
+// valid) at (off, off) of width p, and whether the Cholesky route is safe for it (as in cholesky_factor).
+bool cholesky_block(const MatR<double>& c, Index off, Index p, MatD& u) {
+    u.resize(p, p);
+    for (Index j = 0; j < p; ++j)
+        for (Index i = 0; i <= j; ++i) u(i, j) = u(j, i) = c(off + i, off + j);
+    if (blas::potrf_upper(p, u.data(), p) != 0) return false;
+    for (Index j = 0; j < p; ++j)
+        for (Index i = j + 1; i < p; ++i) u(i, j) = 0.0;
+    return blas::trcon_upper(p, u.data(), p) * kCholeskyMaxCondition >= 1.0;
+}
+
+}  // namespace
+
+template <class T>
+bool cca_pair_m(const View<T>& x, const View<T>& y, double keep, bool on_variance, CCAPairM& out) {
+    const Index n = x.n, p1 = x.p, p2 = y.p, p = p1 + p2;
+    if (p1 >= n - 1 || p2 >= n - 1) return false;
+    check_blas_dims("x", n, p);
+    const ScaledMeans mx = scaled_column_means<double>(x, "x");
+    const ScaledMeans my = scaled_column_means<double>(y, "y");
+    const Index rows = panel_rows(n, p, sizeof(double));
+    Buffer<double> z(std::size_t(rows) * std::size_t(p));
+    MatR<double> c(p, p);
+    for (Index r0 = 0; r0 < n; r0 += rows) {
+        const Index len = std::min(rows, n - r0);
+        center_rows_into(x, mx, r0, r0 + len, z.data(), p, nullptr, kPanelThreadElements);
+        center_rows_into(y, my, r0, r0 + len, z.data() + p1, p, nullptr, kPanelThreadElements);
+        blas::syrk_t<double>(len, p, z.data(), p, c.data(), p, r0 > 0);
+    }
+    auto zero_variance = [&](Index off, Index w) {
+        for (Index j = 0; j < w; ++j)
+            if (c(off + j, off + j) != 0.0) return false;
+        return true;
+    };
+    if (zero_variance(0, p1) || zero_variance(p1, p2)) {
+        const bool is_x = zero_variance(0, p1);
+        fail(is_x ? "x" : "y", " has zero variance (every column is constant over the ", n,
+             " samples): canonical correlations are undefined for a constant representation");
+    }
+    MatD ux, uy;
+    if (!cholesky_block(c, 0, p1, ux) || !cholesky_block(c, p1, p2, uy)) return false;
+    // M = Ux⁻ᵀ·(XcᵀYc)·Uy⁻¹ (Qx = Xc·Ux⁻¹): the XcᵀYc block, then two triangular solves.
+    MatD m(p1, p2);
+    for (Index j = 0; j < p2; ++j)
+        for (Index i = 0; i < p1; ++i) m(i, j) = c(i, p1 + j);
+    blas::trsm_upper(true, p1, p2, ux.data(), p1, m.data(), p1);
+    blas::trsm_upper(false, p1, p2, uy.data(), p2, m.data(), p1);
+    out.px = p1;
+    out.py = p2;
+    if (keep > 0) {
+        // SVCCA: bases U_k of the top components of each R; M' = U_kxᵀ·M·U_ky, R' = U_kᵀ·R.
+        const MatD kx = svcca_basis(ux, keep, on_variance), ky = svcca_basis(uy, keep, on_variance);
+        out.m = matmul(kx, true, matmul(m, false, ky, false), false);
+        out.rx = matmul(kx, true, ux, false);
+        out.ry = matmul(ky, true, uy, false);
+        return true;
+    }
+    out.m = std::move(m);
+    out.rx = std::move(ux);
+    out.ry = std::move(uy);
+    return true;
+}
+
+template bool cca_pair_m<float>(const View<float>&, const View<float>&, double, bool, CCAPairM&);
+template bool cca_pair_m<double>(const View<double>&, const View<double>&, double, bool, CCAPairM&);
 template CCAFactor cca_factor<float>(const View<float>&, double, const char*, bool);
 template CCAFactor cca_factor<double>(const View<double>&, double, const char*, bool);
 

@@ -2,6 +2,7 @@
 
 #include "reprsim/blas.hpp"
 #include "reprsim/centering.hpp"
+#include "reprsim/interrupt.hpp"
 
 #include <algorithm>
 
@@ -106,7 +107,7 @@ Space choose_space(Index n, Index p1, Index p2, std::size_t itemsize, Index k1, 
 
 template <class T>
 LinearFactor<T> linear_factor(const View<T>& x, Space space, bool need_debiased, const char* name,
-                              GramWork<T>* work) {
+                              GramWork<T>* work, bool check) {
     LinearFactor<T> f;
     f.space = space;
     f.n = x.n;
@@ -133,7 +134,7 @@ LinearFactor<T> linear_factor(const View<T>& x, Space space, bool need_debiased,
     }
     f.sum_d = f.d.sum();
     if (need_debiased) f.self_debiased = debiased_from_cross(f.self_biased, f.d, f.d, f.sum_d, f.sum_d, x.n);
-    check_self(f, need_debiased, name);
+    if (check) check_self(f, need_debiased, name);
     return f;
 }
 
@@ -163,83 +164,139 @@ CKASums linear_cka_sums_from_cross(double cross, const LinearFactor<T>& fx, cons
     return m;
 }
 
+namespace {
+
+// The cross term ‖XcᵀYc‖²_F of one pair, with both inputs' statistics (self terms; row norms when
+// `debiased`), not checked.
+template <class T>
+struct PairTerms {
+    double cross = 0.0;
+    LinearFactor<T> fx, fy;
+};
+
+// sum_d: Σ d_i from the row norms when they were taken (debiased), else the trace passed in.
+template <class T>
+void finish_self(LinearFactor<T>& f, bool debiased, double trace) {
+    f.sum_d = debiased ? f.d.sum() : trace;
+    if (debiased) f.self_debiased = debiased_from_cross(f.self_biased, f.d, f.d, f.sum_d, f.sum_d, f.n);
+}
+
+// Feature space: x and y are centred side by side one panel of rows at a time into a reused buffer,
+// and the panel's syrk accumulates into C = [Xc Yc]ᵀ[Xc Yc]: no centred copy of the whole inputs is
+// ever made. The biased estimator needs no row norms (its traces come from C's diagonal); the debiased
+// one gets them from the centring.
+template <class T>
+PairTerms<T> pair_terms_feature(const View<T>& x, const View<T>& y, bool debiased, const char* nx = "x",
+                                const char* ny = "y") {
+    check_blas_dims(nx, x.n, x.p + y.p);
+    const Index n = x.n, p1 = x.p, p2 = y.p, p = p1 + p2;
+    PairTerms<T> t;
+    t.fx.n = t.fy.n = n;
+    t.fx.p = p1;
+    t.fy.p = p2;
+    if (debiased) {
+        t.fx.d.resize(n);
+        t.fy.d.resize(n);
+    }
+    const ScaledMeans mx = scaled_column_means<T>(x, nx);
+    const ScaledMeans my = scaled_column_means<T>(y, ny);
+    t.fx.scale = mx.scale;
+    t.fy.scale = my.scale;
+    const Index rows = panel_rows(n, p, sizeof(T));
+    Buffer<T> z(std::size_t(rows) * std::size_t(p));
+    Buffer<T> c(std::size_t(p) * std::size_t(p));
+    for (Index r0 = 0; r0 < n; r0 += rows) {
+        const Index len = std::min(rows, n - r0);
+        center_rows_into(x, mx, r0, r0 + len, z.data(), p, debiased ? t.fx.d.data() + r0 : nullptr,
+                         kPanelThreadElements);
+        center_rows_into(y, my, r0, r0 + len, z.data() + p1, p, debiased ? t.fy.d.data() + r0 : nullptr,
+                         kPanelThreadElements);
+        blas::syrk_t<T>(len, p, z.data(), p, c.data(), p, r0 > 0);
+    }
+    double trx = 0.0, try_ = 0.0;
+    for (Index j = 0; j < p1; ++j) trx += static_cast<double>(c.data()[std::size_t(j) * std::size_t(p + 1)]);
+    for (Index j = p1; j < p; ++j) try_ += static_cast<double>(c.data()[std::size_t(j) * std::size_t(p + 1)]);
+    t.fx.self_biased = sym_sq_norm_upper(c.data(), p1, p);
+    t.fy.self_biased = sym_sq_norm_upper(c.data() + p1 * p + p1, p2, p);
+    finish_self(t.fx, debiased, trx);
+    finish_self(t.fy, debiased, try_);
+    t.cross = block_sq_norm(c.data() + p1, p1, p2, p);  // the XcᵀYc block, above the diagonal
+    return t;
+}
+
+// Gram space: centred copies, then ⟨K, L⟩, ⟨K, K⟩, ⟨L, L⟩ over the upper triangles of K = Xc·Xcᵀ and
+// L = Yc·Ycᵀ, built one tile of rows at a time (never whole: n×n matrices would be allocated,
+// first-touched and read back from memory): rows [i0, i1) of each are a syrk for the diagonal block and
+// a gemm for the columns to its right, and the tiles are summed in float64 while they are in cache.
+template <class T>
+PairTerms<T> pair_terms_gram(const View<T>& x, const View<T>& y, bool debiased, const char* nx = "x",
+                             const char* ny = "y") {
+    check_blas_dims(nx, x.n, x.p);
+    check_blas_dims(ny, y.n, y.p);
+    const Index n = x.n;
+    PairTerms<T> t;
+    LinearFactor<T>& fx = t.fx;
+    LinearFactor<T>& fy = t.fy;
+    fx.n = fy.n = n;
+    fx.p = x.p;
+    fy.p = y.p;
+    if (debiased) {
+        fx.d.resize(n);
+        fy.d.resize(n);
+    }
+    Buffer<T> xc(std::size_t(n) * std::size_t(x.p)), yc(std::size_t(n) * std::size_t(y.p));
+    fx.scale = center_scaled_into(x, nx, xc.data(), x.p, debiased ? fx.d.data() : nullptr);
+    fy.scale = center_scaled_into(y, ny, yc.data(), y.p, debiased ? fy.d.data() : nullptr);
+    const Index rows = std::min<Index>(n, std::max<Index>(256, Index((16u << 20) / (std::size_t(n) * sizeof(T)))));
+    Buffer<T> kt(std::size_t(rows) * std::size_t(n)), lt(std::size_t(rows) * std::size_t(n));
+    double kl = 0.0, kk = 0.0, ll = 0.0, kl_d = 0.0, kk_d = 0.0, ll_d = 0.0, trx = 0.0, try_ = 0.0;
+    for (Index i0 = 0; i0 < n; i0 += rows) {
+        check_interrupt();
+        const Index b = std::min(rows, n - i0), i1 = i0 + b, rest = n - i1;
+        blas::syrk_n<T>(b, x.p, xc.data() + i0 * x.p, x.p, kt.data(), n);
+        blas::syrk_n<T>(b, y.p, yc.data() + i0 * y.p, y.p, lt.data(), n);
+        if (rest > 0) {
+            blas::gemm_nt<T>(b, rest, x.p, xc.data() + i0 * x.p, x.p, xc.data() + i1 * x.p, x.p, kt.data() + b, n);
+            blas::gemm_nt<T>(b, rest, y.p, yc.data() + i0 * y.p, y.p, yc.data() + i1 * y.p, y.p, lt.data() + b, n);
+        }
+        for (Index r = 0; r < b; ++r) {
+            const T* rk = kt.data() + std::size_t(r) * n;
+            const T* rl = lt.data() + std::size_t(r) * n;
+            const double a = rk[r], c = rl[r];
+            trx += a;
+            try_ += c;
+            kl_d += a * c;
+            kk_d += a * a;
+            ll_d += c * c;
+            // Row r's upper part: the diagonal block right of the diagonal, then the rest of the row.
+            for (Index j = r + 1; j < b + rest; ++j) {
+                const double u = rk[j], v = rl[j];
+                kl += u * v;
+                kk += u * u;
+                ll += v * v;
+            }
+        }
+    }
+    fx.self_biased = 2.0 * kk + kk_d;
+    fy.self_biased = 2.0 * ll + ll_d;
+    finish_self(fx, debiased, trx);
+    finish_self(fy, debiased, try_);
+    t.cross = 2.0 * kl + kl_d;
+    return t;
+}
+
+}  // namespace
+
 template <class T>
 CKASums linear_cka_sums_joint(const View<T>& x, const View<T>& y, bool debiased) {
-    check_blas_dims("x", x.n, x.p + y.p);
-    const Index n = x.n, p1 = x.p, p2 = y.p, p = p1 + p2;
-    Buffer<T> z(std::size_t(n) * std::size_t(p));
-    CKASums m;
-    m.n = double(n);
-    m.eps = double(std::numeric_limits<T>::epsilon());
-    // The biased estimator needs no row norms; the debiased one gets them from the centring pass.
-    VecD d, e;
-    if (debiased) {
-        d.resize(n);
-        e.resize(n);
-    }
-    m.scale_x = center_scaled_into(x, "x", z.data(), p, debiased ? d.data() : nullptr);
-    m.scale_y = center_scaled_into(y, "y", z.data() + p1, p, debiased ? e.data() : nullptr);
-    MatR<T> c(p, p);
-    blas::syrk_t<T>(n, p, z.data(), p, c.data(), p);
-    m.sxx = sym_sq_norm_upper(c.data(), p1, p);
-    m.syy = sym_sq_norm_upper(c.data() + p1 * p + p1, p2, p);
-    m.cross = block_sq_norm(c.data() + p1, p1, p2, p);  // the XcᵀYc block, above the diagonal
-    if (debiased) {
-        m.tx = d.sum();
-        m.ty = e.sum();
-        m.sum_d2 = d.squaredNorm();
-        m.sum_e2 = e.squaredNorm();
-        m.sum_de = d.dot(e);
-    } else {
-        for (Index j = 0; j < p1; ++j) m.tx += static_cast<double>(c(j, j));
-        for (Index j = p1; j < p; ++j) m.ty += static_cast<double>(c(j, j));
-    }
-    return m;
+    const PairTerms<T> t = pair_terms_feature(x, y, debiased);
+    return linear_cka_sums_from_cross(t.cross, t.fx, t.fy);
 }
 
 template <class T>
-CKASums linear_cka_sums_gram(const View<T>& x, const View<T>& y, bool /*debiased*/) {
-    check_blas_dims("x", x.n, x.p);
-    check_blas_dims("y", y.n, y.p);
-    const Index n = x.n;
-    const std::size_t nn = std::size_t(n) * std::size_t(n);
-    CKASums m;
-    m.n = double(n);
-    m.eps = double(std::numeric_limits<T>::epsilon());
-    VecD d(n), e(n);
-    Buffer<T> k(nn), l(nn);
-    {
-        Buffer<T> xc(std::size_t(n) * std::size_t(x.p)), yc(std::size_t(n) * std::size_t(y.p));
-        m.scale_x = center_scaled_into(x, "x", xc.data(), x.p, d.data());
-        m.scale_y = center_scaled_into(y, "y", yc.data(), y.p, e.data());
-        blas::syrk_n<T>(n, x.p, xc.data(), x.p, k.data(), n);
-        blas::syrk_n<T>(n, y.p, yc.data(), y.p, l.data(), n);
-    }
-    // ⟨K, L⟩, ⟨K, K⟩ and ⟨L, L⟩ in one pass over the two upper triangles.
-    double kl = 0.0, kk = 0.0, ll = 0.0, kl_d = 0.0, kk_d = 0.0, ll_d = 0.0;
-    for (Index i = 0; i < n; ++i) {
-        const T* rk = k.data() + std::size_t(i) * n;
-        const T* rl = l.data() + std::size_t(i) * n;
-        const double a = rk[i], b = rl[i];
-        kl_d += a * b;
-        kk_d += a * a;
-        ll_d += b * b;
-        for (Index j = i + 1; j < n; ++j) {
-            const double u = rk[j], v = rl[j];
-            kl += u * v;
-            kk += u * u;
-            ll += v * v;
-        }
-    }
-    m.cross = 2.0 * kl + kl_d;
-    m.sxx = 2.0 * kk + kk_d;
-    m.syy = 2.0 * ll + ll_d;
-    m.tx = d.sum();
-    m.ty = e.sum();
-    m.sum_d2 = d.squaredNorm();
-    m.sum_e2 = e.squaredNorm();
-    m.sum_de = d.dot(e);
-    return m;
+CKASums linear_cka_sums_gram(const View<T>& x, const View<T>& y, bool debiased) {
+    const PairTerms<T> t = pair_terms_gram(x, y, debiased);
+    return linear_cka_sums_from_cross(t.cross, t.fx, t.fy);
 }
 
 namespace {
@@ -306,6 +363,7 @@ MatR<double> linear_cross_matrix(const std::vector<LinearFactor<T>>& fx, const s
     const Index block = std::min<Index>(len_total, Index(1) << 16);
     MatR<T> a(k1, block), b(k2, block), c(k1, k2);
     for (Index s0 = 0; s0 < len_total; s0 += block) {
+        check_interrupt();
         const Index len = std::min(block, len_total - s0);
         for (Index i = 0; i < k1; ++i) std::copy_n(fx[i].packed.data() + s0, len, a.data() + i * block);
         for (Index j = 0; j < k2; ++j) std::copy_n(fy[j].packed.data() + s0, len, b.data() + j * block);
@@ -313,6 +371,95 @@ MatR<double> linear_cross_matrix(const std::vector<LinearFactor<T>>& fx, const s
         out += c.template cast<double>();
     }
     return out;
+}
+
+template <class T>
+MatR<double> linear_cross_matrix_gram_blocked(const std::vector<View<T>>& xs, const std::vector<View<T>>* ys,
+                                              const std::vector<std::string>& names_x,
+                                              const std::vector<std::string>& names_y, bool debiased,
+                                              std::vector<LinearFactor<T>>& fx, std::vector<LinearFactor<T>>& fy) {
+    const Index k1 = Index(xs.size()), k2 = ys ? Index(ys->size()) : k1;
+    const Index layers = k1 + (ys ? k2 : 0);
+    const Index n = xs[0].n;
+    // Every layer centred once into a copy of its own, with its row norms.
+    std::vector<const View<T>*> views;
+    std::vector<const char*> names;
+    for (Index i = 0; i < k1; ++i) views.push_back(&xs[i]), names.push_back(names_x[i].c_str());
+    if (ys)
+        for (Index j = 0; j < k2; ++j) views.push_back(&(*ys)[j]), names.push_back(names_y[j].c_str());
+    std::vector<std::unique_ptr<Buffer<T>>> xc;
+    std::vector<LinearFactor<T>> f(static_cast<std::size_t>(layers));
+    for (Index l = 0; l < layers; ++l) {
+        const View<T>& v = *views[l];
+        check_blas_dims(names[l], v.n, v.p);
+        auto& fl = f[std::size_t(l)];
+        fl.space = Space::Gram;
+        fl.n = v.n;
+        fl.p = v.p;
+        fl.d.resize(v.n);
+        xc.push_back(std::make_unique<Buffer<T>>(std::size_t(v.n) * std::size_t(v.p)));
+        fl.scale = center_scaled_into(v, names[l], xc.back()->data(), v.p, fl.d.data());
+        fl.sum_d = fl.d.sum();
+        check_interrupt();
+    }
+    // Blocks of b×b Gram entries; the stacked tiles (layers × b²) are reduced in chunks of 2^16 entries
+    // (float32 sums stay short inside a chunk; chunks add up in float64). Blocks of 1024 (fewer, larger
+    // BLAS calls, each re-reading less of the inputs per flop) while the tiles stay within 128 MB.
+    const Index b = std::min<Index>(
+        n, double(layers) * 1024.0 * 1024.0 * double(sizeof(T)) <= 128.0 * (1 << 20) ? 1024 : 512);
+    constexpr Index kChunk = Index(1) << 16;
+    Buffer<T> tiles(std::size_t(layers) * std::size_t(b) * std::size_t(b));
+    MatR<T> g(layers, layers);
+    MatR<double> total = MatR<double>::Zero(layers, layers);
+    for (Index r0 = 0; r0 < n; r0 += b) {
+        const Index br = std::min(b, n - r0);
+        for (Index c0 = r0; c0 < n; c0 += b) {
+            check_interrupt();
+            const Index bc = std::min(b, n - c0), size = br * bc;
+            for (Index l = 0; l < layers; ++l) {
+                const Index p = views[l]->p;
+                const T* a = xc[std::size_t(l)]->data();
+                T* t = tiles.data() + std::size_t(l) * std::size_t(size);
+                if (c0 == r0) {
+                    // The upper triangle stands for the whole symmetric block: off-diagonal entries
+                    // scaled by √2 (their products count twice), the lower triangle zeroed, row by row.
+                    blas::syrk_n<T>(br, p, a + r0 * p, p, t, br);
+                    const T root2 = T(std::sqrt(2.0));
+                    for (Index i = 0; i < br; ++i) {
+                        T* row = t + i * br;
+                        std::fill(row, row + i, T(0));
+                        for (Index j = i + 1; j < br; ++j) row[j] *= root2;
+                    }
+                } else {
+                    blas::gemm_nt<T>(br, bc, p, a + r0 * p, p, a + c0 * p, p, t, bc);
+                }
+            }
+            // An off-diagonal block stands for itself and its mirror image below the diagonal.
+            const double weight = c0 == r0 ? 1.0 : 2.0;
+            for (Index k0 = 0; k0 < size; k0 += kChunk) {
+                const Index len = std::min(kChunk, size - k0);
+                blas::syrk_n<T>(layers, len, tiles.data() + k0, size, g.data(), layers);
+                for (Index i = 0; i < layers; ++i)
+                    for (Index j = i; j < layers; ++j) total(i, j) += weight * static_cast<double>(g(i, j));
+            }
+        }
+    }
+    for (Index l = 0; l < layers; ++l) {
+        auto& fl = f[std::size_t(l)];
+        fl.self_biased = total(l, l);
+        if (debiased) fl.self_debiased = debiased_from_cross(fl.self_biased, fl.d, fl.d, fl.sum_d, fl.sum_d, n);
+        check_self(fl, debiased, names[l]);
+    }
+    const Index off = ys ? k1 : 0;
+    MatR<double> cross(k1, k2);
+    for (Index i = 0; i < k1; ++i)
+        for (Index j = 0; j < k2; ++j) {
+            const Index a = std::min(i, off + j), c = std::max(i, off + j);
+            cross(i, j) = total(a, c);
+        }
+    fx.assign(f.begin(), f.begin() + k1);
+    fy.assign(f.begin() + k1, f.end());
+    return cross;
 }
 
 double hsic_unbiased_gram(const MatD& k, const MatD& l) {
@@ -332,11 +479,64 @@ double hsic_unbiased_gram(const MatD& k, const MatD& l) {
     return tr + rk.sum() * rl.sum() / ((dn - 1.0) * (dn - 2.0)) - 2.0 / (dn - 2.0) * rk.dot(rl);
 }
 
+template <class T>
+BatchHSIC minibatch_hsic(const std::vector<View<T>>& xs, const std::vector<View<T>>& ys, bool debiased,
+                         const std::vector<std::string>& names_x, const std::vector<std::string>& names_y) {
+    const Index k1 = Index(xs.size()), k2 = Index(ys.size());
+    if (k1 == 0 || k2 == 0) throw std::logic_error("minibatch_hsic: no layers");
+    const Index n = xs[0].n;
+    const double dn = double(n);
+    Index p1 = 0, p2 = 0;
+    for (const auto& v : xs) p1 = std::max(p1, v.p);
+    for (const auto& v : ys) p2 = std::max(p2, v.p);
+    const Space space = choose_space(n, p1, p2, sizeof(T), k1, k2);
+    std::vector<LinearFactor<T>> fx, fy;
+    MatR<double> cross(k1, k2);
+    if (k1 == 1 && k2 == 1) {  // one pair: its terms directly, no factor kept
+        const char* nx = names_x[0].c_str();
+        const char* ny = names_y[0].c_str();
+        PairTerms<T> t = space == Space::Feature ? pair_terms_feature(xs[0], ys[0], debiased, nx, ny)
+                                                 : pair_terms_gram(xs[0], ys[0], debiased, nx, ny);
+        cross(0, 0) = t.cross;
+        fx.push_back(std::move(t.fx));
+        fy.push_back(std::move(t.fy));
+    } else {
+        GramWork<T> work;
+        for (Index i = 0; i < k1; ++i)
+            fx.push_back(linear_factor(xs[i], space, debiased, names_x[i].c_str(), &work, false));
+        for (Index j = 0; j < k2; ++j)
+            fy.push_back(linear_factor(ys[j], space, debiased, names_y[j].c_str(), &work, false));
+        cross = linear_cross_matrix(fx, fy);
+    }
+    // Each factor's entries were multiplied by its scale (a power of two, 1 for data of moderate
+    // magnitude) and a product of two of them by both squared; terms of different minibatches are summed,
+    // so every term is brought back to the data's own scale (exactly: powers of two).
+    auto hsic = [&](double c, const LinearFactor<T>& a, const LinearFactor<T>& b) {
+        const double h = debiased ? debiased_from_sums(c, a.d.dot(b.d), a.sum_d, b.sum_d, dn) / (dn * (dn - 3.0))
+                                  : c / ((dn - 1.0) * (dn - 1.0));
+        return h / (a.scale * a.scale * b.scale * b.scale);
+    };
+    BatchHSIC out;
+    out.xy.resize(k1, k2);
+    out.xx.resize(k1);
+    out.yy.resize(k2);
+    for (Index i = 0; i < k1; ++i) out.xx[i] = hsic(fx[i].self_biased, fx[i], fx[i]);
+    for (Index j = 0; j < k2; ++j) out.yy[j] = hsic(fy[j].self_biased, fy[j], fy[j]);
+    for (Index i = 0; i < k1; ++i)
+        for (Index j = 0; j < k2; ++j) out.xy(i, j) = hsic(cross(i, j), fx[i], fy[j]);
+    return out;
+}
+
 #define REPRSIM_INSTANTIATE(T)                                                                                   \
-    template LinearFactor<T> linear_factor<T>(const View<T>&, Space, bool, const char*, GramWork<T>*);                      \
-    template CKASums linear_cka_sums_joint<T>(const View<T>&, const View<T>&, bool);                         \
-    template CKASums linear_cka_sums_gram<T>(const View<T>&, const View<T>&, bool);                          \
-    template CKASums linear_cka_sums_from_cross<T>(double, const LinearFactor<T>&, const LinearFactor<T>&);  \
+    template LinearFactor<T> linear_factor<T>(const View<T>&, Space, bool, const char*, GramWork<T>*, bool);        \
+    template CKASums linear_cka_sums_joint<T>(const View<T>&, const View<T>&, bool);                             \
+    template CKASums linear_cka_sums_gram<T>(const View<T>&, const View<T>&, bool);                              \
+    template CKASums linear_cka_sums_from_cross<T>(double, const LinearFactor<T>&, const LinearFactor<T>&);      \
+    template MatR<double> linear_cross_matrix_gram_blocked<T>(                                                   \
+        const std::vector<View<T>>&, const std::vector<View<T>>*, const std::vector<std::string>&,                 \
+        const std::vector<std::string>&, bool, std::vector<LinearFactor<T>>&, std::vector<LinearFactor<T>>&);      \
+    template BatchHSIC minibatch_hsic<T>(const std::vector<View<T>>&, const std::vector<View<T>>&, bool,          \
+                                         const std::vector<std::string>&, const std::vector<std::string>&);        \
     template MatR<double> linear_cross_matrix<T>(const std::vector<LinearFactor<T>>&,                          \
                                                  const std::vector<LinearFactor<T>>&);
 REPRSIM_INSTANTIATE(float)

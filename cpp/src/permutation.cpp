@@ -1,6 +1,7 @@
 #include "reprsim/permutation.hpp"
 
 #include "reprsim/blas.hpp"
+#include "reprsim/interrupt.hpp"
 
 #include <algorithm>
 #include <thread>
@@ -78,7 +79,10 @@ class LinearCKANullImpl final : public LinearCKANull {
             // The BLAS product is already threaded; one pass over the permutations.
             MatR<T> buf(n, fy_.p);
             MatR<T> c(fx_.p, fy_.p);
-            for (Index b = 0; b < count; ++b) out[b] = finish(feature_cross(perms + b * n, buf, c), perms + b * n);
+            for (Index b = 0; b < count; ++b) {
+                out[b] = finish(feature_cross(perms + b * n, buf, c), perms + b * n);
+                check_interrupt();
+            }
             return;
         }
         const Index threads = std::max<Index>(1, std::min<Index>(n_threads, count));
@@ -93,28 +97,36 @@ class LinearCKANullImpl final : public LinearCKANull {
                 for (Index t = 0; t < m; ++t) out[b + t] = finish(cross[t], perms + (b + t) * n);
             }
         };
-        if (threads == 1) {
-            work(0, count, &bufs[0]);
-            return;
-        }
-        std::vector<std::thread> pool;
-        const Index chunk = (count + threads - 1) / threads;
-        try {
-            for (Index t = 0; t < threads; ++t) {
-                const Index lo = t * chunk, hi = std::min(count, lo + chunk);
-                if (lo < hi) pool.emplace_back(work, lo, hi, &bufs[static_cast<std::size_t>(t)]);
+        // Rounds of about kRoundEntries gathered products per thread (a fraction of a second), with an
+        // interruption check between rounds, when no worker is running.
+        const Index per_thread = std::max<Index>(kBlock, Index(kRoundEntries / (double(n) * double(n))) / kBlock * kBlock);
+        for (Index r0 = 0; r0 < count; r0 += per_thread * threads) {
+            if (r0 > 0) check_interrupt();
+            const Index r1 = std::min(count, r0 + per_thread * threads);
+            if (threads == 1) {
+                work(r0, r1, &bufs[0]);
+                continue;
             }
-        } catch (...) {  // a thread could not start: finish the started ones, then report
+            std::vector<std::thread> pool;
+            const Index chunk = (r1 - r0 + threads - 1) / threads;
+            try {
+                for (Index t = 0; t < threads; ++t) {
+                    const Index lo = r0 + t * chunk, hi = std::min(r1, lo + chunk);
+                    if (lo < hi) pool.emplace_back(work, lo, hi, &bufs[static_cast<std::size_t>(t)]);
+                }
+            } catch (...) {  // a thread could not start: finish the started ones, then report
+                for (auto& th : pool) th.join();
+                throw;
+            }
             for (auto& th : pool) th.join();
-            throw;
         }
-        for (auto& th : pool) th.join();
     }
 
   private:
     // Permutations evaluated together share each pass over a row of K, which is read from memory
     // once per block instead of once per permutation (the gathered rows of L cannot be shared).
     static constexpr Index kBlock = 4;
+    static constexpr double kRoundEntries = 2e8;
     static constexpr double kCopyRowsAboveBytes = 8.0 * (1 << 20);
 
     void gram_cross_block(const std::int64_t* perms, Index m, double* cross, std::vector<T>& buf) const {

@@ -1204,7 +1204,7 @@ class StreamingSimilarity:
         """Per-fold moments for a cross-validated measure (or, in-sample, the moments of every row)."""
         k = bound["folds"]
         if k is None:
-            raws = [self._st().to_dict()]
+            raws = [_moments_dict(self._st())]
         elif self._fold_stream is None:
             raise ValueError(
                 f"{bound.name!r} with folds={k} needs the moments of each fold, which the accumulator does not keep: "
@@ -1410,6 +1410,20 @@ class StreamingSimilarity:
             Fewer than 2 rows seen, or a constant representation.
         """
         return self.measure("procrustes", angular=angular)
+
+
+def _moments_dict(state: Any) -> dict[str, Any]:
+    """The fields of a moments state (``n``, ``mean_x``, ``mean_y``, ``cxx``, ``cyy``, ``cxy``) of a state of either
+    kind: a QR factor state gives its means (both parts) and the blocks of RᵀR."""
+    if not isinstance(state, _core.FactorState):
+        return dict(state.to_dict())
+    raw = state.to_dict()
+    k1, k2 = int(raw["k1"]), int(raw["k2"])
+    return {"n": raw["n"],
+            "mean_x": [np.asarray(raw["mean_x"][i]) + np.asarray(raw["mean_x_lo"][i]) for i in range(k1)],
+            "mean_y": [np.asarray(raw["mean_y"][j]) + np.asarray(raw["mean_y_lo"][j]) for j in range(k2)],
+            "cxx": [np.asarray(state.cxx(i)) for i in range(k1)], "cyy": [np.asarray(state.cyy(j)) for j in range(k2)],
+            "cxy": [np.asarray(state.cxy(i, j)) for i in range(k1) for j in range(k2)]}
 
 
 def _check_stream_folds(folds: Any, kinds: frozenset[str], n: int | None, metrics: Any) -> int | None:

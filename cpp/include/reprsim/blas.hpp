@@ -1,4 +1,5 @@
-// Glue to the runtime-dispatched, threaded OpenBLAS of the scipy-openblas32 package.
+// Glue to a runtime-dispatched, threaded OpenBLAS: the linked scipy-openblas32, or numpy's own
+// OpenBLAS when it is loaded and usable (see use_library), so that numpy and reprsim share one pool.
 //
 // Why direct calls rather than EIGEN_USE_BLAS: the kernels need only a handful of products (XᵀY,
 // XᵀX as syrk, XXᵀ as syrk) and LAPACK factorisations, on strided views that Eigen's BLAS hooks
@@ -6,31 +7,44 @@
 // code path obvious. Eigen handles centring, small decompositions and bookkeeping.
 //
 // All matrices here are row-major with a leading dimension in elements.
+//
+// Threads: a call below 2e7 flops runs on the calling thread alone; a larger one on
+// min(set_num_threads's limit, the library's own setting). Products above 2e10 flops run in panels of
+// their inner dimension with an interruption check (reprsim/interrupt.hpp) between panels.
 #pragma once
 
 #include "reprsim/common.hpp"
 
+#include <string>
+
 namespace reprsim::blas {
 
-// C (m×k) = Aᵀ B, where A is (n×m) and B is (n×k), row-major.
+// C (m×k) = Aᵀ B, where A is (n×m) and B is (n×k), row-major (C += Aᵀ B when `accumulate`).
 template <class T>
-void gemm_tn(Index n, Index m, Index k, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc);
+void gemm_tn(Index n, Index m, Index k, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc,
+             bool accumulate = false);
 
-// C (m×k) = A Bᵀ, where A is (m×n) and B is (k×n), row-major.
+// C (m×k) = A Bᵀ, where A is (m×n) and B is (k×n), row-major (C += A Bᵀ when `accumulate`).
 template <class T>
-void gemm_nt(Index m, Index k, Index n, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc);
+void gemm_nt(Index m, Index k, Index n, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc,
+             bool accumulate = false);
 
 // C (m×k) = A B, where A is (m×n) and B is (n×k), row-major.
 template <class T>
 void gemm_nn(Index m, Index k, Index n, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc);
 
-// Upper triangle of C (p×p) = Aᵀ A, A (n×p) row-major. The lower triangle is left untouched.
+// Upper triangle of C (p×p) = Aᵀ A, A (n×p) row-major (+= when `accumulate`). The lower triangle is
+// left untouched.
 template <class T>
-void syrk_t(Index n, Index p, const T* a, Index lda, T* c, Index ldc);
+void syrk_t(Index n, Index p, const T* a, Index lda, T* c, Index ldc, bool accumulate = false);
 
-// Upper triangle of C (n×n) = A Aᵀ, A (n×p) row-major. The lower triangle is left untouched.
+// Upper triangle of C (n×n) = A Aᵀ, A (n×p) row-major (+= when `accumulate`). The lower triangle is
+// left untouched.
 template <class T>
-void syrk_n(Index n, Index p, const T* a, Index lda, T* c, Index ldc);
+void syrk_n(Index n, Index p, const T* a, Index lda, T* c, Index ldc, bool accumulate = false);
+
+// Column-major B (m×k) = U⁻ᵀ·B (left) or B·U⁻¹ (right), U upper triangular (ldu), in place (dtrsm).
+void trsm_upper(bool left, Index m, Index k, const double* u, Index ldu, double* b, Index ldb);
 
 // Column-major general product C (m×k) = op(A)·op(B), op transposing when the flag is set.
 void dgemm_col(bool ta, bool tb, Index m, Index k, Index inner, const double* a, Index lda, const double* b, Index ldb,
@@ -58,6 +72,10 @@ void orgqr(Index m, Index k, double* a, Index lda, const double* tau);
 // Singular values (descending) and, optionally, left/right singular vectors of a column-major
 // (m×n) matrix (LAPACK dgesdd, thin). a is overwritten. u is m×min(m,n), vt is min(m,n)×n.
 void gesdd(Index m, Index n, double* a, Index lda, double* s, double* u, double* vt, bool vectors);
+
+// Singular values only (descending) of a float32 column-major (m×n) matrix (LAPACK sgesdd); a is
+// overwritten.
+void sgesdd_values(Index m, Index n, float* a, Index lda, float* s);
 
 // Cholesky factorisation (upper, column-major, LAPACK dpotrf). Returns LAPACK's info: 0 on
 // success, i > 0 when the leading minor of order i is not positive definite.
@@ -91,9 +109,25 @@ void dgemm_col_acc(bool ta, bool tb, Index m, Index k, Index inner, double alpha
 void trmm_upper(bool left, bool trans, Index m, Index n, double alpha, const double* t, Index ldt, double* b,
                 Index ldb);
 
-// Threads of the BLAS.
+// reprsim's limit on the threads of a BLAS call (0: none, the library's own setting applies).
 void set_num_threads(int n);
+// The threads a large call uses now: min(the limit, the library's own setting).
 int get_num_threads();
+// The library's own process-wide setting (what numpy, threadpoolctl or OPENBLAS_NUM_THREADS set).
+int library_num_threads();
+
+// Switches every call to the OpenBLAS at `path`, which must already be loaded in this process (numpy's)
+// and be an ILP64 build exporting scipy_…64_ or …64_ CBLAS/LAPACKE symbols; an empty path switches back
+// to the linked scipy-openblas32. Returns false (and the reason in *why) when it cannot, leaving the
+// library in use unchanged. Call it before any computation starts (the Python package does, at import).
+bool use_library(const std::string& path, std::string* why);
+
+struct LibraryInfo {
+    bool external = false;  // true: the library at `path`; false: the linked scipy-openblas32
+    std::string path;
+    std::string config;     // openblas_get_config()
+};
+LibraryInfo library_info();
 
 // While an instance lives, every BLAS call runs on its calling thread alone: for work that is split over
 // threads of its own (see batch.hpp). Composes with the single-threaded small calls; the thread count is

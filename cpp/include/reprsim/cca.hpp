@@ -146,4 +146,20 @@ CCASummary cca_summary(const CCAFactor& fx, const CCAFactor& fy, CCAStat pwcca_s
 // The same statistic from M = Qxᵀ·Qy and the R factors of inputs of widths px and py.
 double cca_statistic_from_m(MatD m, const MatD& rx, const MatD& ry, Index px, Index py, CCAStat stat);
 
+// cca_summary from M = Qxᵀ·Qy and the R factors.
+CCASummary cca_summary_from_m(MatD m, const MatD& rx, const MatD& ry, Index px, Index py, CCAStat pwcca_stat);
+
+// One pair without factors kept: M = Qxᵀ·Qy and the R factors of the Cholesky-QR route straight from
+// the joint cross-product [Xc Yc]ᵀ[Xc Yc], centred one panel of rows at a time into a reused float64
+// buffer (no centred copy of either input), M by two triangular solves. Returns false, leaving `out`
+// unspecified, where the Cholesky route is not safe for x or y (see cholesky_factor) or a width reaches
+// n − 1; the caller then builds the factors (the Householder route, or its errors). Throws the factor
+// route's error for an input with zero variance. With keep > 0, SVCCA's reduction is applied to both.
+struct CCAPairM {
+    MatD m, rx, ry;
+    Index px = 0, py = 0;
+};
+template <class T>
+bool cca_pair_m(const View<T>& x, const View<T>& y, double keep, bool on_variance, CCAPairM& out);
+
 }  // namespace reprsim

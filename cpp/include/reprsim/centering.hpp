@@ -8,6 +8,7 @@
 #pragma once
 
 #include "reprsim/common.hpp"
+#include "reprsim/interrupt.hpp"
 
 #include <algorithm>
 #include <thread>
@@ -27,19 +28,29 @@ inline Index row_range_count(Index n, Index p, Index min_elements = Index(1) << 
     return std::min<Index>(std::max(1, blas::get_num_threads()), std::min<Index>(n, 16));
 }
 
-// Calls f(range, first_row, end_row) for each of row_range_count(n, p) contiguous ranges of [0, n),
-// each on its own thread (the first on this one).
+// Calls f(range, first_row, end_row) over [0, n) split into row_range_count(n, p, min_elements)
+// ranges, each on its own thread (the first on this one). Large inputs go through in blocks of rows,
+// each block split over the ranges, with an interruption check between blocks (a pass over gigabytes
+// takes seconds); range t always gets the t-th part of each block, in block order, so per-range partial
+// sums come out the same for the same thread count.
 template <class F>
-void for_row_ranges(Index n, Index p, F&& f) {
-    const Index ranges = row_range_count(n, p);
-    const Index step = (n + ranges - 1) / ranges;
-    std::vector<std::thread> pool;
-    for (Index t = 1; t < ranges; ++t) {
-        const Index r0 = std::min(n, t * step), r1 = std::min(n, r0 + step);
-        pool.emplace_back([&f, t, r0, r1] { f(t, r0, r1); });
+void for_row_ranges(Index n, Index p, F&& f, Index min_elements = Index(1) << 21) {
+    const Index ranges = row_range_count(n, p, min_elements);
+    constexpr Index kBlockElements = Index(1) << 24;
+    const Index block =
+        std::max<Index>(ranges, std::min<Index>(n, std::max<Index>(1, kBlockElements / std::max<Index>(p, 1))));
+    for (Index b0 = 0; b0 < n; b0 += block) {
+        if (b0 > 0) check_interrupt();
+        const Index b1 = std::min(n, b0 + block), len = b1 - b0;
+        const Index step = (len + ranges - 1) / ranges;
+        std::vector<std::thread> pool;
+        for (Index t = 1; t < ranges; ++t) {
+            const Index r0 = std::min(b1, b0 + t * step), r1 = std::min(b1, r0 + step);
+            pool.emplace_back([&f, t, r0, r1] { f(t, r0, r1); });
+        }
+        f(Index(0), b0, std::min(b1, b0 + step));
+        for (auto& th : pool) th.join();
     }
-    f(Index(0), Index(0), std::min(n, step));
-    for (auto& th : pool) th.join();
 }
 
 // One pass over v: float64 column sums, minima and maxima; throws if any column sum is not finite.
@@ -50,39 +61,41 @@ struct ColumnPass {
 template <class T>
 ColumnPass column_pass(const View<T>& v, const char* name) {
     // Partial sums (and extremes) per range, combined in range order (the same result for the same
-    // thread count).
+    // thread count). Extremes are kept in T (exact: they are input values), which halves the float32
+    // work of the pass; only the sums are float64.
     const Index ranges = row_range_count(v.n, v.p);
-    constexpr double inf = std::numeric_limits<double>::infinity();
-    std::vector<VecD> partial(ranges, VecD::Zero(v.p)), low(ranges, VecD::Constant(v.p, inf)),
-        high(ranges, VecD::Constant(v.p, -inf));
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    using VecT = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+    std::vector<VecD> partial(ranges, VecD::Zero(v.p));
+    std::vector<VecT> low(ranges, VecT::Constant(v.p, inf)), high(ranges, VecT::Constant(v.p, -inf));
     for_row_ranges(v.n, v.p, [&](Index t, Index r0, Index r1) {
         double* s = partial[t].data();
-        double* lo = low[t].data();
-        double* hi = high[t].data();
+        T* lo = low[t].data();
+        T* hi = high[t].data();
         for (Index i = r0; i < r1; ++i) {
             const T* row = v.data + i * v.row_stride;
-            if (v.col_stride == 1) {  // contiguous rows: a loop the compiler vectorises
+            if (v.col_stride == 1) {  // contiguous rows: loops the compiler vectorises
+                for (Index j = 0; j < v.p; ++j) s[j] += static_cast<double>(row[j]);
                 for (Index j = 0; j < v.p; ++j) {
-                    const double a = static_cast<double>(row[j]);
-                    s[j] += a;
+                    const T a = row[j];
                     lo[j] = a < lo[j] ? a : lo[j];
                     hi[j] = a > hi[j] ? a : hi[j];
                 }
             } else {
                 for (Index j = 0; j < v.p; ++j) {
-                    const double a = static_cast<double>(row[j * v.col_stride]);
-                    s[j] += a;
+                    const T a = row[j * v.col_stride];
+                    s[j] += static_cast<double>(a);
                     lo[j] = a < lo[j] ? a : lo[j];
                     hi[j] = a > hi[j] ? a : hi[j];
                 }
             }
         }
     });
-    ColumnPass out{partial[0], low[0], high[0]};
+    ColumnPass out{partial[0], low[0].template cast<double>(), high[0].template cast<double>()};
     for (std::size_t t = 1; t < partial.size(); ++t) {
         out.sum += partial[t];
-        out.lo = out.lo.cwiseMin(low[t]);
-        out.hi = out.hi.cwiseMax(high[t]);
+        out.lo = out.lo.cwiseMin(low[t].template cast<double>());
+        out.hi = out.hi.cwiseMax(high[t].template cast<double>());
     }
     for (Index j = 0; j < v.p; ++j) {
         if (!std::isfinite(out.sum[j])) {
@@ -187,41 +200,67 @@ ScaledMeans unscaled_column_means(const View<T>& v, const char* name) {
     return scaled_means_from_pass(column_pass(v, name), v.n, 1.0);
 }
 
+// Rows [r0, r1) of v·factor − mean (see ScaledMeans) into out (row r0 of v is row 0 of out; row-major,
+// leading dimension ld ≥ p, type T), each entry formed in float64. When sq_norms is given,
+// sq_norms[i − r0] receives the float64 squared norm of centred row i (as stored, i.e. after rounding
+// to T). Threads as for_row_ranges with min_elements.
+template <class T, class Out>
+void center_rows_into(const View<T>& v, const ScaledMeans& sm, Index r0, Index r1, Out* out, Index ld,
+                      double* sq_norms = nullptr, Index min_elements = Index(1) << 21) {
+    const double* m = sm.mean.data();
+    const double* f = sm.factor.data();
+    const Index p = v.p;
+    for_row_ranges(
+        r1 - r0, p,
+        [&](Index, Index a, Index b) {
+            for (Index k = a; k < b; ++k) {
+                const T* row = v.data + (r0 + k) * v.row_stride;
+                Out* dst = out + k * ld;
+                if (v.col_stride == 1) {
+                    for (Index j = 0; j < p; ++j) dst[j] = static_cast<Out>(static_cast<double>(row[j]) * f[j] - m[j]);
+                } else {
+                    for (Index j = 0; j < p; ++j)
+                        dst[j] = static_cast<Out>(static_cast<double>(row[j * v.col_stride]) * f[j] - m[j]);
+                }
+                if (sq_norms) {
+                    // Four independent partial sums: a dependency chain a quarter as long, without
+                    // reassociating beyond what is written here.
+                    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+                    Index j = 0;
+                    for (; j + 4 <= p; j += 4) {
+                        const double a0 = dst[j], a1 = dst[j + 1], a2 = dst[j + 2], a3 = dst[j + 3];
+                        s0 += a0 * a0;
+                        s1 += a1 * a1;
+                        s2 += a2 * a2;
+                        s3 += a3 * a3;
+                    }
+                    for (; j < p; ++j) s0 += static_cast<double>(dst[j]) * static_cast<double>(dst[j]);
+                    sq_norms[k] = (s0 + s1) + (s2 + s3);
+                }
+            }
+        },
+        min_elements);
+}
+
 // out (n×p, row-major with leading dimension ld ≥ p, type T) = v·factor − mean (see ScaledMeans), each
 // entry formed in float64. When sq_norms is given, sq_norms[i] receives the float64 squared norm of
 // centred row i (as stored, i.e. after rounding to T).
-template <class T>
-void center_into(const View<T>& v, const ScaledMeans& sm, T* out, Index ld, double* sq_norms = nullptr) {
-    const double* m = sm.mean.data();
-    const double* f = sm.factor.data();
-    for_row_ranges(v.n, v.p, [&](Index, Index r0, Index r1) {
-        for (Index i = r0; i < r1; ++i) {
-            const T* row = v.data + i * v.row_stride;
-            T* dst = out + i * ld;
-            if (v.col_stride == 1) {
-                for (Index j = 0; j < v.p; ++j) dst[j] = static_cast<T>(static_cast<double>(row[j]) * f[j] - m[j]);
-            } else {
-                for (Index j = 0; j < v.p; ++j)
-                    dst[j] = static_cast<T>(static_cast<double>(row[j * v.col_stride]) * f[j] - m[j]);
-            }
-            if (sq_norms) {
-                // Four independent partial sums: a dependency chain a quarter as long, without
-                // reassociating beyond what is written here.
-                double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-                Index j = 0;
-                for (; j + 4 <= v.p; j += 4) {
-                    const double a0 = dst[j], a1 = dst[j + 1], a2 = dst[j + 2], a3 = dst[j + 3];
-                    s0 += a0 * a0;
-                    s1 += a1 * a1;
-                    s2 += a2 * a2;
-                    s3 += a3 * a3;
-                }
-                for (; j < v.p; ++j) s0 += static_cast<double>(dst[j]) * static_cast<double>(dst[j]);
-                sq_norms[i] = (s0 + s1) + (s2 + s3);
-            }
-        }
-    });
+template <class T, class Out>
+void center_into(const View<T>& v, const ScaledMeans& sm, Out* out, Index ld, double* sq_norms = nullptr) {
+    center_rows_into(v, sm, 0, v.n, out, ld, sq_norms);
 }
+
+// Rows per panel when a product is fed by centring one panel of rows at a time into a reused buffer
+// (instead of a centred copy of the whole input): the buffer holds about 8 MB (it stays in cache while
+// the BLAS packs it, and no gigabyte-sized copy is allocated and first-touched), and a panel keeps at
+// least 512 rows so that the BLAS runs at full speed on it.
+inline Index panel_rows(Index n, Index width, std::size_t itemsize) {
+    const Index target = Index((8u << 20) / (std::max<Index>(width, 1) * Index(itemsize)));
+    return std::max<Index>(1, std::min(n, std::max<Index>(512, target)));
+}
+
+// Centring in panels needs threads from fewer elements than a whole-input pass.
+inline constexpr Index kPanelThreadElements = Index(1) << 17;
 
 // Column means, then the centred copy into out (leading dimension ld), scaled by safe_scale for the
 // product type T. Returns the scale applied. For scale-invariant statistics only.

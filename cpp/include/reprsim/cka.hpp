@@ -29,9 +29,9 @@ struct LinearFactor {
     Eigen::Matrix<T, Eigen::Dynamic, 1> packed;
     VecD d;        // squared norms of the centred rows = diagonal of the centred Gram
     double sum_d = 0.0;
-    double scale = 1.0;          // the power of two the centred entries were multiplied by
     double self_biased = 0.0;    // ‖XcᵀXc‖²_F = ⟨K, K⟩
     double self_debiased = 0.0;  // n(n−3)·HSIC₁(K, K)
+    double scale = 1.0;          // the power of two the centred entries were multiplied by (safe_scale)
 };
 
 // The cheaper form for comparing k1 representations of width up to p1 with k2 of width up to p2
@@ -51,9 +51,11 @@ struct GramWork {
     }
 };
 
+// `check`: refuse a representation whose (debiased) self term is zero or noise (CKA undefined); a
+// minibatch's terms are summed with others', so minibatch CKA builds its factors without the check.
 template <class T>
 LinearFactor<T> linear_factor(const View<T>& x, Space space, bool need_debiased, const char* name,
-                              GramWork<T>* work = nullptr);
+                              GramWork<T>* work = nullptr, bool check = true);
 
 // The scalars every CKA-type statistic of a pair is a function of (Cxx = XcᵀXc, Cxy = XcᵀYc, d_i and
 // e_i the squared norms of the centred rows): cross = ‖Cxy‖²_F = ⟨K, L⟩, sxx = ‖Cxx‖²_F = ⟨K, K⟩,
@@ -73,13 +75,15 @@ struct CKASums {
 // linear CKA: the in-memory, pairwise, streaming and device paths all reduce to these sums.
 double cka_from_sums(const CKASums& m, bool debiased, const std::string& name_x, const std::string& name_y);
 
-// One comparison in feature space: x and y are centred side by side into one (n × (p1+p2)) buffer
-// and a single syrk yields XcᵀXc, YcᵀYc and XcᵀYc (4·n·p² flops for p1 = p2 = p).
+// One comparison in feature space: x and y are centred side by side, one panel of rows at a time, into
+// a reused (rows × (p1+p2)) buffer whose syrk accumulates XcᵀXc, YcᵀYc and XcᵀYc (4·n·p² flops for
+// p1 = p2 = p; no centred copy of the inputs). Biased: tx, ty from the diagonal, no row norms.
 template <class T>
 CKASums linear_cka_sums_joint(const View<T>& x, const View<T>& y, bool debiased);
 
-// One comparison in Gram space: the two centred Grams by syrk, then ⟨K, L⟩, ⟨K, K⟩, ⟨L, L⟩ in a
-// single float64 pass over their upper triangles (2·n²·p flops for p1 = p2 = p; 2·n² entries of memory).
+// One comparison in Gram space: ⟨K, L⟩, ⟨K, K⟩, ⟨L, L⟩ over the upper triangles of the centred Grams,
+// built one tile of rows at a time and summed in float64 while in cache (2·n²·p flops for p1 = p2 = p;
+// centred copies of the inputs and two tiles of at most 16 MB, never a whole n×n Gram).
 template <class T>
 CKASums linear_cka_sums_gram(const View<T>& x, const View<T>& y, bool debiased);
 
@@ -101,7 +105,33 @@ double debiased_from_sums(double cross, double sum_de, double sum_d, double sum_
 template <class T>
 MatR<double> linear_cross_matrix(const std::vector<LinearFactor<T>>& fx, const std::vector<LinearFactor<T>>& fy);
 
+// The k1×k2 cross terms ⟨K_i, L_j⟩ of every pair in Gram space without any n×n Gram held whole: each
+// input is centred once (a copy), then for every block (r, c ≥ r) of b×b Gram entries each layer's
+// tile is one product (syrk on the diagonal blocks), and all layers' tiles together give every pair's
+// (and every self) inner product over that block as one syrk of the stacked tiles, summed in float64
+// across blocks. Cost: n²·p per layer, as for whole Grams, with O(layers·b²) scratch instead of
+// O(layers·n²) and no pass over whole Grams. With ys absent the matrix is of xs against itself. fx, fy
+// receive each layer's statistics (row norms, self terms; no features, no packed Gram) for
+// linear_cka_sums_from_cross.
+template <class T>
+MatR<double> linear_cross_matrix_gram_blocked(const std::vector<View<T>>& xs, const std::vector<View<T>>* ys,
+                                              const std::vector<std::string>& names_x,
+                                              const std::vector<std::string>& names_y, bool debiased,
+                                              std::vector<LinearFactor<T>>& fx, std::vector<LinearFactor<T>>& fy);
+
 // n(n−3)·HSIC₁(K, L) of two general (uncentred, symmetric, full) kernel matrices.
 double hsic_unbiased_gram(const MatD& k, const MatD& l);
+
+// The HSIC terms of one minibatch of every layer pair (minibatch CKA, Nguyen et al. 2021): xy (k1×k2),
+// xx (k1), yy (k2); HSIC₀ = ⟨HKH, HLH⟩/(n−1)² or, debiased, HSIC₁. The products run in T (float32 inputs:
+// float32 products of data centred in float64, summed in float64), on the cheaper of the feature and
+// Gram forms, each layer's factor built once.
+struct BatchHSIC {
+    MatD xy;
+    VecD xx, yy;
+};
+template <class T>
+BatchHSIC minibatch_hsic(const std::vector<View<T>>& xs, const std::vector<View<T>>& ys, bool debiased,
+                         const std::vector<std::string>& names_x, const std::vector<std::string>& names_y);
 
 }  // namespace reprsim
