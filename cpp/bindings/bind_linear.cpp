@@ -9,14 +9,16 @@ namespace reprsim::bind {
 namespace {
 
 using F64 = py::array_t<double, py::array::c_style | py::array::forcecast>;
+using F32 = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
-std::vector<MatD> copies(const std::vector<F64>& arrays, const char* what) {
-    std::vector<MatD> out;
+template <class T, class A>
+std::vector<MatC<T>> copies(const std::vector<A>& arrays, const char* what) {
+    std::vector<MatC<T>> out;
     out.reserve(arrays.size());
     for (std::size_t i = 0; i < arrays.size(); ++i) {
-        const F64& a = arrays[i];
+        const A& a = arrays[i];
         if (a.ndim() != 2) fail(what, "[", i, "] must be a 2-D array, got ", a.ndim(), " dimensions");
-        using RowMap = Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+        using RowMap = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
         out.emplace_back(RowMap(a.data(), a.shape(0), a.shape(1)));
         if (!out.back().allFinite()) fail(what, "[", i, "] contains NaN or Inf");
     }
@@ -29,7 +31,7 @@ void bind_linear(py::module_& m) {
     m.def(
         "nuclear_norms",
         [](const std::vector<F64>& mats, int n_threads) {
-            std::vector<MatD> work = copies(mats, "mats");
+            std::vector<MatD> work = copies<double>(mats, "mats");
             py::gil_scoped_release release;
             return nuclear_norms(work, n_threads);
         },
@@ -38,9 +40,20 @@ void bind_linear(py::module_& m) {
         "LAPACK dgesdd on one BLAS thread).");
 
     m.def(
+        "nuclear_norms_f32",
+        [](const std::vector<F32>& mats, int n_threads) {
+            std::vector<MatC<float>> work = copies<float>(mats, "mats");
+            py::gil_scoped_release release;
+            return nuclear_norms(work, n_threads);
+        },
+        py::arg("mats"), py::arg("n_threads") = 1,
+        "Sum of the singular values (in float64) of each float32 matrix, the matrices split over n_threads threads "
+        "(each LAPACK sgesdd on one BLAS thread).");
+
+    m.def(
         "symmetric_eigens",
         [](const std::vector<F64>& mats, int n_threads) {
-            std::vector<MatD> work = copies(mats, "mats");
+            std::vector<MatD> work = copies<double>(mats, "mats");
             std::vector<VecD> ws;
             {
                 py::gil_scoped_release release;

@@ -55,6 +55,19 @@ std::vector<double> nuclear_norms(std::vector<MatD>& mats, int n_threads) {
     return out;
 }
 
+std::vector<double> nuclear_norms(std::vector<MatC<float>>& mats, int n_threads) {
+    std::vector<double> out(mats.size(), 0.0);
+    for_each_index(mats.size(), n_threads, [&](std::size_t i) {
+        MatC<float>& a = mats[i];
+        const Index r = std::min(a.rows(), a.cols());
+        if (r == 0) return;
+        Eigen::VectorXf s(r);
+        blas::sgesdd_values(a.rows(), a.cols(), a.data(), a.rows(), s.data());
+        out[i] = s.cast<double>().sum();
+    });
+    return out;
+}
+
 void symmetric_eigens(std::vector<MatD>& mats, std::vector<VecD>& ws, int n_threads) {
     ws.assign(mats.size(), VecD());
     for_each_index(mats.size(), n_threads, [&](std::size_t i) {

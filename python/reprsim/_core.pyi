@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['FactorState', 'LinearCKANull', 'NumericalError', 'StreamState', 'batch_hsic', 'blas_library', 'canonical_correlations', 'cca_matrix', 'cca_route', 'cca_statistic', 'cca_summary', 'choose_null_space', 'choose_space', 'cka_from_sums', 'get_num_threads', 'interrupted_calls', 'interruptible_sleep', 'knn_lists', 'knn_measure', 'knn_permutation_null', 'knn_self_terms', 'library_num_threads', 'linear_cka_sums', 'linear_cka_sums_matrix', 'nuclear_norms', 'procrustes_chord', 'procrustes_nuclear', 'procrustes_nuclear_matrix', 'rbf_cka', 'rdm', 'rdm_compare', 'rsa', 'set_num_threads', 'squared_distances', 'symmetric_eigens', 'use_blas_library']
+__all__: list[str] = ['FactorState', 'LinearCKANull', 'NumericalError', 'StreamState', 'batch_hsic', 'blas_library', 'canonical_correlations', 'cca_matrix', 'cca_route', 'cca_statistic', 'cca_summary', 'choose_null_space', 'choose_space', 'cka_from_sums', 'get_num_threads', 'interrupted_calls', 'interruptible_sleep', 'knn_lists', 'knn_measure', 'knn_permutation_null', 'knn_self_terms', 'library_num_threads', 'linear_cka_sums', 'linear_cka_sums_matrix', 'nuclear_norms', 'nuclear_norms_f32', 'procrustes_chord', 'procrustes_nuclear', 'procrustes_nuclear_matrix', 'rbf_cka', 'rdm', 'rdm_compare', 'rsa', 'set_num_threads', 'squared_distances', 'symmetric_eigens', 'use_blas_library']
 class NumericalError(FloatingPointError):
     pass
 class LinearCKANull:
@@ -167,6 +167,10 @@ def linear_cka_sums_matrix(xs: collections.abc.Sequence[numpy.ndarray], ys: coll
 def nuclear_norms(mats: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64]], n_threads: typing.SupportsInt | typing.SupportsIndex = 1) -> list[float]:
     """
     Sum of the singular values of each float64 matrix, the matrices split over n_threads threads (each LAPACK dgesdd on one BLAS thread).
+    """
+def nuclear_norms_f32(mats: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float32]], n_threads: typing.SupportsInt | typing.SupportsIndex = 1) -> list[float]:
+    """
+    Sum of the singular values (in float64) of each float32 matrix, the matrices split over n_threads threads (each LAPACK sgesdd on one BLAS thread).
     """
 def procrustes_chord(x: numpy.ndarray, y: numpy.ndarray) -> float:
     ...

@@ -159,7 +159,8 @@ def transformed_cross(pset: PairSet, key: Any, transform: Callable[[_Side], np.n
 
     numpy input: each representation's rows are transformed once, Φ = F·T in float64, kept in the input
     dtype, and Φᵢᵀ·Φⱼ is one product per pair (float32 inputs: a float32 product of whitened rows, whose
-    rounding is relative to the whitened values, so no direction is amplified after it). Other sets
+    rounding is relative to the whitened values, so no direction is amplified after it, and its singular
+    values in float32, summed in float64). Other sets
     (streamed moments, device tensors): Tᵢᵀ·Cxy·Tⱼ from the float64 blocks. The eigendecompositions of
     every representation, and the SVDs of each row of the matrix, run side by side on the BLAS's threads
     (``reprsim.set_num_threads``), each on one thread."""
@@ -194,11 +195,15 @@ def transformed_cross(pset: PairSet, key: Any, transform: Callable[[_Side], np.n
             mats = []
             for j in cols:
                 tj = t_of("y", j)
-                mats.append(np.asarray(ti.T @ tj, dtype=np.float64) if rows else ti.T @ pset.blocks(i, j)[2] @ tj)
-            if reduce == "nuclear":
-                vals = _core.nuclear_norms([m for m in mats], threads) if mats else []
+                mats.append(ti.T @ tj if rows else ti.T @ pset.blocks(i, j)[2] @ tj)
+            if reduce == "nuclear" and mats and all(m.dtype == np.float32 for m in mats):
+                # a float32 product of float32 rows: its singular values in float32 (sgesdd) add rounding of the
+                # product's own order
+                vals = _core.nuclear_norms_f32(mats, threads)
+            elif reduce == "nuclear":
+                vals = _core.nuclear_norms([np.asarray(m, dtype=np.float64) for m in mats], threads) if mats else []
             else:
-                vals = [float(np.einsum("ij,ij->", m, m)) for m in mats]
+                vals = [float(np.einsum("ij,ij->", m, m, dtype=np.float64)) for m in mats]
             for j, v in zip(cols, vals):
                 out[i, j] = v
             for j in range(pset.k2):

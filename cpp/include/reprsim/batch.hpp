@@ -10,8 +10,11 @@
 
 namespace reprsim {
 
-// The nuclear norm (sum of singular values) of each matrix; the matrices are overwritten.
+// The nuclear norm (sum of singular values) of each matrix; the matrices are overwritten. float32
+// matrices (float32 products of float32 inputs) take LAPACK's sgesdd, float64 ones dgesdd; the sums are
+// float64 either way.
 std::vector<double> nuclear_norms(std::vector<MatD>& mats, int n_threads);
+std::vector<double> nuclear_norms(std::vector<MatC<float>>& mats, int n_threads);
 
 // Symmetric eigendecompositions (upper triangle read): eigenvalues ascending into ws, eigenvectors
 // overwrite mats (columns).
