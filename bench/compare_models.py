@@ -18,7 +18,9 @@ Candidates, each in a fresh process (peak RSS above the process's size before th
 - pytorch-cka (compute_cka) and torch-cka (CKA.compare): their minibatch estimator (debiased HSIC
   summed over minibatches) with one batch of 500, which is the full-data debiased CKA;
 - stored activations, then reprsim.pairwise (Gram route), and a numpy Gram route (each layer's
-  centred Gram once, then an inner product per pair), activations collection included.
+  centred Gram once, then an inner product per pair), activations collection included;
+- the forward passes alone and reprsim.torch.compare again with batches of 1 (the cost of an update
+  whatever its size: rows are buffered before they reach the statistics).
 A candidate that refuses (e.g. not enough memory for its statistics) or fails is recorded as such.
 Results: bench/results/compare-models-<date>-<machine>.{json,md}.
 """
@@ -206,15 +208,17 @@ def run_candidate(model: str, candidate: str, quick: bool, threads: int) -> dict
         pass
     t0 = time.perf_counter()
     value: Any = None
-    if candidate == "forward passes alone":
+    if candidate in ("forward passes alone", "forward passes alone, batches of 1"):
         with torch.no_grad():
-            for batch in m["loader"]():
+            for batch in m["loader"](1 if candidate.endswith("of 1") else BATCH):
                 m["a"](batch)
                 m["b"](batch)
-    elif candidate == "reprsim.torch.compare":
+    elif candidate in ("reprsim.torch.compare", "reprsim.torch.compare, batches of 1"):
         import reprsim.torch as rt
 
-        res = rt.compare(m["a"], m["b"], m["loader"](), m["layers"], m["layers"], metric="cka", progress=False)
+        batches = m["loader"](1 if candidate.endswith("of 1") else BATCH)
+        res = rt.compare(m["a"], m["b"], batches, m["layers"], m["layers"], metric="cka", pool="flatten",
+                         progress=False)
         value = np.asarray(res.matrix if hasattr(res, "matrix") else res.values)
     elif candidate == "pytorch-cka (one batch)":
         import cka
@@ -245,7 +249,8 @@ def run_candidate(model: str, candidate: str, quick: bool, threads: int) -> dict
 
 
 CANDIDATES = ["forward passes alone", "reprsim.torch.compare", "pytorch-cka (one batch)", "torch-cka (one batch)",
-              "stored activations + reprsim.pairwise", "stored activations + numpy Gram route"]
+              "stored activations + reprsim.pairwise", "stored activations + numpy Gram route",
+              "forward passes alone, batches of 1", "reprsim.torch.compare, batches of 1"]
 
 
 def main() -> int:
