@@ -438,9 +438,25 @@ MatR<double> linear_cross_matrix_gram_blocked(const std::vector<View<T>>& xs, co
             const double weight = c0 == r0 ? 1.0 : 2.0;
             for (Index k0 = 0; k0 < size; k0 += kChunk) {
                 const Index len = std::min(kChunk, size - k0);
-                blas::syrk_n<T>(layers, len, tiles.data() + k0, size, g.data(), layers);
-                for (Index i = 0; i < layers; ++i)
-                    for (Index j = i; j < layers; ++j) total(i, j) += weight * static_cast<double>(g(i, j));
+                if (!ys) {  // every pair of the layers: one syrk of the stacked tiles
+                    blas::syrk_n<T>(layers, len, tiles.data() + k0, size, g.data(), layers);
+                    for (Index i = 0; i < layers; ++i)
+                        for (Index j = i; j < layers; ++j) total(i, j) += weight * static_cast<double>(g(i, j));
+                    continue;
+                }
+                // xs against ys: the k1 × k2 cross products by one gemm of the x tiles against the y tiles
+                // (the x-x and y-y pairs a syrk would add are not needed), each layer's self term by a dot.
+                const T* tx = tiles.data() + k0;
+                const T* ty = tiles.data() + std::size_t(k1) * std::size_t(size) + k0;
+                blas::gemm_nt<T>(k1, k2, len, tx, size, ty, size, g.data(), k2);
+                for (Index i = 0; i < k1; ++i)
+                    for (Index j = 0; j < k2; ++j)
+                        total(i, k1 + j) += weight * static_cast<double>(g.data()[i * k2 + j]);
+                for (Index l = 0; l < layers; ++l) {
+                    const Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>> v(
+                        tiles.data() + std::size_t(l) * std::size_t(size) + k0, len);
+                    total(l, l) += weight * static_cast<double>(v.squaredNorm());
+                }
             }
         }
     }

@@ -108,8 +108,9 @@ MatR<double> linear_cross_matrix(const std::vector<LinearFactor<T>>& fx, const s
 // The k1×k2 cross terms ⟨K_i, L_j⟩ of every pair in Gram space without any n×n Gram held whole: each
 // input is centred once (a copy), then for every block (r, c ≥ r) of b×b Gram entries each layer's
 // tile is one product (syrk on the diagonal blocks), and all layers' tiles together give every pair's
-// (and every self) inner product over that block as one syrk of the stacked tiles, summed in float64
-// across blocks. Cost: n²·p per layer, as for whole Grams, with O(layers·b²) scratch instead of
+// inner product over that block: one syrk of the stacked tiles for xs against itself, one gemm of the x
+// tiles against the y tiles (and a dot per layer for the self terms) for xs against ys; summed in
+// float64 across blocks. Cost: n²·p per layer, as for whole Grams, with O(layers·b²) scratch instead of
 // O(layers·n²) and no pass over whole Grams. With ys absent the matrix is of xs against itself. fx, fy
 // receive each layer's statistics (row norms, self terms; no features, no packed Gram) for
 // linear_cka_sums_from_cross.
