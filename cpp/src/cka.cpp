@@ -455,7 +455,7 @@ MatR<double> linear_cross_matrix_gram_blocked(const std::vector<View<T>>& xs, co
                 for (Index l = 0; l < layers; ++l) {
                     const Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>> v(
                         tiles.data() + std::size_t(l) * std::size_t(size) + k0, len);
-                    total(l, l) += weight * static_cast<double>(v.squaredNorm());
+                    total(l, l) += weight * v.template cast<double>().squaredNorm();
                 }
             }
         }
