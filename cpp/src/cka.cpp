@@ -445,7 +445,7 @@ MatR<double> linear_cross_matrix_gram_blocked(const std::vector<View<T>>& xs, co
                     continue;
                 }
                 // xs against ys: the k1 × k2 cross products by one gemm of the x tiles against the y tiles
-                // (the x-x and y-y pairs a syrk would add are not needed), each layer's self term by a dot.
+                // (the x-x and y-y pairs a syrk would add are not needed), each layer's self term apart.
                 const T* tx = tiles.data() + k0;
                 const T* ty = tiles.data() + std::size_t(k1) * std::size_t(size) + k0;
                 blas::gemm_nt<T>(k1, k2, len, tx, size, ty, size, g.data(), k2);
@@ -453,9 +453,16 @@ MatR<double> linear_cross_matrix_gram_blocked(const std::vector<View<T>>& xs, co
                     for (Index j = 0; j < k2; ++j)
                         total(i, k1 + j) += weight * static_cast<double>(g.data()[i * k2 + j]);
                 for (Index l = 0; l < layers; ++l) {
-                    const Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>> v(
-                        tiles.data() + std::size_t(l) * std::size_t(size) + k0, len);
-                    total(l, l) += weight * v.template cast<double>().squaredNorm();
+                    // in pieces of 4096 entries summed in float64 (one float sum over the whole chunk loses
+                    // an order of magnitude of accuracy)
+                    const T* v = tiles.data() + std::size_t(l) * std::size_t(size) + k0;
+                    double self = 0.0;
+                    for (Index s0 = 0; s0 < len; s0 += 4096) {
+                        const Index m = std::min<Index>(4096, len - s0);
+                        self += static_cast<double>(Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(v + s0, m)
+                                                        .squaredNorm());
+                    }
+                    total(l, l) += weight * self;
                 }
             }
         }
