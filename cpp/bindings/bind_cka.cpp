@@ -81,10 +81,8 @@ void bind_cka(py::module_& m) {
             return dispatch(all, [&](auto tag) {
                 using T = decltype(tag);
                 const auto nx = names_of("xs", xs.size()), ny = names_of("ys", ys ? ys->size() : 0);
-                std::vector<View<T>> vx, vy;
-                for (std::size_t i = 0; i < xs.size(); ++i) vx.push_back(view_of<T>(xs[i], nx[i]));
-                if (ys)
-                    for (std::size_t i = 0; i < ys->size(); ++i) vy.push_back(view_of<T>((*ys)[i], ny[i]));
+                const std::vector<View<T>> vx = views_of<T>(xs, nx),
+                                           vy = ys ? views_of<T>(*ys, ny) : std::vector<View<T>>{};
                 const Index k1 = Index(xs.size()), k2 = ys ? Index(ys->size()) : k1;
                 const Space s = parse_space(space, vx[0].n, max_width(xs), ys ? max_width(*ys) : max_width(xs),
                                             sizeof(T), k1, k2);

@@ -12,13 +12,6 @@ namespace {
 
 using Names = std::vector<std::string>;
 
-template <class T>
-std::vector<View<T>> views_of(const ArrayList& arrays, const Names& names) {
-    std::vector<View<T>> out;
-    for (std::size_t i = 0; i < arrays.size(); ++i) out.push_back(view_of<T>(arrays[i], names[i]));
-    return out;
-}
-
 void check_names(const FactorState& s, const Names& nx, const Names& ny) {
     if (Index(nx.size()) != s.k1 || Index(ny.size()) != s.k2) {
         fail("expected ", s.k1, " x names and ", s.k2, " y names, got ", nx.size(), " and ", ny.size());

@@ -14,13 +14,6 @@ namespace {
 
 using Names = std::vector<std::string>;
 
-template <class T>
-std::vector<View<T>> views_of(const ArrayList& arrays, const Names& names) {
-    std::vector<View<T>> out;
-    for (std::size_t i = 0; i < arrays.size(); ++i) out.push_back(view_of<T>(arrays[i], names[i]));
-    return out;
-}
-
 void check_batch(const StreamState& s, const ArrayList& xs, const ArrayList& ys, const Names& nx, const Names& ny) {
     if (Index(xs.size()) != s.k1 || Index(ys.size()) != s.k2 || nx.size() != xs.size() || ny.size() != ys.size()) {
         fail("update expects ", s.k1, " x arrays and ", s.k2, " y arrays, got ", xs.size(), " and ", ys.size());

@@ -67,6 +67,14 @@ inline std::vector<std::string> names_of(const char* base, std::size_t k) {
     return out;
 }
 
+// A view of each array, named in errors by the matching entry of `names`.
+template <class T>
+std::vector<View<T>> views_of(const ArrayList& arrays, const std::vector<std::string>& names) {
+    std::vector<View<T>> out;
+    for (std::size_t i = 0; i < arrays.size(); ++i) out.push_back(view_of<T>(arrays[i], names[i]));
+    return out;
+}
+
 // k1×k2 matrix of pair(fx[i], fy[j]); with ys absent, the matrix of xs against itself, whose lower
 // triangle mirrors the upper one when the statistic is symmetric. Factors are built once each.
 template <class T, class Make, class Pair>
@@ -74,10 +82,7 @@ py::array_t<double> pair_matrix(const ArrayList& xs, const std::optional<ArrayLi
                                 Pair pair) {
     const auto nx = names_of("xs", xs.size());
     const auto ny = names_of("ys", ys ? ys->size() : 0);
-    std::vector<View<T>> vx, vy;
-    for (std::size_t i = 0; i < xs.size(); ++i) vx.push_back(view_of<T>(xs[i], nx[i]));
-    if (ys)
-        for (std::size_t i = 0; i < ys->size(); ++i) vy.push_back(view_of<T>((*ys)[i], ny[i]));
+    const std::vector<View<T>> vx = views_of<T>(xs, nx), vy = ys ? views_of<T>(*ys, ny) : std::vector<View<T>>{};
     const std::size_t k1 = vx.size(), k2 = ys ? vy.size() : vx.size();
     py::array_t<double> out({k1, k2});
     double* o = out.mutable_data();

@@ -292,15 +292,8 @@ bool cca_pair_m(const View<T>& x, const View<T>& y, double keep, bool on_varianc
     check_blas_dims("x", n, p);
     const ScaledMeans mx = scaled_column_means<double>(x, "x");
     const ScaledMeans my = scaled_column_means<double>(y, "y");
-    const Index rows = panel_rows(n, p, sizeof(double));
-    Buffer<double> z(std::size_t(rows) * std::size_t(p));
     MatR<double> c(p, p);
-    for (Index r0 = 0; r0 < n; r0 += rows) {
-        const Index len = std::min(rows, n - r0);
-        center_rows_into(x, mx, r0, r0 + len, z.data(), p, nullptr, kPanelThreadElements);
-        center_rows_into(y, my, r0, r0 + len, z.data() + p1, p, nullptr, kPanelThreadElements);
-        blas::syrk_t<double>(len, p, z.data(), p, c.data(), p, r0 > 0);
-    }
+    joint_centred_syrk<double>(x, mx, y, my, c.data());
     auto zero_variance = [&](Index off, Index w) {
         for (Index j = 0; j < w; ++j)
             if (c(off + j, off + j) != 0.0) return false;

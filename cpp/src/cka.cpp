@@ -202,17 +202,9 @@ PairTerms<T> pair_terms_feature(const View<T>& x, const View<T>& y, bool debiase
     const ScaledMeans my = scaled_column_means<T>(y, ny);
     t.fx.scale = mx.scale;
     t.fy.scale = my.scale;
-    const Index rows = panel_rows(n, p, sizeof(T));
-    Buffer<T> z(std::size_t(rows) * std::size_t(p));
     Buffer<T> c(std::size_t(p) * std::size_t(p));
-    for (Index r0 = 0; r0 < n; r0 += rows) {
-        const Index len = std::min(rows, n - r0);
-        center_rows_into(x, mx, r0, r0 + len, z.data(), p, debiased ? t.fx.d.data() + r0 : nullptr,
-                         kPanelThreadElements);
-        center_rows_into(y, my, r0, r0 + len, z.data() + p1, p, debiased ? t.fy.d.data() + r0 : nullptr,
-                         kPanelThreadElements);
-        blas::syrk_t<T>(len, p, z.data(), p, c.data(), p, r0 > 0);
-    }
+    joint_centred_syrk<T>(x, mx, y, my, c.data(), debiased ? t.fx.d.data() : nullptr,
+                          debiased ? t.fy.d.data() : nullptr);
     double trx = 0.0, try_ = 0.0;
     for (Index j = 0; j < p1; ++j) trx += static_cast<double>(c.data()[std::size_t(j) * std::size_t(p + 1)]);
     for (Index j = p1; j < p; ++j) try_ += static_cast<double>(c.data()[std::size_t(j) * std::size_t(p + 1)]);

@@ -7,6 +7,7 @@
 // centring pass instead of a third one.
 #pragma once
 
+#include "reprsim/blas.hpp"
 #include "reprsim/common.hpp"
 #include "reprsim/interrupt.hpp"
 
@@ -16,10 +17,6 @@
 #include <vector>
 
 namespace reprsim {
-
-namespace blas {
-int get_num_threads();
-}
 
 // How many row ranges for_row_ranges uses: up to the BLAS's thread count when there are at least
 // `min_elements` elements (n·p) to touch, else one.
@@ -261,6 +258,24 @@ inline Index panel_rows(Index n, Index width, std::size_t itemsize) {
 
 // Centring in panels needs threads from fewer elements than a whole-input pass.
 inline constexpr Index kPanelThreadElements = Index(1) << 17;
+
+// The upper triangle of [Xc Yc]ᵀ[Xc Yc] (p × p row-major, p = x.p + y.p) into c: x and y centred side by
+// side, one panel of rows at a time, into a reused buffer of type Out whose syrk accumulates into c (the
+// products in Out; no centred copy of the inputs). dx, dy (n entries each), when given, receive the squared
+// norms of the centred rows.
+template <class Out, class T>
+void joint_centred_syrk(const View<T>& x, const ScaledMeans& mx, const View<T>& y, const ScaledMeans& my, Out* c,
+                        double* dx = nullptr, double* dy = nullptr) {
+    const Index n = x.n, p1 = x.p, p = x.p + y.p;
+    const Index rows = panel_rows(n, p, sizeof(Out));
+    Buffer<Out> z(std::size_t(rows) * std::size_t(p));
+    for (Index r0 = 0; r0 < n; r0 += rows) {
+        const Index len = std::min(rows, n - r0);
+        center_rows_into(x, mx, r0, r0 + len, z.data(), p, dx ? dx + r0 : nullptr, kPanelThreadElements);
+        center_rows_into(y, my, r0, r0 + len, z.data() + p1, p, dy ? dy + r0 : nullptr, kPanelThreadElements);
+        blas::syrk_t<Out>(len, p, z.data(), p, c, p, r0 > 0);
+    }
+}
 
 // Column means, then the centred copy into out (leading dimension ld), scaled by safe_scale for the
 // product type T. Returns the scale applied. For scale-invariant statistics only.
